@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class MedcotConfig(AppConfig):
+    name = "medcot"
+    verbose_name = "MedCoT core"

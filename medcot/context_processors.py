@@ -1,0 +1,13 @@
+from django.conf import settings
+
+
+def medcot(request):
+    """What every page shows: the user's roles and whether the LLM is the simulator."""
+    from review.roles import roles_of
+
+    user = getattr(request, "user", None)
+    roles = roles_of(user) if user is not None and user.is_authenticated else frozenset()
+    return {
+        "user_roles": roles,
+        "llm_simulated": not settings.MEDCOT_LLM_BASE_URL,
+    }

@@ -1,0 +1,322 @@
+"""The core domain: projects, items, their append-only content versions and the event log.
+
+An item's status is changed only by `medcot.lifecycle.transition()`. Content is never edited in
+place: every edit is a new `ItemVersion`, and the item points at its current one.
+"""
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from medcot.lifecycle import Status
+
+OPTION_LABELS = ("A", "B", "C", "D", "E")
+
+
+class Language(models.TextChoices):
+    ZH = "zh", _("Chinese")
+    EN = "en", _("English")
+
+
+class QuestionType(models.TextChoices):
+    K = "K", _("K — best choice")
+    S = "S", _("S — best choice for a case summary")
+
+
+class CognitiveLevel(models.TextChoices):
+    UNKNOWN = "", _("Unknown")
+    RECALL = "recall", _("Recall")
+    INTERPRETATION = "interpretation", _("Interpretation")
+    PROBLEM_SOLVING = "problem_solving", _("Problem-solving")
+
+
+class Difficulty(models.TextChoices):
+    UNKNOWN = "", _("Unknown")
+    EASY = "easy", _("Easy")
+    MODERATE = "moderate", _("Moderate")
+    HARD = "hard", _("Hard")
+
+
+class ItemKind(models.TextChoices):
+    SEED = "seed", _("Seed")
+    SYNTHETIC = "synthetic", _("Synthetic")
+
+
+class RevisionStatus(models.TextChoices):
+    UNREVISED = "unrevised", _("Unrevised")
+    MODIFIED = "modified", _("Modified")
+
+
+class AuthorKind(models.TextChoices):
+    IMPORT = "import", _("Imported")
+    LLM = "llm", _("LLM")
+    HUMAN = "human", _("Human")
+    LLM_GUIDED = "llm_guided", _("LLM, guided by experts")
+
+
+class AppendOnlyError(Exception):
+    """Raised when code tries to change or delete a row of an append-only history table."""
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    def update(self, **kwargs):
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only")
+
+    def delete(self):
+        raise AppendOnlyError(f"{self.model.__name__} rows are append-only")
+
+
+class AppendOnlyModel(models.Model):
+    """History rows are written once. The guard covers the ORM paths people actually use
+    (save on an existing row, queryset update/delete, instance delete)."""
+
+    objects = AppendOnlyQuerySet.as_manager()
+
+    class Meta:
+        abstract = True
+
+    def save(self, *args, **kwargs):
+        if not self._state.adding:
+            raise AppendOnlyError(f"{type(self).__name__} rows are append-only")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise AppendOnlyError(f"{type(self).__name__} rows are append-only")
+
+
+class Project(models.Model):
+    """A curation campaign with its pipeline settings (the paper's values as defaults)."""
+
+    name = models.CharField(_("name"), max_length=200, unique=True)
+    slug = models.SlugField(_("slug"), max_length=80, unique=True)
+    description = models.TextField(_("description"), blank=True)
+    language = models.CharField(
+        _("default language"), max_length=8, choices=Language.choices, default=Language.ZH
+    )
+    expansion_factor = models.PositiveSmallIntegerField(
+        _("items per seed family, seed included"), default=10
+    )
+    reanswer_attempts = models.PositiveSmallIntegerField(_("re-answer attempts"), default=5)
+    panel_size = models.PositiveSmallIntegerField(_("experts per panel"), default=2)
+    consensus_minimum = models.PositiveSmallIntegerField(
+        _("experts needed for consensus"), default=2
+    )
+    first_pass_counts_for_consensus = models.BooleanField(
+        _("an expert's first-pass pass counts toward consensus"), default=True
+    )
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(expansion_factor__gte=1) & Q(expansion_factor__lte=100),
+                name="project_expansion_factor_1_100",
+            ),
+            models.CheckConstraint(
+                condition=Q(reanswer_attempts__gte=1) & Q(reanswer_attempts__lte=20),
+                name="project_reanswer_attempts_1_20",
+            ),
+            models.CheckConstraint(condition=Q(panel_size__gte=1), name="project_panel_size_gte_1"),
+            models.CheckConstraint(
+                condition=Q(consensus_minimum__gte=1), name="project_consensus_minimum_gte_1"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class ImportBatch(models.Model):
+    """One import of one seed file. Records the file's digest so a re-import is recognised."""
+
+    class State(models.TextChoices):
+        PENDING = "pending", _("Pending")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Imported")
+        REJECTED = "rejected", _("Rejected")
+        FAILED = "failed", _("Failed")
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="imports")
+    file_name = models.CharField(max_length=255)
+    sha256 = models.CharField(max_length=64, db_index=True)
+    size_bytes = models.BigIntegerField(default=0)
+    format = models.CharField(max_length=32)
+    options = models.JSONField(default=dict, blank=True)
+    # The upload itself, kept until it is processed so a worker in another container can read it.
+    content = models.BinaryField(null=True, blank=True, editable=False)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.PENDING)
+    records = models.PositiveIntegerField(default=0)
+    created_count = models.PositiveIntegerField(default=0)
+    unchanged_count = models.PositiveIntegerField(default=0)
+    errors = models.JSONField(default=list, blank=True)
+    error_count = models.PositiveIntegerField(default=0)
+    duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "import batches"
+
+    def __str__(self) -> str:
+        return f"{self.file_name} → {self.project}"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.state in {self.State.DONE, self.State.REJECTED, self.State.FAILED}
+
+
+class Item(models.Model):
+    """A question: a seed from an import or a synthetic sibling from expansion."""
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="items")
+    kind = models.CharField(max_length=16, choices=ItemKind.choices, default=ItemKind.SEED)
+    # The seed this item belongs to; a seed is its own family.
+    family = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="family_members"
+    )
+    external_id = models.CharField(max_length=200)
+    question_type = models.CharField(
+        max_length=1, choices=QuestionType.choices, default=QuestionType.K
+    )
+    specialty = models.CharField(max_length=100, blank=True, db_index=True)
+    cognitive_level = models.CharField(
+        max_length=20, choices=CognitiveLevel.choices, blank=True, default=""
+    )
+    difficulty = models.CharField(max_length=10, choices=Difficulty.choices, blank=True, default="")
+    language = models.CharField(max_length=8, choices=Language.choices)
+    source = models.CharField(max_length=300, blank=True)
+    status = models.CharField(max_length=20, choices=Status.choices, default=Status.IMPORTED)
+    status_changed_at = models.DateTimeField(auto_now_add=True)
+    revision_status = models.CharField(
+        max_length=16, choices=RevisionStatus.choices, default=RevisionStatus.UNREVISED
+    )
+    current_version = models.ForeignKey(
+        "ItemVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    import_batch = models.ForeignKey(
+        ImportBatch, null=True, blank=True, on_delete=models.SET_NULL, related_name="items"
+    )
+    # Why the item is in `error` or was discarded, shown next to the retry action.
+    status_reason = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["project", "external_id"], name="item_unique_external_id_per_project"
+            ),
+            models.CheckConstraint(condition=~Q(external_id=""), name="item_external_id_not_empty"),
+            models.CheckConstraint(
+                condition=Q(language__in=[c.value for c in Language]), name="item_language_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(status__in=[c.value for c in Status]), name="item_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(question_type__in=[c.value for c in QuestionType]),
+                name="item_question_type_valid",
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["project", "status"], name="item_project_status"),
+            models.Index(fields=["project", "specialty"], name="item_project_specialty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.external_id} ({self.get_status_display()})"
+
+    @property
+    def family_key(self) -> int:
+        return self.family_id or self.pk
+
+
+class ItemVersion(AppendOnlyModel):
+    """One version of an item's content. Append-only: an edit is a new row.
+
+    Options are columns, not a list, so the database itself refuses fewer than four options,
+    more than five, and a key that names no option.
+    """
+
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="versions")
+    number = models.PositiveIntegerField()
+    stem = models.TextField()
+    option_a = models.TextField()
+    option_b = models.TextField()
+    option_c = models.TextField()
+    option_d = models.TextField()
+    option_e = models.TextField(blank=True, default="")
+    answer = models.CharField(max_length=1)
+    cot = models.TextField(_("chain of thought"), blank=True)
+    reasoning = models.TextField(_("raw reasoning trace"), blank=True)
+    author_kind = models.CharField(max_length=16, choices=AuthorKind.choices)
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    reason = models.TextField(blank=True)
+    # Which prompt and model produced an LLM-authored version (free text keeps the core
+    # independent of the generation app).
+    provenance = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["item", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "number"], name="version_unique_number"),
+            models.CheckConstraint(condition=Q(number__gte=1), name="version_number_gte_1"),
+            models.CheckConstraint(condition=~Q(stem=""), name="version_stem_not_empty"),
+            models.CheckConstraint(
+                condition=~Q(option_a="") & ~Q(option_b="") & ~Q(option_c="") & ~Q(option_d=""),
+                name="version_at_least_four_options",
+            ),
+            models.CheckConstraint(
+                condition=Q(answer__in=["A", "B", "C", "D"]) | (Q(answer="E") & ~Q(option_e="")),
+                name="version_answer_is_an_option",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"v{self.number} of item {self.item_id}"
+
+    @property
+    def options(self) -> dict[str, str]:
+        values = (self.option_a, self.option_b, self.option_c, self.option_d, self.option_e)
+        return {label: text for label, text in zip(OPTION_LABELS, values, strict=True) if text}
+
+    @property
+    def answer_text(self) -> str:
+        return self.options.get(self.answer, "")
+
+
+class Event(AppendOnlyModel):
+    """The audit log: every status change and every noteworthy action, with who and why."""
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="events")
+    item = models.ForeignKey(
+        Item, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+    )
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    kind = models.CharField(max_length=40)
+    from_status = models.CharField(max_length=20, blank=True)
+    to_status = models.CharField(max_length=20, blank=True)
+    reason = models.TextField(blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["item", "created_at"], name="event_item_created")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.from_status}→{self.to_status}"

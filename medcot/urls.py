@@ -1,0 +1,24 @@
+from django.contrib import admin
+from django.contrib.auth import views as auth_views
+from django.urls import include, path
+
+from medcot import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("projects/", views.project_list, name="project_list"),
+    path("projects/new/", views.project_new, name="project_new"),
+    path("projects/<slug:slug>/", views.project_detail, name="project_detail"),
+    path("projects/<slug:slug>/items/<int:pk>/", views.item_detail, name="item_detail"),
+    path("projects/<slug:slug>/import/", views.project_import, name="project_import"),
+    path(
+        "projects/<slug:slug>/import/<int:pk>/",
+        views.import_batch_detail,
+        name="import_batch_detail",
+    ),
+    path("", include("generation.urls")),
+    path("", include("review.urls")),
+    path("django-admin/", admin.site.urls),
+]

@@ -1,0 +1,39 @@
+"""Writes for people and their roles."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from review.models import Profile
+from review.roles import role_grant
+
+
+def profile_get_or_create(*, user) -> Profile:
+    profile = Profile.objects.filter(user=user).first()
+    if profile is None:
+        profile = Profile.objects.create(user=user, pseudonym=f"x-{secrets.token_hex(6)}")
+    return profile
+
+
+def person_create(
+    *,
+    username: str,
+    password: str,
+    roles: list[str],
+    display_name: str = "",
+    email: str = "",
+    specialties: list[str] | None = None,
+):
+    User = get_user_model()
+    with transaction.atomic():
+        user = User.objects.create_user(username=username, password=password, email=email)
+        for role in roles:
+            role_grant(user=user, role=role)
+        profile = profile_get_or_create(user=user)
+        profile.display_name = display_name
+        profile.specialties = specialties or []
+        profile.save()
+    return user

@@ -1,0 +1,105 @@
+import os
+import shutil
+import socket
+
+import pytest
+from django.conf import settings
+
+from review.roles import ADMIN, EXPERT, REVIEWER
+from review.services import person_create
+
+REQUIRE_SERVICES = os.getenv("MEDCOT_REQUIRE_SERVICES") == "1"
+SHARED_DATA = settings.MEDCOT_DEMO_DATA_DIR
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def using_postgres() -> bool:
+    return settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
+
+
+def redis_url() -> str:
+    return os.getenv("MEDCOT_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `services` need PostgreSQL and Redis. Without them they skip on a laptop,
+    but CI sets MEDCOT_REQUIRE_SERVICES=1 and then a missing service fails the run instead."""
+    have = using_postgres() and _reachable("127.0.0.1", 6379)
+    have_browser = shutil.which("chromium") is not None or os.path.exists("/usr/bin/chromium")
+    for item in items:
+        if "services" in item.keywords and not have:
+            if REQUIRE_SERVICES:
+                item.add_marker(pytest.mark.usefixtures("_fail_missing_services"))
+            else:
+                item.add_marker(
+                    pytest.mark.skip(reason="needs PostgreSQL (DATABASE_URL) and Redis")
+                )
+        if "browser" in item.keywords and not have_browser:
+            if REQUIRE_SERVICES:
+                item.add_marker(pytest.mark.usefixtures("_fail_missing_browser"))
+            else:
+                item.add_marker(pytest.mark.skip(reason="needs Debian's chromium"))
+
+
+@pytest.fixture
+def _fail_missing_services():
+    pytest.fail("MEDCOT_REQUIRE_SERVICES=1 but PostgreSQL (DATABASE_URL) or Redis is missing")
+
+
+@pytest.fixture
+def _fail_missing_browser():
+    pytest.fail("MEDCOT_REQUIRE_SERVICES=1 but /usr/bin/chromium is missing")
+
+
+def _person(username: str, roles: list[str], specialties: list[str] | None = None):
+    return person_create(
+        username=username,
+        password="correct horse battery staple",
+        roles=roles,
+        display_name=username.replace("_", " ").title(),
+        specialties=specialties or [],
+    )
+
+
+@pytest.fixture
+def reviewer(db):
+    return _person("reviewer", [REVIEWER])
+
+
+@pytest.fixture
+def expert_a(db):
+    return _person("expert_a", [EXPERT], ["Cardiology"])
+
+
+@pytest.fixture
+def expert_b(db):
+    return _person("expert_b", [EXPERT], ["Cardiology", "Neurology"])
+
+
+@pytest.fixture
+def expert_c(db):
+    return _person("expert_c", [EXPERT], ["Neurology"])
+
+
+@pytest.fixture
+def admin_user(db):
+    return _person("admin", [ADMIN])
+
+
+@pytest.fixture
+def outsider(db):
+    return _person("outsider", [])
+
+
+@pytest.fixture
+def project(db):
+    from tests.factories import ProjectFactory
+
+    return ProjectFactory()

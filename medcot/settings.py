@@ -78,6 +78,7 @@ INSTALLED_APPS = [
     "medcot",
     "generation",
     "review",
+    "review.releases",
 ]
 
 MIDDLEWARE = [

@@ -74,6 +74,8 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_htmx",
     "medcot",
     "generation",
@@ -89,6 +91,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "medcot.login_throttle.LoginThrottleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -235,12 +238,46 @@ MEDCOT_DEMO_DATA_DIR = Path(
 )
 
 REST_FRAMEWORK = {
+    # Token first, so a request without credentials gets 401 with a WWW-Authenticate header.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.SessionAuthentication",
         "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "review.api.pagination.Cursor",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "review.api.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MedCoT API",
+    "DESCRIPTION": "Projects, seed imports and items of MedCoT. See docs/api.md.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "LanguageEnum": "medcot.models.Language",
+        "QuestionTypeEnum": "medcot.models.QuestionType",
+        "ItemStatusEnum": "medcot.lifecycle.Status",
+    },
+}
+
+# Login throttling: after this many failed sign-ins for one username or one address within the
+# window, further attempts are refused until the window passes.
+MEDCOT_LOGIN_FAILURE_LIMIT = env_int("MEDCOT_LOGIN_FAILURE_LIMIT", 5)
+MEDCOT_LOGIN_FAILURE_WINDOW = env_int("MEDCOT_LOGIN_FAILURE_WINDOW", 15 * 60)
+# A cache shared by every web process (Redis) makes those counts add up across processes.
+if env_str("MEDCOT_CACHE_URL"):
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": env_str("MEDCOT_CACHE_URL"),
+        }
+    }
 
 LOGGING = {
     "version": 1,

@@ -20,5 +20,6 @@ urlpatterns = [
     ),
     path("", include("generation.urls")),
     path("", include("review.urls")),
+    path("api/", include("review.api.urls")),
     path("django-admin/", admin.site.urls),
 ]

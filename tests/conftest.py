@@ -48,6 +48,14 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason="needs Debian's chromium"))
 
 
+@pytest.fixture(autouse=True)
+def _clear_cache():
+    """Login-failure counts (medcot.login_throttle) live in the cache; tests start with none."""
+    from django.core.cache import cache
+
+    cache.clear()
+
+
 @pytest.fixture
 def _fail_missing_services():
     pytest.fail("MEDCOT_REQUIRE_SERVICES=1 but PostgreSQL (DATABASE_URL) or Redis is missing")

@@ -29,6 +29,7 @@ class ItemFactory(factory.django.DjangoModelFactory):
 
     class Meta:
         model = Item
+        skip_postgeneration_save = True
 
     project = factory.SubFactory(ProjectFactory)
     external_id = factory.Sequence(lambda n: f"q-{n}")

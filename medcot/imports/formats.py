@@ -157,6 +157,8 @@ def _csv_rows(lines: list[tuple[int, str]]) -> Iterator[tuple[int, list[str]]]:
 
 def detect_format(data: bytes, file_name: str = "") -> str:
     head = data[:65536].lstrip(b"\xef\xbb\xbf").lstrip()
+    if not head:
+        raise FormatError("the file holds no records")
     if head.startswith(b"{"):
         first = head.split(b"\n", 1)[0]
         try:

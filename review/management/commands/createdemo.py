@@ -1,0 +1,105 @@
+"""Make (or refresh) the demo: a project of real English and Chinese exam questions and one
+login per role. Safe to run again: nothing is duplicated, and the logins are printed each time."""
+
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand
+
+from medcot.imports.formats import ImportOptions
+from medcot.imports.service import seed_file_import
+from medcot.models import Language, Project
+from medcot.services import project_create
+from review.roles import ADMIN, EXPERT, REVIEWER
+from review.services import person_create
+
+DEMO_SLUG = "demo"
+DEMO_PASSWORD = "medcot-demo"  # noqa: S105 — printed on purpose: demo logins for localhost
+
+DEMO_PEOPLE = [
+    ("admin", [ADMIN], "Dr. Lin (project lead)", []),
+    ("reviewer", [REVIEWER], "Dr. Patel (reviewer)", []),
+    ("reviewer2", [REVIEWER], "Dr. Okafor (reviewer)", []),
+    ("expert1", [EXPERT], "Prof. Zhang (expert)", ["Clinical knowledge", "Professional medicine"]),
+    ("expert2", [EXPERT], "Dr. García (expert)", ["Clinical knowledge", "Anatomy"]),
+    ("expert3", [EXPERT], "Dr. Chen (expert)", ["Professional medicine", "Virology"]),
+]
+
+# A few hundred questions keep the demo quick to explore; the whole sets import in seconds too
+# (pass --full).
+DEMO_FILES = [
+    ("medqa_usmle/medqa_test.jsonl", "medqa-jsonl", 120),
+    ("cmmlu_medical/test_clinical_knowledge.csv", "cmmlu-csv", 60),
+    ("cmmlu_medical/test_professional_medicine.csv", "cmmlu-csv", 60),
+    ("cmmlu_medical/test_anatomy.csv", "cmmlu-csv", 30),
+    ("cmmlu_medical/test_virology.csv", "cmmlu-csv", 30),
+]
+
+
+class Command(BaseCommand):
+    help = "Create the demo project (English and Chinese seed questions) and demo logins."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--full", action="store_true", help="import the whole files")
+        parser.add_argument("--data-dir", type=Path, default=settings.MEDCOT_DEMO_DATA_DIR)
+
+    def handle(self, *args, **opts):
+        data_dir: Path = opts["data_dir"]
+        User = get_user_model()
+        for username, roles, name, specialties in DEMO_PEOPLE:
+            if not User.objects.filter(username=username).exists():
+                person_create(
+                    username=username,
+                    password=DEMO_PASSWORD,
+                    roles=roles,
+                    display_name=name,
+                    specialties=specialties,
+                )
+        project = Project.objects.filter(slug=DEMO_SLUG).first()
+        if project is None:
+            project = project_create(
+                name="Demo: MedQA (English) + CMMLU (Chinese)",
+                slug=DEMO_SLUG,
+                language=Language.ZH,
+                description=(
+                    "Real exam questions: MedQA USMLE test split (MIT, Jin et al. 2021) and "
+                    "CMMLU medical subjects (CC BY-NC-SA 4.0, Li et al. 2023)."
+                ),
+            )
+        if not data_dir.is_dir():
+            self.stderr.write(
+                self.style.WARNING(
+                    f"Demo data folder {data_dir} not found; set MEDCOT_DEMO_DATA_DIR to the "
+                    "shared/data folder to import the demo questions."
+                )
+            )
+        else:
+            for relative, fmt, limit in DEMO_FILES:
+                path = data_dir / relative
+                if not path.exists():
+                    self.stderr.write(self.style.WARNING(f"missing {path}, skipped"))
+                    continue
+                data = path.read_bytes()
+                if not opts["full"]:
+                    data = _first_records(data, limit, header=fmt.endswith("csv"))
+                result = seed_file_import(
+                    project=project,
+                    data=data,
+                    file_name=path.name,
+                    options=ImportOptions(format=fmt, file_name=path.name),
+                )
+                if not result.ok:
+                    self.stderr.write(self.style.ERROR(f"{path.name}: {result.errors[:3]}"))
+        count = project.items.count()
+        self.stdout.write(self.style.SUCCESS(f"Demo project '{project.name}': {count} items"))
+        self.stdout.write("Demo logins (password for all: %s):" % DEMO_PASSWORD)
+        for username, roles, name, _specialties in DEMO_PEOPLE:
+            self.stdout.write(f"  {username:<10} {', '.join(roles):<9} {name}")
+
+
+def _first_records(data: bytes, limit: int, *, header: bool) -> bytes:
+    """The first `limit` records (the whole file when shorter). CMMLU rows never span lines."""
+    lines = data.split(b"\n")
+    keep = lines[: limit + (1 if header else 0)]
+    return b"\n".join(keep) + b"\n"

@@ -1,0 +1,121 @@
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.django import TestCase
+
+from medcot.lifecycle import (
+    ALLOWED,
+    INITIAL,
+    TERMINAL,
+    IllegalTransition,
+    StaleStatus,
+    Status,
+    transition,
+    transition_many,
+)
+from medcot.models import Event, Item
+from tests.factories import ItemFactory
+
+ALLOWED_PAIRS = [(src, dst) for src, targets in ALLOWED.items() for dst in sorted(targets)]
+ILLEGAL_PAIRS = [(src, dst) for src in Status for dst in Status if dst not in ALLOWED[src]]
+
+
+def test_it_gives_every_status_a_row_in_the_table():
+    assert set(ALLOWED) == set(Status)
+
+
+def test_it_lets_every_non_terminal_status_be_reached_from_an_initial_one():
+    reached = set(INITIAL)
+    frontier = list(INITIAL)
+    while frontier:
+        for target in ALLOWED[frontier.pop()]:
+            if target not in reached:
+                reached.add(target)
+                frontier.append(target)
+    assert reached == set(Status)
+    assert TERMINAL == {Status.APPROVED, Status.DISCARDED}
+
+
+@pytest.mark.parametrize(("src", "dst"), ALLOWED_PAIRS)
+def test_it_makes_every_allowed_move_and_records_it(db, admin_user, src, dst):
+    item = ItemFactory(status=src)
+    transition(item, dst, actor=admin_user, reason="because")
+    item.refresh_from_db()
+    assert item.status == dst
+    event = Event.objects.get(item=item, kind="transition")
+    assert (event.from_status, event.to_status, event.actor, event.reason) == (
+        src,
+        dst,
+        admin_user,
+        "because",
+    )
+
+
+@pytest.mark.parametrize(("src", "dst"), ILLEGAL_PAIRS)
+def test_it_refuses_every_illegal_move_and_changes_nothing(db, src, dst):
+    item = ItemFactory(status=src)
+    with pytest.raises(IllegalTransition):
+        transition(item, dst)
+    item.refresh_from_db()
+    assert item.status == src
+    assert not Event.objects.filter(item=item).exists()
+
+
+def test_it_refuses_a_move_from_a_status_the_item_has_already_left(db):
+    item = ItemFactory(status=Status.FIRST_REVIEW)
+    stale = Item.objects.get(pk=item.pk)
+    transition(item, Status.REANSWERING)
+    with pytest.raises(StaleStatus):
+        transition(stale, Status.DISCARDED, reason="too late")
+    item.refresh_from_db()
+    assert item.status == Status.REANSWERING
+    assert Event.objects.filter(item=item).count() == 1
+
+
+def test_it_keeps_the_reason_for_an_error_on_the_item(db):
+    item = ItemFactory(status=Status.GENERATING)
+    transition(item, Status.ERROR, reason="HTTP 503 after 6 tries")
+    item.refresh_from_db()
+    assert item.status_reason == "HTTP 503 after 6 tries"
+    transition(item, Status.GENERATING, reason="retry")
+    item.refresh_from_db()
+    assert item.status_reason == ""
+
+
+def test_it_moves_many_items_at_once_and_skips_those_already_moved(db, project):
+    items = [ItemFactory(project=project, status=Status.IMPORTED) for _ in range(5)]
+    transition(items[0], Status.GENERATING)
+    moved = transition_many([i.pk for i in items], Status.IMPORTED, Status.GENERATING)
+    assert sorted(moved) == sorted(i.pk for i in items[1:])
+    assert Item.objects.filter(status=Status.GENERATING).count() == 5
+    assert Event.objects.filter(kind="transition").count() == 5
+    assert transition_many([i.pk for i in items], Status.IMPORTED, Status.GENERATING) == []
+
+
+def test_it_refuses_an_illegal_bulk_move(db, project):
+    item = ItemFactory(project=project, status=Status.IMPORTED)
+    with pytest.raises(IllegalTransition):
+        transition_many([item.pk], Status.IMPORTED, Status.APPROVED)
+
+
+class TestRandomWalks(TestCase):
+    """Property: any sequence of requested moves leaves the item in a status reachable by the
+    table, with exactly one event per accepted move and none for refused ones."""
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.sampled_from(list(Status)), max_size=12))
+    def test_it_follows_only_the_table(self, targets):
+        item = ItemFactory(status=Status.IMPORTED)
+        current = Status.IMPORTED
+        accepted = 0
+        for target in targets:
+            if target in ALLOWED[current]:
+                transition(item, target)
+                current = target
+                accepted += 1
+            else:
+                with pytest.raises(IllegalTransition):
+                    transition(item, target)
+        item.refresh_from_db()
+        assert item.status == current
+        assert Event.objects.filter(item=item, kind="transition").count() == accepted

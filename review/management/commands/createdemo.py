@@ -15,6 +15,7 @@ from review.roles import ADMIN, EXPERT, REVIEWER
 from review.services import person_create
 
 DEMO_SLUG = "demo"
+BUNDLED_DATA = Path(__file__).resolve().parents[2] / "demo_data"
 DEMO_PASSWORD = "medcot-demo"  # noqa: S105 — printed on purpose: demo logins for localhost
 
 DEMO_PEOPLE = [
@@ -42,10 +43,13 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--full", action="store_true", help="import the whole files")
-        parser.add_argument("--data-dir", type=Path, default=settings.MEDCOT_DEMO_DATA_DIR)
+        parser.add_argument("--data-dir", type=Path, default=None)
 
     def handle(self, *args, **opts):
-        data_dir: Path = opts["data_dir"]
+        data_dir: Path = opts["data_dir"] or settings.MEDCOT_DEMO_DATA_DIR
+        if opts["data_dir"] is None and not data_dir.is_dir():
+            # Not beside the shared data folder: use the small sample shipped with the code.
+            data_dir = BUNDLED_DATA
         User = get_user_model()
         for username, roles, name, specialties in DEMO_PEOPLE:
             if not User.objects.filter(username=username).exists():

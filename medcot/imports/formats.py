@@ -48,6 +48,7 @@ MAPPABLE_FIELDS = (
 )
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+QUESTION_TYPES = frozenset(QuestionType.values)
 
 
 class FormatError(Exception):
@@ -198,9 +199,11 @@ def _text(value) -> str:
 def normalise_language(value: str, stem: str) -> str | None:
     value = value.strip().lower()
     if not value:
-        # No language given: Chinese if a tenth or more of the stem's characters are CJK.
-        cjk = len(CJK.findall(stem))
-        return Language.ZH if stem and cjk * 10 >= len(stem) else Language.EN
+        # No language given: Chinese if a tenth or more of the stem's characters are CJK (the
+        # first 300 characters decide; a vignette does not change language halfway).
+        head = stem[:300]
+        cjk = len(CJK.findall(head))
+        return Language.ZH if head and cjk * 10 >= len(head) else Language.EN
     if value.startswith("zh") or value in {"chinese", "中文", "cn"}:
         return Language.ZH
     if value.startswith("en") or value == "english":
@@ -279,7 +282,7 @@ def build_record(
 
     qtype = _text(raw.get("type")) or options.question_type or QuestionType.K
     qtype = qtype.upper()
-    if qtype not in QuestionType.values:
+    if qtype not in QUESTION_TYPES:
         problems.append(f"question type {qtype!r} must be K or S")
 
     level_raw = _text(raw.get("cognitive_level")).lower().replace(" ", "_")
@@ -320,8 +323,14 @@ def build_record(
 
 
 def _content_id(prefix: str, raw: dict) -> str:
-    payload = json.dumps(raw, sort_keys=True, ensure_ascii=False, default=str)
-    return f"{prefix}-{hashlib.sha256(payload.encode()).hexdigest()[:16]}"
+    """A stable id for records that carry none: a digest of the record's keys and values."""
+    digest = hashlib.sha256()
+    for key in sorted(raw, key=str):
+        value = raw[key]
+        if isinstance(value, dict):
+            value = "\x1e".join(f"{k}\x1d{v}" for k, v in sorted(value.items(), key=str))
+        digest.update(f"{key}\x1f{value}\x1e".encode())
+    return f"{prefix}-{digest.hexdigest()[:16]}"
 
 
 # ---------------------------------------------------------------- readers

@@ -1,6 +1,7 @@
 """Seed import at the paper's scale: 36,210 items into PostgreSQL.
 
-    DATABASE_URL=postgres://postgres@127.0.0.1:5432/medcot_bench .venv/bin/python bench/seed_import.py
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/medcot_bench \
+        .venv/bin/python bench/seed_import.py
 
 Builds a MedQA-style JSONL file of N distinct questions (real MedQA and CMMLU stems, varied so
 every record is unique), imports it into a fresh project through the same service the command and
@@ -93,7 +94,8 @@ def main() -> None:
     print(f"import:    {first_s:6.2f} s  ({args.items / first_s:,.0f} items/s)")
     print(f"re-import: {again_s:6.2f} s  (no-op: {again.batch.unchanged_count:,} unchanged)")
     print(f"peak RSS:  {peak_mb:6.0f} MB")
-    print(f"vs Label Studio's {LABEL_STUDIO_IMPORT_S:.0f} s: {LABEL_STUDIO_IMPORT_S / first_s:.1f}x faster")
+    ratio = LABEL_STUDIO_IMPORT_S / first_s
+    print(f"vs Label Studio's {LABEL_STUDIO_IMPORT_S:.0f} s: {ratio:.1f}x faster")
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ def test_it_lets_every_non_terminal_status_be_reached_from_an_initial_one():
                 reached.add(target)
                 frontier.append(target)
     assert reached == set(Status)
-    assert TERMINAL == {Status.APPROVED, Status.DISCARDED}
+    assert {Status.APPROVED, Status.DISCARDED} == TERMINAL
 
 
 @pytest.mark.parametrize(("src", "dst"), ALLOWED_PAIRS)

@@ -173,10 +173,11 @@ def test_it_rejects_a_file_it_cannot_recognise(project):
 
 def test_it_reads_our_csv_schema_with_five_options_and_metadata(project):
     data = (
-        "id,question,A,B,C,D,E,answer,type,specialty,cognitive_level,difficulty,language,source\n"
-        'c1,"A case, with a comma",one,two,three,four,five,E,S,Nephrology,problem_solving,hard,en,book\n'
-        "c2,Second,one,two,three,four,,a,K,Nephrology,recall,easy,en,book\n"
-    ).encode()
+        b"id,question,A,B,C,D,E,answer,type,specialty,cognitive_level,difficulty,language,source\n"
+        b'c1,"A case, with a comma",one,two,three,four,five,E,S,'
+        b"Nephrology,problem_solving,hard,en,book\n"
+        b"c2,Second,one,two,three,four,,a,K,Nephrology,recall,easy,en,book\n"
+    )
     result = run_import(project, data, "ours.csv")
     assert result.ok, result.errors
     assert result.batch.format == "medcot-csv"
@@ -223,7 +224,7 @@ def test_it_reads_medmcqa_layout(project):
 
 def test_it_reads_any_layout_with_a_mapping(project):
     data = b"qid;text;o1;o2;o3;o4;key\n"
-    data = "Q,Stem,W,X,Y,Z,Key\nk1,What?,w,x,y,z,D\n".encode()
+    data = b"Q,Stem,W,X,Y,Z,Key\nk1,What?,w,x,y,z,D\n"
     mapping = parse_mapping("id=Q,question=Stem,A=W,B=X,C=Y,D=Z,answer=Key")
     result = run_import(project, data, "other.csv", format="mapped", mapping=mapping)
     assert result.ok, result.errors

@@ -1,3 +1,21 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from generation import views
+
+urlpatterns = [
+    path("projects/<slug:slug>/runs/", views.run_list, name="generation_runs"),
+    path("projects/<slug:slug>/runs/start/", views.run_start_view, name="generation_run_start"),
+    path("projects/<slug:slug>/runs/<int:pk>/", views.run_detail, name="generation_run_detail"),
+    path(
+        "projects/<slug:slug>/runs/<int:pk>/<str:action>/",
+        views.run_control,
+        name="generation_run_control",
+    ),
+    path(
+        "projects/<slug:slug>/runs/<int:pk>/jobs/<int:job_pk>/retry/",
+        views.job_retry_view,
+        name="generation_job_retry",
+    ),
+    path("llm/", views.llm_settings, name="generation_llm"),
+    path("llm/prompts/<int:pk>/edit/", views.prompt_edit, name="generation_prompt_edit"),
+]

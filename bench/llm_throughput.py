@@ -1,0 +1,280 @@
+"""LLM throughput: the machine half of the pipeline against the simulator, end to end.
+
+PostgreSQL, Redis, real Celery worker processes on the `llm` queue (thread pool), and the
+simulated OpenAI-compatible server at mean latency L. N seeds go through CoT generation,
+expansion to families of ten and re-answering (a stand-in for the reviewers moves each
+finished family from first-pass review to re-answering at once). The profile allows C
+requests in flight. Prints calls/s, the ideal C/L and utilisation = achieved / ideal.
+
+    .venv/bin/python bench/llm_throughput.py --seeds 300 --concurrency 64 --latency 0.5
+
+It creates (and drops) its own database, `<--db>` on the PostgreSQL server of DATABASE_URL
+(default postgres://postgres@127.0.0.1:5432), and uses the Redis database of --redis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+sys.path.insert(0, str(ROOT))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def parse_args() -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seeds", type=int, default=300)
+    p.add_argument("--concurrency", "-C", type=int, default=64, help="max requests in flight")
+    p.add_argument("--latency", "-L", type=float, default=0.5, help="mean simulated latency (s)")
+    p.add_argument("--latency-dist", default="const", choices=["const", "exp", "lognormal"])
+    p.add_argument("--accuracy", type=float, default=0.7)
+    p.add_argument("--expansion", type=int, default=10)
+    p.add_argument("--workers", type=int, default=2, help="worker processes")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="threads per worker (default: enough for 1.5×C in total)",
+    )
+    p.add_argument("--db-threads", type=int, default=4, help="database threads per worker")
+    p.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
+    p.add_argument("--db", default="medcot_gen_bench")
+    p.add_argument("--redis", default="redis://127.0.0.1:6379/3")
+    p.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    p.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")
+    return p.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    threads = args.threads or math.ceil(1.5 * args.concurrency / args.workers)
+    var_dir = Path(f"/tmp/medcot-gen-bench-{os.getpid()}")
+    var_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"{args.server}/{args.db}",
+        CELERY_BROKER_URL=args.redis,
+        MEDCOT_VAR_DIR=str(var_dir),
+        MEDCOT_DB_THREADS=str(args.db_threads),
+        LOG_LEVEL="WARNING",
+        DJANGO_SETTINGS_MODULE="medcot.settings",
+        PYTHONPATH=str(ROOT),
+    )
+    os.environ.update(env)
+
+    # A fresh database and an empty queue.
+    import psycopg
+    import redis
+
+    with psycopg.connect(f"{args.server}/postgres", autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{args.db}"')
+    redis.Redis.from_url(args.redis).flushdb()
+    subprocess.run(
+        [PY, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
+
+    procs: list[subprocess.Popen] = []
+    try:
+        sim_port = free_port()
+        sim_code = (
+            "import asyncio, sys\n"
+            "from generation.simulator import SimulatorConfig, serve_forever\n"
+            f"cfg = SimulatorConfig(port={sim_port}, latency_mean={args.latency}, "
+            f"latency_dist={args.latency_dist!r}, accuracy={args.accuracy}, seed=1)\n"
+            "asyncio.run(serve_forever(cfg))\n"
+        )
+        procs.append(subprocess.Popen([PY, "-c", sim_code], cwd=ROOT, env=env))
+        for i in range(args.workers):
+            procs.append(
+                subprocess.Popen(
+                    [
+                        PY,
+                        "-m",
+                        "celery",
+                        "-A",
+                        "medcot",
+                        "worker",
+                        "-Q",
+                        "llm",
+                        "-P",
+                        "threads",
+                        "-c",
+                        str(threads),
+                        "--prefetch-multiplier",
+                        "1",
+                        "-l",
+                        "warning",
+                        "--without-gossip",
+                        "--without-mingle",
+                        "--without-heartbeat",
+                        "-n",
+                        f"gen-bench-{i}@%h",
+                    ],
+                    cwd=ROOT,
+                    env=env,
+                )
+            )
+        for _ in range(100):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{sim_port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.1)
+        return run_bench(args, threads, sim_port)
+    finally:
+        for proc in reversed(procs):
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        shutil.rmtree(var_dir, ignore_errors=True)
+        if not args.keep:
+            with psycopg.connect(f"{args.server}/postgres", autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
+
+
+def run_bench(args: argparse.Namespace, threads: int, sim_port: int) -> int:
+    import django
+
+    django.setup()
+    from django.db.models import Count, Max, Min
+
+    from generation.models import Job, LLMCall, LLMProfile, Run
+    from generation.pipeline import reanswer_enqueue
+    from generation.services import run_start
+    from medcot.imports.formats import ImportOptions
+    from medcot.imports.service import seed_file_import
+    from medcot.lifecycle import Status, transition_many
+    from medcot.models import Item
+    from medcot.services import project_create
+
+    project = project_create(name="bench", slug="bench", expansion_factor=args.expansion)
+    source = Path(os.environ.get("MEDCOT_DEMO_DATA_DIR", ROOT.parent / "shared" / "data"))
+    lines = (source / "medqa_usmle" / "medqa_test.jsonl").read_bytes().splitlines()
+    records = [lines[i % len(lines)] for i in range(args.seeds)]
+    # Repeat the file when more seeds are asked for than it holds, with fresh ids.
+    data = b"\n".join(
+        json.dumps({**json.loads(line), "id": f"bench-{n}"}).encode()
+        for n, line in enumerate(records)
+    )
+    result = seed_file_import(
+        project=project,
+        data=data,
+        file_name="bench.jsonl",
+        options=ImportOptions(format="medqa-jsonl", file_name="bench.jsonl"),
+    )
+    if not result.ok:
+        print("seed import failed:", result.errors[:3])
+        return 1
+    seeds = Item.objects.filter(project=project).count()
+    profile = LLMProfile.objects.create(
+        name="bench-sim",
+        base_url=f"http://127.0.0.1:{sim_port}/v1",
+        model="sim-bench",
+        simulated=True,
+        is_default=True,
+        max_in_flight=args.concurrency,
+        timeout_seconds=60,
+    )
+    print(
+        f"{seeds} seeds, expansion ×{args.expansion}, C={args.concurrency}, L={args.latency}s "
+        f"({args.latency_dist}), {args.workers} workers × {threads} threads, "
+        f"{args.db_threads} DB threads each"
+    )
+    started = time.time()
+    run = run_start(project=project, stage="all", profile=profile)
+    machine_done = {Status.CONSENSUS, Status.PANEL, Status.ERROR, Status.DISCARDED}
+    last_print = 0.0
+    while True:
+        # The stand-in reviewers: every family that reached first-pass review passes at once.
+        waiting = list(
+            Item.objects.filter(project=project, status=Status.FIRST_REVIEW).values_list(
+                "pk", flat=True
+            )
+        )
+        if waiting:
+            moved = transition_many(waiting, Status.FIRST_REVIEW, Status.REANSWERING)
+            reanswer_enqueue(item_ids=moved)
+        counts = dict(
+            Item.objects.filter(project=project)
+            .values_list("status")
+            .annotate(n=Count("id"))
+            .values_list("status", "n")
+        )
+        total = sum(counts.values())
+        finished = sum(n for s, n in counts.items() if s in machine_done)
+        active_jobs = Job.objects.filter(
+            run__project=project, state__in=[Job.State.QUEUED, Job.State.RUNNING]
+        ).count()
+        now = time.time()
+        if now - last_print > 2:
+            calls = LLMCall.objects.filter(profile=profile).count()
+            print(
+                f"  {now - started:6.1f}s  calls {calls:6d}  items {total:6d}  "
+                f"finished {finished:6d}  jobs in progress {active_jobs:5d}",
+                flush=True,
+            )
+            last_print = now
+        expected = seeds * args.expansion
+        if total >= seeds and finished == total and active_jobs == 0 and total >= expected * 0.9:
+            break
+        if now - started > args.timeout:
+            print("timed out")
+            return 1
+        time.sleep(0.25)
+
+    agg = LLMCall.objects.filter(profile=profile).aggregate(
+        n=Count("id"), first=Min("created_at"), last=Max("created_at")
+    )
+    by_task = dict(
+        LLMCall.objects.filter(profile=profile)
+        .values_list("task")
+        .annotate(n=Count("id"))
+        .values_list("task", "n")
+    )
+    wall = agg["last"].timestamp() - started
+    achieved = agg["n"] / wall
+    ideal = args.concurrency / args.latency
+    stats = json.loads(
+        urllib.request.urlopen(f"http://127.0.0.1:{sim_port}/sim/stats", timeout=5).read()
+    )
+    status_counts = dict(
+        Item.objects.filter(project=project)
+        .values_list("status")
+        .annotate(n=Count("id"))
+        .values_list("status", "n")
+    )
+    Run.objects.filter(pk=run.pk).update(state=Run.State.DONE)
+    print()
+    print(f"calls            {agg['n']}  {by_task}")
+    print(f"items            {status_counts}")
+    print(f"wall time        {wall:.1f} s (run start → last call)")
+    print(f"achieved         {achieved:.1f} calls/s")
+    print(f"ideal C/L        {ideal:.1f} calls/s")
+    print(f"utilisation      {achieved / ideal:.3f}")
+    print(f"simulator peak in flight {stats.get('max_in_flight')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

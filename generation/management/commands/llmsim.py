@@ -1,0 +1,101 @@
+"""`manage.py llmsim`: serve the simulated OpenAI-compatible LLM (see docs/simulator.md)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from argparse import ArgumentTypeError
+
+from django.core.management.base import BaseCommand, CommandError
+
+from generation.simulator import (
+    LATENCY_DISTRIBUTIONS,
+    REASONING_STYLES,
+    SimulatorConfig,
+    serve_forever,
+)
+
+
+def _fraction(value: str) -> float:
+    number = float(value)
+    if not 0 <= number <= 1:
+        raise ArgumentTypeError(f"{value} is not between 0 and 1")
+    return number
+
+
+def _seconds(value: str) -> float:
+    number = float(value)
+    if number < 0:
+        raise ArgumentTypeError(f"{value} is negative")
+    return number
+
+
+class Command(BaseCommand):
+    help = (
+        "Serve a SIMULATED OpenAI-compatible chat API (/v1/chat/completions, /v1/models) for "
+        "development, tests and benchmarks. It is not a language model."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
+        parser.add_argument("--latency-mean", type=_seconds, default=0.5, help="seconds")
+        parser.add_argument("--latency-dist", choices=LATENCY_DISTRIBUTIONS, default="const")
+        parser.add_argument("--accuracy", type=_fraction, default=0.7)
+        parser.add_argument("--rate-429", type=_fraction, default=0.0)
+        parser.add_argument("--rate-500", type=_fraction, default=0.0)
+        parser.add_argument("--rate-402", type=_fraction, default=0.0)
+        parser.add_argument("--rate-timeout", type=_fraction, default=0.0)
+        parser.add_argument(
+            "--timeout-hold",
+            type=_seconds,
+            default=660.0,
+            help="seconds a simulated timeout holds the connection before dropping it",
+        )
+        parser.add_argument("--rate-malformed", type=_fraction, default=0.0)
+        parser.add_argument("--retry-after", type=int, default=1, help="seconds, sent with 429")
+        parser.add_argument("--reasoning", choices=REASONING_STYLES, default="deepseek")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument("--model", default="sim-medcot", help="prefixed with sim- if not")
+        parser.add_argument("--api-key", default=None, help="require this bearer token")
+        parser.add_argument("--access-log", action="store_true")
+
+    def handle(self, *args, **opts):
+        try:
+            config = SimulatorConfig(
+                host=opts["host"],
+                port=opts["port"],
+                latency_mean=opts["latency_mean"],
+                latency_dist=opts["latency_dist"],
+                accuracy=opts["accuracy"],
+                rate_429=opts["rate_429"],
+                rate_500=opts["rate_500"],
+                rate_402=opts["rate_402"],
+                rate_timeout=opts["rate_timeout"],
+                timeout_hold=opts["timeout_hold"],
+                rate_malformed=opts["rate_malformed"],
+                retry_after=opts["retry_after"],
+                reasoning=opts["reasoning"],
+                seed=opts["seed"],
+                model=opts["model"],
+                api_key=opts["api_key"],
+                access_log=opts["access_log"],
+            )
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+
+        def ready(port: int) -> None:
+            # Tests and scripts read this line to learn the port when started with --port 0.
+            self.stdout.write(
+                f"SIMULATED LLM (not a real model) serving {config.model} on "
+                f"http://{config.host}:{port}/v1 — latency {config.latency_mean}s "
+                f"{config.latency_dist}, accuracy {config.accuracy}, reasoning {config.reasoning}, "
+                f"seed {config.seed}"
+            )
+            self.stdout.flush()
+
+        with contextlib.suppress(KeyboardInterrupt):
+            try:
+                asyncio.run(serve_forever(config, ready=ready))
+            except OSError as exc:
+                raise CommandError(f"cannot listen on {config.host}:{config.port}: {exc}") from exc

@@ -1,0 +1,96 @@
+"""Start an LLM run from the terminal, optionally watching it to the end with a progress bar.
+
+manage.py run_pipeline --project demo --stage all --wait
+"""
+
+import sys
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+
+from generation import selectors
+from generation.models import LLMProfile, Run, Stage
+from generation.services import GenerationError, run_start
+from medcot.models import Project
+
+BAR_WIDTH = 30
+
+
+def progress_line(run: Run) -> str:
+    parts = []
+    for stage in selectors.run_progress(run=run):
+        filled = int(BAR_WIDTH * stage.finished / stage.total) if stage.total else BAR_WIDTH
+        bar = "#" * filled + "-" * (BAR_WIDTH - filled)
+        parts.append(f"{stage.kind:<10} [{bar}] {stage.finished}/{stage.total}")
+        if stage.error:
+            parts[-1] += f" ({stage.error} failed)"
+    return "  ".join(parts) or "no jobs"
+
+
+class Command(BaseCommand):
+    help = "Start a batch of LLM work (cot, expand, reanswer, or all hands-off) on a project."
+
+    def add_arguments(self, parser):
+        parser.add_argument("--project", required=True, help="project slug")
+        parser.add_argument("--stage", required=True, choices=Stage.values)
+        parser.add_argument("--profile", help="LLM profile name (default: the default profile)")
+        parser.add_argument("--limit", type=int, help="at most this many items")
+        parser.add_argument(
+            "--wait", action="store_true", help="watch the run until nothing is left to do"
+        )
+        parser.add_argument("--interval", type=float, default=0.5, help="seconds between updates")
+
+    def handle(self, *args, **opts):
+        project = Project.objects.filter(slug=opts["project"]).first()
+        if project is None:
+            raise CommandError(f"No project with slug {opts['project']!r}")
+        profile = None
+        if opts["profile"]:
+            profile = LLMProfile.objects.filter(name=opts["profile"]).first()
+            if profile is None:
+                names = ", ".join(LLMProfile.objects.values_list("name", flat=True)) or "none"
+                raise CommandError(f"No LLM profile {opts['profile']!r} (profiles: {names})")
+        try:
+            run = run_start(
+                project=project, stage=opts["stage"], profile=profile, limit=opts["limit"]
+            )
+        except GenerationError as exc:
+            raise CommandError(str(exc)) from exc
+        totals = selectors.run_totals(run=run)
+        self.stdout.write(
+            f"Run #{run.pk} on {project.slug}: {totals.total} jobs, endpoint {run.profile.name}"
+            + (" (simulated)" if run.profile.simulated else "")
+        )
+        if not opts["wait"]:
+            return
+        tty = sys.stdout.isatty()
+        last = ""
+        try:
+            while True:
+                run.refresh_from_db()
+                line = progress_line(run) + f"  [{run.get_state_display()}]"
+                if tty:
+                    self.stdout.write("\r" + line, ending="")
+                    self.stdout.flush()
+                elif line != last:
+                    self.stdout.write(line)
+                last = line
+                totals = selectors.run_totals(run=run)
+                idle = totals.queued == 0 and totals.running == 0
+                if run.state in {Run.State.DONE, Run.State.CANCELLED} or (run.hands_off and idle):
+                    break
+                if run.state == Run.State.PAUSED and run.message:
+                    self.stdout.write("")
+                    raise CommandError(run.message)
+                time.sleep(opts["interval"])
+        except KeyboardInterrupt:
+            self.stdout.write("\nStopped watching; the run goes on in the workers.")
+            return
+        if tty:
+            self.stdout.write("")
+        stats = selectors.run_stats(run=run)
+        self.stdout.write(
+            f"{stats.calls} calls, {stats.prompt_tokens}+{stats.completion_tokens} tokens, "
+            f"cost {stats.cost:.4f}, latency p50/p90/p99 {stats.p50_ms}/{stats.p90_ms}/"
+            f"{stats.p99_ms} ms, {totals.error} failed"
+        )

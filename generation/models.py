@@ -1,0 +1,310 @@
+"""The LLM side: endpoint profiles, versioned prompts, batch runs and their jobs, and the
+append-only logs of every model call and every re-answer attempt.
+
+API keys are never stored here: a profile names the environment variable that holds the key.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+
+from medcot.models import AppendOnlyModel, Item, Language, Project
+
+
+class Task(models.TextChoices):
+    COT = "cot", _("Chain of thought")
+    SYNTHESIZE = "synthesize", _("Question synthesis")
+    REANSWER = "reanswer", _("Re-answer")
+    REGENERATE = "regenerate", _("Guided regeneration")
+
+
+class LLMProfile(models.Model):
+    """One OpenAI-compatible endpoint and how to call it."""
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    base_url = models.URLField(_("base URL"), max_length=500)
+    model = models.CharField(_("model"), max_length=200)
+    # Other models to rotate through on later re-answer attempts (optional).
+    alternate_models = models.JSONField(_("alternate models for re-answering"), default=list)
+    api_key_env = models.CharField(
+        _("name of the environment variable holding the API key"),
+        max_length=100,
+        blank=True,
+        help_text=_("Only the variable's name is stored; the key itself stays in the environment."),
+    )
+    max_in_flight = models.PositiveIntegerField(_("max requests in flight"), default=16)
+    timeout_seconds = models.FloatField(_("timeout per call (seconds)"), default=600.0)
+    max_retries = models.PositiveSmallIntegerField(_("retries on transient errors"), default=6)
+    temperature = models.FloatField(_("temperature"), null=True, blank=True)
+    top_p = models.FloatField(_("top p"), null=True, blank=True)
+    max_tokens = models.PositiveIntegerField(_("max output tokens"), null=True, blank=True)
+    json_mode = models.BooleanField(_("server supports response_format json_object"), default=False)
+    price_input_per_m = models.DecimalField(
+        _("price per million input tokens"), max_digits=10, decimal_places=4, default=Decimal(0)
+    )
+    price_output_per_m = models.DecimalField(
+        _("price per million output tokens"), max_digits=10, decimal_places=4, default=Decimal(0)
+    )
+    simulated = models.BooleanField(
+        _("simulated"),
+        default=False,
+        help_text=_("The built-in simulator: the client tells it the answer key in headers."),
+    )
+    is_default = models.BooleanField(_("default profile"), default=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(max_in_flight__gte=1) & Q(max_in_flight__lte=4096),
+                name="llmprofile_max_in_flight_1_4096",
+            ),
+            models.CheckConstraint(
+                condition=Q(timeout_seconds__gt=0), name="llmprofile_timeout_positive"
+            ),
+            models.UniqueConstraint(
+                fields=["is_default"], condition=Q(is_default=True), name="llmprofile_one_default"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model})"
+
+    def models_for_rotation(self) -> list[str]:
+        return [self.model, *[m for m in self.alternate_models if m and m != self.model]]
+
+
+class PromptVersion(AppendOnlyModel):
+    """One version of one prompt template. Editing a prompt appends a new version; the newest
+    version of (task, variant, language) is the one in use, and outputs record which one
+    made them."""
+
+    class Source(models.TextChoices):
+        FILE = "file", _("Default file")
+        ADMIN = "admin", _("Edited by an admin")
+
+    task = models.CharField(max_length=20, choices=Task.choices)
+    variant = models.CharField(max_length=40, default="default")
+    language = models.CharField(max_length=8, choices=Language.choices)
+    number = models.PositiveIntegerField()
+    system = models.TextField(blank=True)
+    template = models.TextField()
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.FILE)
+    # For file defaults: the digest of the file, so an edited file becomes a new version.
+    digest = models.CharField(max_length=64, blank=True)
+    note = models.CharField(max_length=300, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["task", "variant", "language", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["task", "variant", "language", "number"], name="prompt_unique_number"
+            ),
+            models.CheckConstraint(condition=Q(number__gte=1), name="prompt_number_gte_1"),
+            models.CheckConstraint(condition=~Q(template=""), name="prompt_template_not_empty"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task}/{self.variant}/{self.language} v{self.number}"
+
+    @property
+    def label(self) -> str:
+        return str(self)
+
+
+class Stage(models.TextChoices):
+    COT = "cot", _("Generate CoTs")
+    EXPAND = "expand", _("Expand seeds")
+    REANSWER = "reanswer", _("Re-answer")
+    ALL = "all", _("Whole pipeline, hands-off")
+
+
+class Run(models.Model):
+    """A batch of work on one project, with its own progress and statistics."""
+
+    class State(models.TextChoices):
+        RUNNING = "running", _("Running")
+        PAUSED = "paused", _("Paused")
+        CANCELLED = "cancelled", _("Cancelled")
+        DONE = "done", _("Finished")
+
+    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="llm_runs")
+    profile = models.ForeignKey(LLMProfile, on_delete=models.PROTECT, related_name="runs")
+    stage = models.CharField(max_length=12, choices=Stage.choices)
+    # Hands-off: each item flows on to the next machine stage as soon as its current one ends.
+    hands_off = models.BooleanField(default=False)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.RUNNING)
+    # Why the run is paused (e.g. the provider is out of balance), shown on the run page.
+    message = models.TextField(blank=True)
+    limit = models.PositiveIntegerField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["project", "state"], name="run_project_state")]
+
+    def __str__(self) -> str:
+        return f"run {self.pk} ({self.get_stage_display()})"
+
+    @property
+    def is_active(self) -> bool:
+        return self.state in {self.State.RUNNING, self.State.PAUSED}
+
+
+class Job(models.Model):
+    """One unit of a run: one stage for one item. The unit a Celery task claims and finishes."""
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("Queued")
+        RUNNING = "running", _("Running")
+        DONE = "done", _("Done")
+        ERROR = "error", _("Error")
+        CANCELLED = "cancelled", _("Cancelled")
+
+    class Kind(models.TextChoices):
+        COT = "cot", _("CoT")
+        EXPAND = "expand", _("Expansion")
+        REANSWER = "reanswer", _("Re-answer")
+        REGENERATE = "regenerate", _("Guided regeneration")
+
+    run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="jobs")
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="llm_jobs")
+    kind = models.CharField(max_length=12, choices=Kind.choices)
+    # Unique per run and stage, except guided regenerations (each request is its own job).
+    key = models.CharField(max_length=80, unique=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.QUEUED)
+    # The Celery task id that holds the claim; a redelivered message carries the same id.
+    claim = models.CharField(max_length=64, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [models.Index(fields=["run", "state"], name="job_run_state")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.pk} for item {self.item_id}"
+
+
+class LLMCall(AppendOnlyModel):
+    """One HTTP request to a model, successful or not. Append-only."""
+
+    class Outcome(models.TextChoices):
+        OK = "ok", _("OK")
+        TRANSIENT = "transient", _("Transient error")
+        FATAL = "fatal", _("Error")
+        PAYMENT = "payment", _("Out of balance")
+
+    profile = models.ForeignKey(LLMProfile, on_delete=models.PROTECT, related_name="calls")
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    item = models.ForeignKey(
+        Item, null=True, blank=True, on_delete=models.PROTECT, related_name="llm_calls"
+    )
+    task = models.CharField(max_length=20, choices=Task.choices)
+    prompt_version = models.ForeignKey(
+        PromptVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    model = models.CharField(max_length=200)
+    try_number = models.PositiveSmallIntegerField(default=1)
+    outcome = models.CharField(max_length=12, choices=Outcome.choices)
+    http_status = models.PositiveSmallIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    messages = models.JSONField(default=list)
+    reply = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True)
+    finish_reason = models.CharField(max_length=40, blank=True)
+    prompt_tokens = models.PositiveIntegerField(default=0)
+    completion_tokens = models.PositiveIntegerField(default=0)
+    cost = models.DecimalField(max_digits=14, decimal_places=8, default=Decimal(0))
+    latency_ms = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        indexes = [
+            models.Index(fields=["run", "outcome"], name="llmcall_run_outcome"),
+            models.Index(fields=["item", "task"], name="llmcall_item_task"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.task} call {self.pk} ({self.outcome})"
+
+
+class ReanswerAttempt(AppendOnlyModel):
+    """One try by the model to answer an item without its explanation. Append-only."""
+
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="reanswer_attempts")
+    number = models.PositiveSmallIntegerField()
+    variant = models.CharField(max_length=40)
+    model = models.CharField(max_length=200)
+    # The labels of the item's options in the order shown, e.g. "CADBE": the model's "A" was
+    # the item's C.
+    option_order = models.CharField(max_length=5)
+    raw_answer = models.CharField(max_length=1, blank=True)
+    answer = models.CharField(max_length=1, blank=True)
+    parsed = models.BooleanField()
+    parse_method = models.CharField(max_length=20, blank=True)
+    correct = models.BooleanField()
+    reply = models.TextField(blank=True)
+    reasoning = models.TextField(blank=True)
+    prompt_version = models.ForeignKey(
+        PromptVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    llm_call = models.ForeignKey(
+        LLMCall, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["item", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["item", "number"], name="attempt_unique_number"),
+            models.CheckConstraint(
+                condition=Q(number__gte=1) & Q(number__lte=40), name="attempt_number_1_40"
+            ),
+            # An unparseable reply is never a wrong answer, and never a right one either.
+            models.CheckConstraint(
+                condition=Q(parsed=True) | (Q(correct=False) & Q(answer="")),
+                name="attempt_unparsed_not_judged",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"attempt {self.number} on item {self.item_id}"
+
+
+class NearDuplicateBand(models.Model):
+    """Locality-sensitive hash bands of each item's question text, so a synthesized question
+    can be checked against the whole project in a few indexed lookups."""
+
+    project = models.ForeignKey(Project, on_delete=models.CASCADE, related_name="+")
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="+")
+    band = models.PositiveSmallIntegerField()
+    value = models.BigIntegerField()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["item", "band"], name="neardup_unique_item_band")
+        ]
+        indexes = [models.Index(fields=["project", "band", "value"], name="neardup_lookup")]
+
+    def __str__(self) -> str:
+        return f"band {self.band} of item {self.item_id}"

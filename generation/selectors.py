@@ -1,0 +1,160 @@
+"""Reads on the generation side."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from django.db.models import Count, Max, Min, Q, QuerySet, Sum
+
+from generation.models import Job, LLMCall, LLMProfile, PromptVersion, ReanswerAttempt, Run
+from medcot.models import Item, Project
+
+
+def reanswer_attempts_for_item(*, item: Item) -> list[ReanswerAttempt]:
+    """Every re-answer attempt on the item, first to last."""
+    return list(
+        ReanswerAttempt.objects.filter(item=item).select_related("llm_call").order_by("number")
+    )
+
+
+def runs_for_project(*, project: Project, limit: int = 50) -> QuerySet[Run]:
+    return (
+        Run.objects.filter(project=project)
+        .select_related("profile", "created_by")
+        .annotate(
+            jobs_total=Count("jobs"),
+            jobs_finished=Count(
+                "jobs", filter=Q(jobs__state__in=[Job.State.DONE, Job.State.CANCELLED])
+            ),
+            jobs_error=Count("jobs", filter=Q(jobs__state=Job.State.ERROR)),
+        )
+        .order_by("-created_at", "-id")[:limit]
+    )
+
+
+@dataclass
+class StageProgress:
+    kind: str
+    label: str
+    total: int
+    queued: int
+    running: int
+    done: int
+    error: int
+    cancelled: int
+
+    @property
+    def finished(self) -> int:
+        return self.done + self.error + self.cancelled
+
+    @property
+    def percent(self) -> int:
+        return int(100 * self.finished / self.total) if self.total else 100
+
+
+def run_progress(*, run: Run) -> list[StageProgress]:
+    rows = Job.objects.filter(run=run).values("kind", "state").annotate(n=Count("id"))
+    table: dict[str, dict[str, int]] = {}
+    for row in rows:
+        table.setdefault(row["kind"], {})[row["state"]] = row["n"]
+    stages = []
+    for kind, label in Job.Kind.choices:
+        counts = table.get(kind)
+        if not counts:
+            continue
+        stages.append(
+            StageProgress(
+                kind=kind,
+                label=str(label),
+                total=sum(counts.values()),
+                **{state: counts.get(state, 0) for state in Job.State.values},
+            )
+        )
+    return stages
+
+
+def run_totals(*, run: Run) -> StageProgress:
+    stages = run_progress(run=run)
+    return StageProgress(
+        kind="all",
+        label="",
+        total=sum(s.total for s in stages),
+        queued=sum(s.queued for s in stages),
+        running=sum(s.running for s in stages),
+        done=sum(s.done for s in stages),
+        error=sum(s.error for s in stages),
+        cancelled=sum(s.cancelled for s in stages),
+    )
+
+
+def percentile(sorted_values: list[int], p: float) -> int | None:
+    if not sorted_values:
+        return None
+    index = min(len(sorted_values) - 1, max(0, round(p / 100 * (len(sorted_values) - 1))))
+    return sorted_values[index]
+
+
+@dataclass
+class RunStats:
+    calls: int
+    ok: int
+    failed: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost: Decimal
+    p50_ms: int | None
+    p90_ms: int | None
+    p99_ms: int | None
+    calls_per_second: float | None
+
+
+def run_stats(*, run: Run) -> RunStats:
+    calls = LLMCall.objects.filter(run=run)
+    agg = calls.aggregate(
+        n=Count("id"),
+        ok=Count("id", filter=Q(outcome=LLMCall.Outcome.OK)),
+        pt=Sum("prompt_tokens"),
+        ct=Sum("completion_tokens"),
+        cost=Sum("cost"),
+        first=Min("created_at"),
+        last=Max("created_at"),
+    )
+    latencies = sorted(
+        calls.filter(outcome=LLMCall.Outcome.OK).values_list("latency_ms", flat=True)
+    )
+    rate = None
+    if agg["n"] and agg["first"] and agg["last"] and agg["last"] > agg["first"]:
+        rate = agg["n"] / (agg["last"] - agg["first"]).total_seconds()
+    return RunStats(
+        calls=agg["n"],
+        ok=agg["ok"],
+        failed=agg["n"] - agg["ok"],
+        prompt_tokens=agg["pt"] or 0,
+        completion_tokens=agg["ct"] or 0,
+        cost=agg["cost"] or Decimal(0),
+        p50_ms=percentile(latencies, 50),
+        p90_ms=percentile(latencies, 90),
+        p99_ms=percentile(latencies, 99),
+        calls_per_second=rate,
+    )
+
+
+def run_failed_jobs(*, run: Run, limit: int = 100) -> QuerySet[Job]:
+    return (
+        Job.objects.filter(run=run, state=Job.State.ERROR)
+        .select_related("item")
+        .order_by("-updated_at")[:limit]
+    )
+
+
+def profiles_list() -> QuerySet[LLMProfile]:
+    return LLMProfile.objects.annotate(call_count=Count("calls")).order_by("-is_default", "name")
+
+
+def prompt_versions_current() -> list[PromptVersion]:
+    """The newest version of every prompt that has been used or edited."""
+    newest: dict[tuple[str, str, str], PromptVersion] = {}
+    for version in PromptVersion.objects.order_by("task", "variant", "language", "-number"):
+        newest.setdefault((version.task, version.variant, version.language), version)
+    return list(newest.values())

@@ -1,0 +1,846 @@
+"""Writes on the generation side: profiles, runs and jobs, and the results of model calls.
+
+Every function here is short database work. The model calls happen in `generation.pipeline`,
+between these functions, with no database connection held.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Exists, OuterRef
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from generation import dedup
+from generation.client import ProfileSnapshot, TryRecord
+from generation.models import Job, LLMCall, LLMProfile, ReanswerAttempt, Run, Stage
+from medcot.lifecycle import StaleStatus, Status, transition, transition_many
+from medcot.models import AuthorKind, Event, Item, ItemKind, ItemVersion, Project
+from medcot.services import item_version_create
+
+log = logging.getLogger(__name__)
+
+ACTIVE_JOB_STATES = (Job.State.QUEUED, Job.State.RUNNING)
+# Unparseable replies do not count as strikes, but an item whose replies can never be parsed
+# must not loop for ever: beyond this many extra tries it goes to `error`.
+UNPARSED_ALLOWANCE = 3
+
+
+class GenerationError(Exception):
+    """A request that cannot be carried out (bad state or bad input), with a clear message."""
+
+
+# -- profiles -------------------------------------------------------------------------------
+
+
+def profile_default_get() -> LLMProfile:
+    """The default profile, created from the environment on first use: MEDCOT_LLM_BASE_URL /
+    MEDCOT_LLM_MODEL / MEDCOT_LLM_API_KEY, or the built-in simulator when no LLM is set."""
+    profile = LLMProfile.objects.filter(is_default=True).first()
+    if profile is not None:
+        return profile
+    if settings.MEDCOT_LLM_BASE_URL:
+        fields = {
+            "name": "default",
+            "base_url": settings.MEDCOT_LLM_BASE_URL,
+            "model": settings.MEDCOT_LLM_MODEL or "deepseek-reasoner",
+            "api_key_env": settings.MEDCOT_LLM_API_KEY_ENV,
+            "simulated": False,
+        }
+    else:
+        fields = {
+            "name": "simulator",
+            "base_url": settings.MEDCOT_SIMULATOR_URL,
+            "model": "sim-medcot",
+            "api_key_env": "",
+            "simulated": True,
+        }
+    fields.update(
+        max_in_flight=settings.MEDCOT_LLM_MAX_IN_FLIGHT,
+        timeout_seconds=settings.MEDCOT_LLM_TIMEOUT,
+        is_default=True,
+    )
+    try:
+        with transaction.atomic():
+            return LLMProfile.objects.create(**fields)
+    except IntegrityError:
+        return LLMProfile.objects.get(is_default=True)
+
+
+# -- runs and jobs --------------------------------------------------------------------------
+
+
+def _dispatch(job_ids: list[int]) -> None:
+    from generation.tasks import job_execute_task
+
+    for job_id in job_ids:
+        job_execute_task.delay(job_id)
+
+
+def jobs_dispatch_on_commit(job_ids: list[int]) -> None:
+    if job_ids:
+        transaction.on_commit(partial(_dispatch, list(job_ids)))
+
+
+def _has_active_job(kind: str):
+    return Exists(
+        Job.objects.filter(
+            item=OuterRef("pk"),
+            kind=kind,
+            state__in=ACTIVE_JOB_STATES,
+            run__state__in=[Run.State.RUNNING, Run.State.PAUSED],
+        )
+    )
+
+
+def eligible_items(*, project: Project, kind: str):
+    """Items a new run of this kind would work on, skipping those another active run holds."""
+    items = Item.objects.filter(project=project)
+    if kind == Job.Kind.COT:
+        items = items.filter(kind=ItemKind.SEED, status=Status.IMPORTED)
+    elif kind == Job.Kind.EXPAND:
+        items = items.filter(kind=ItemKind.SEED, status=Status.GENERATED)
+    elif kind == Job.Kind.REANSWER:
+        items = items.filter(status=Status.REANSWERING)
+    else:
+        raise GenerationError(f"Unknown job kind {kind!r}")
+    return items.exclude(_has_active_job(kind)).order_by("id")
+
+
+def _jobs_add(run: Run, kind: str, item_ids: list[int], payload: dict | None = None) -> list[int]:
+    jobs = [
+        Job(
+            run=run,
+            item_id=item_id,
+            kind=kind,
+            key=f"{run.pk}:{kind}:{item_id}",
+            payload=payload or {},
+        )
+        for item_id in item_ids
+    ]
+    Job.objects.bulk_create(jobs, batch_size=2000, ignore_conflicts=True)
+    keys = [job.key for job in jobs]
+    return list(
+        Job.objects.filter(key__in=keys, state=Job.State.QUEUED).values_list("pk", flat=True)
+    )
+
+
+def run_start(
+    *,
+    project: Project,
+    stage: str,
+    actor=None,
+    profile: LLMProfile | None = None,
+    limit: int | None = None,
+    hands_off: bool | None = None,
+) -> Run:
+    """Start a batch: one job per eligible item, dispatched to the LLM workers after commit.
+
+    `stage="all"` is hands-off: CoTs, then each seed's expansion as soon as its CoT exists,
+    and re-answering of whatever the reviewers pass on while the run is active."""
+    if stage not in Stage.values:
+        raise GenerationError(f"Unknown stage {stage!r}; choose one of {', '.join(Stage.values)}")
+    if limit is not None and limit < 1:
+        raise GenerationError(_("The limit must be a positive number of items"))
+    profile = profile or profile_default_get()
+    kinds = [Job.Kind.COT, Job.Kind.EXPAND, Job.Kind.REANSWER] if stage == Stage.ALL else [stage]
+    with transaction.atomic():
+        run = Run.objects.create(
+            project=project,
+            profile=profile,
+            stage=stage,
+            hands_off=stage == Stage.ALL if hands_off is None else hands_off,
+            limit=limit,
+            created_by=actor if actor is not None and actor.is_authenticated else None,
+        )
+        job_ids: list[int] = []
+        for kind in kinds:
+            ids = list(eligible_items(project=project, kind=kind).values_list("pk", flat=True))
+            if limit is not None:
+                ids = ids[: max(0, limit - len(job_ids))]
+            job_ids += _jobs_add(run, kind, ids)
+        Event.objects.create(
+            project=project,
+            actor=run.created_by,
+            kind="llm_run_started",
+            data={"run": run.pk, "stage": stage, "jobs": len(job_ids), "profile": profile.name},
+        )
+        if not job_ids and not run.hands_off:
+            run.state = Run.State.DONE
+            run.finished_at = timezone.now()
+            run.save(update_fields=["state", "finished_at"])
+        jobs_dispatch_on_commit(job_ids)
+    return run
+
+
+def _run_event(run: Run, kind: str, actor=None, reason: str = "") -> None:
+    Event.objects.create(
+        project_id=run.project_id,
+        actor=actor if actor is not None and actor.is_authenticated else None,
+        kind=kind,
+        reason=reason,
+        data={"run": run.pk},
+    )
+
+
+def run_pause(*, run: Run, actor=None, message: str = "") -> Run:
+    with transaction.atomic():
+        changed = Run.objects.filter(pk=run.pk, state=Run.State.RUNNING).update(
+            state=Run.State.PAUSED, message=message
+        )
+        if changed:
+            _run_event(run, "llm_run_paused", actor, message)
+    run.refresh_from_db()
+    return run
+
+
+def run_resume(*, run: Run, actor=None) -> Run:
+    with transaction.atomic():
+        changed = Run.objects.filter(pk=run.pk, state=Run.State.PAUSED).update(
+            state=Run.State.RUNNING, message=""
+        )
+        if changed:
+            _run_event(run, "llm_run_resumed", actor)
+            ids = list(
+                Job.objects.filter(run=run, state=Job.State.QUEUED).values_list("pk", flat=True)
+            )
+            jobs_dispatch_on_commit(ids)
+    run.refresh_from_db()
+    return run
+
+
+def run_cancel(*, run: Run, actor=None) -> Run:
+    """Stop a run: queued jobs are cancelled; calls already in flight finish and are kept."""
+    with transaction.atomic():
+        changed = Run.objects.filter(
+            pk=run.pk, state__in=[Run.State.RUNNING, Run.State.PAUSED]
+        ).update(state=Run.State.CANCELLED, finished_at=timezone.now())
+        if changed:
+            Job.objects.filter(run=run, state=Job.State.QUEUED).update(state=Job.State.CANCELLED)
+            _run_event(run, "llm_run_cancelled", actor)
+    run.refresh_from_db()
+    return run
+
+
+def _run_maybe_finish(run_id: int) -> None:
+    run = Run.objects.filter(pk=run_id).values("hands_off", "state").first()
+    # A hands-off run stays open for the items reviewers pass on later.
+    if run is None or run["hands_off"] or run["state"] != Run.State.RUNNING:
+        return
+    if not Job.objects.filter(run_id=run_id, state__in=ACTIVE_JOB_STATES).exists():
+        Run.objects.filter(pk=run_id, state=Run.State.RUNNING).update(
+            state=Run.State.DONE, finished_at=timezone.now()
+        )
+
+
+@dataclass
+class JobContext:
+    """Everything a job needs, read in one short transaction."""
+
+    job_id: int
+    kind: str
+    run_id: int
+    hands_off: bool
+    profile: ProfileSnapshot
+    alternate_models: list[str]
+    project_id: int
+    expansion_factor: int
+    reanswer_limit: int
+    item_id: int
+    item_status: str
+    external_id: str
+    language: str
+    specialty: str
+    question_type: str
+    stem: str
+    options: dict[str, str]
+    answer: str
+    cot: str
+    payload: dict = field(default_factory=dict)
+
+
+def job_claim(*, job_id: int, claim: str) -> JobContext | None:
+    """Claim a job for this task, or return None when there is nothing to do: the job is
+    finished, another task holds it, or its run is paused (the job stays queued) or cancelled.
+    A redelivered message carries the same task id, so it takes its own claim back."""
+    with transaction.atomic():
+        job = (
+            Job.objects.select_for_update(of=("self",))
+            .select_related("run__profile", "item__current_version", "item__project")
+            .filter(pk=job_id)
+            .first()
+        )
+        if job is None or job.state in {Job.State.DONE, Job.State.ERROR, Job.State.CANCELLED}:
+            return None
+        if job.state == Job.State.RUNNING and job.claim != claim:
+            return None
+        run = job.run
+        if run.state == Run.State.PAUSED:
+            return None
+        if run.state in {Run.State.CANCELLED, Run.State.DONE}:
+            job.state = Job.State.CANCELLED
+            job.save(update_fields=["state", "updated_at"])
+            return None
+        job.state = Job.State.RUNNING
+        job.claim = claim
+        job.save(update_fields=["state", "claim", "updated_at"])
+        item = job.item
+        version = item.current_version
+        project = item.project
+        return JobContext(
+            job_id=job.pk,
+            kind=job.kind,
+            run_id=run.pk,
+            hands_off=run.hands_off,
+            profile=ProfileSnapshot.of(run.profile),
+            alternate_models=run.profile.models_for_rotation(),
+            project_id=project.pk,
+            expansion_factor=project.expansion_factor,
+            reanswer_limit=project.reanswer_attempts,
+            item_id=item.pk,
+            item_status=item.status,
+            external_id=item.external_id,
+            language=item.language,
+            specialty=item.specialty,
+            question_type=item.question_type,
+            stem=version.stem if version else "",
+            options=version.options if version else {},
+            answer=version.answer if version else "",
+            cot=version.cot if version else "",
+            payload=job.payload,
+        )
+
+
+def job_finish(
+    *, job_id: int, state: str = Job.State.DONE, error: str = "", ctx: JobContext | None = None
+) -> None:
+    """Mark a claimed or queued job finished (a conditional UPDATE: finishing twice is a
+    no-op) and close its run when that was the last job of a run that is not hands-off."""
+    changed = Job.objects.filter(pk=job_id, state__in=ACTIVE_JOB_STATES).update(
+        state=state, error=error, updated_at=timezone.now()
+    )
+    if not changed or (ctx is not None and ctx.hands_off):
+        return
+    run_id = (
+        ctx.run_id if ctx else Job.objects.filter(pk=job_id).values_list("run_id", flat=True)[0]
+    )
+    _run_maybe_finish(run_id)
+
+
+def job_release(*, job_id: int) -> None:
+    """Give a claimed job back: its run was paused (it runs again on resume) or cancelled."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().select_related("run").get(pk=job_id)
+        if job.state != Job.State.RUNNING:
+            return
+        if job.run.state == Run.State.CANCELLED:
+            job.state = Job.State.CANCELLED
+        else:
+            job.state = Job.State.QUEUED
+            job.claim = ""
+        job.save(update_fields=["state", "claim", "updated_at"])
+        _run_maybe_finish(job.run_id)
+
+
+def run_state(*, run_id: int) -> str:
+    return Run.objects.filter(pk=run_id).values_list("state", flat=True).first() or ""
+
+
+def run_pause_for_payment(*, run_id: int, job_id: int, message: str) -> None:
+    """HTTP 402: retrying cannot help, so the whole run pauses and says why."""
+    run = Run.objects.get(pk=run_id)
+    with transaction.atomic():
+        job_release(job_id=job_id)
+        if run.state == Run.State.RUNNING:
+            run_pause(run=run, message=message)
+
+
+def job_fail(*, job_id: int, reason: str) -> None:
+    """A call failed after its retries: the job records why, and an item in a machine stage
+    moves to `error` with the reason, where the retry action picks it up."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().select_related("item").get(pk=job_id)
+        if job.state in {Job.State.DONE, Job.State.ERROR, Job.State.CANCELLED}:
+            return
+        item = job.item
+        if item.status in {Status.GENERATING, Status.REANSWERING}:
+            with contextlib.suppress(StaleStatus):
+                transition(item, Status.ERROR, reason=reason, data={"job": job.pk})
+        elif job.kind == Job.Kind.REGENERATE:
+            Event.objects.create(
+                project_id=item.project_id,
+                item=item,
+                kind="regenerate_failed",
+                reason=reason,
+                data={"job": job.pk},
+            )
+        job.state = Job.State.ERROR
+        job.error = reason
+        job.save(update_fields=["state", "error", "updated_at"])
+        _run_maybe_finish(job.run_id)
+
+
+def job_retry(*, job: Job, actor=None) -> Job:
+    """The retry action for a failed job: the item returns to the stage that failed and the
+    job is queued again (reopening its run if it had finished)."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().select_related("item", "run").get(pk=job.pk)
+        if job.state != Job.State.ERROR:
+            raise GenerationError(_("Only a job that failed can be retried"))
+        if job.run.state == Run.State.CANCELLED:
+            raise GenerationError(_("This run was cancelled; start a new run instead"))
+        item = job.item
+        if item.status == Status.ERROR:
+            back = Status.GENERATING if job.kind == Job.Kind.COT else Status.REANSWERING
+            transition(item, back, actor=actor, reason="retry after error", data={"job": job.pk})
+        job.state = Job.State.QUEUED
+        job.error = ""
+        job.claim = ""
+        job.save(update_fields=["state", "error", "claim", "updated_at"])
+        if job.run.state == Run.State.DONE:
+            Run.objects.filter(pk=job.run_id).update(state=Run.State.RUNNING, finished_at=None)
+        jobs_dispatch_on_commit([job.pk])
+    return job
+
+
+def item_retry(*, item: Item, actor=None) -> Job:
+    """The retry action for an item in `error`: retries the job that failed on it."""
+    job = (
+        Job.objects.filter(item=item, state=Job.State.ERROR)
+        .exclude(run__state=Run.State.CANCELLED)
+        .order_by("-updated_at", "-id")
+        .first()
+    )
+    if job is None:
+        raise GenerationError(_("No failed LLM job to retry for this item"))
+    return job_retry(job=job, actor=actor)
+
+
+# -- the call log ---------------------------------------------------------------------------
+
+
+@dataclass
+class CallInfo:
+    """A model call to be logged, with the context it was made in."""
+
+    record: TryRecord
+    task: str
+    messages: list[dict]
+    prompt_version_id: int | None
+
+
+def llm_call_record(*, profile: ProfileSnapshot, ctx: JobContext | None, call: CallInfo) -> LLMCall:
+    record = call.record
+    reply = record.reply
+    return LLMCall.objects.create(
+        profile_id=profile.id,
+        run_id=ctx.run_id if ctx else None,
+        job_id=ctx.job_id if ctx else None,
+        item_id=ctx.item_id if ctx else None,
+        task=call.task,
+        prompt_version_id=call.prompt_version_id,
+        model=record.model,
+        try_number=record.try_number,
+        outcome=record.outcome,
+        http_status=record.http_status,
+        error=record.error,
+        messages=call.messages,
+        reply=reply.content if reply else "",
+        reasoning=reply.reasoning if reply else "",
+        finish_reason=reply.finish_reason if reply else "",
+        prompt_tokens=reply.prompt_tokens if reply else 0,
+        completion_tokens=reply.completion_tokens if reply else 0,
+        cost=profile.cost(reply.prompt_tokens, reply.completion_tokens) if reply else 0,
+        latency_ms=record.latency_ms,
+    )
+
+
+# -- CoT ------------------------------------------------------------------------------------
+
+
+def cot_begin(*, ctx: JobContext) -> bool:
+    """Move an imported seed to `generating`. Returns False when there is nothing to do: the
+    seed already carries a CoT (it skips straight to `generated`) or it has moved on."""
+    item = Item.objects.select_related("current_version").get(pk=ctx.item_id)
+    if item.status == Status.GENERATING:
+        return True
+    if item.status != Status.IMPORTED:
+        return False
+    if item.current_version and item.current_version.cot.strip():
+        with transaction.atomic():
+            transition(item, Status.GENERATED, reason="the seed came with its CoT")
+            _after_generated(ctx, item)
+        return False
+    transition(item, Status.GENERATING, data={"job": ctx.job_id})
+    return True
+
+
+def _after_generated(ctx: JobContext, item: Item) -> None:
+    """What follows a seed's CoT: expansion (hands-off runs), or straight to first-pass review
+    when the project does not expand."""
+    if ctx.expansion_factor <= 1:
+        transition_many([item.pk], Status.GENERATED, Status.FIRST_REVIEW)
+    elif ctx.hands_off:
+        run = Run.objects.get(pk=ctx.run_id)
+        jobs_dispatch_on_commit(_jobs_add(run, Job.Kind.EXPAND, [item.pk]))
+
+
+def cot_apply(
+    *,
+    ctx: JobContext,
+    call: CallInfo,
+    cot: str,
+    reasoning: str,
+    picked: str | None,
+    parse_method: str,
+) -> bool:
+    """Store the CoT as a new version and move the seed to `generated`, in one transaction.
+    Returns False (and writes nothing) when a redelivered task finds the work already done."""
+    with transaction.atomic():
+        call_id = llm_call_record(profile=ctx.profile, ctx=ctx, call=call).pk
+        prompt_version_id = call.prompt_version_id
+        item = Item.objects.select_for_update().get(pk=ctx.item_id)
+        if item.status != Status.GENERATING:
+            return False
+        item_version_create(
+            item=item,
+            author_kind=AuthorKind.LLM,
+            reason="chain of thought generated",
+            cot=cot,
+            reasoning=reasoning,
+            provenance={
+                "task": "cot",
+                "prompt_version": prompt_version_id,
+                "llm_call": call_id,
+                "model": ctx.profile.model,
+                "profile": ctx.profile.name,
+                "picked": picked or "",
+                "parse_method": parse_method,
+                "matches_key": picked == ctx.answer if picked else None,
+                "job": ctx.job_id,
+            },
+        )
+        transition(item, Status.GENERATED, data={"job": ctx.job_id, "llm_call": call_id})
+        _after_generated(ctx, item)
+        job_finish(job_id=ctx.job_id, ctx=ctx)
+    return True
+
+
+# -- expansion ------------------------------------------------------------------------------
+
+
+def family_members(*, seed_id: int):
+    return Item.objects.filter(family_id=seed_id, kind=ItemKind.SYNTHETIC)
+
+
+def expand_plan(*, ctx: JobContext) -> int | None:
+    """How many synthesized questions the family still needs, or None when the job has
+    nothing to do. Indexes the seed for near-duplicate checks."""
+    item = Item.objects.get(pk=ctx.item_id)
+    if item.status != Status.GENERATED:
+        return None
+    dedup.index_item(
+        project_id=ctx.project_id,
+        item_id=item.pk,
+        band_values=dedup.bands(dedup.shingles(dedup.question_text(ctx.stem, ctx.options))),
+    )
+    return max(0, ctx.expansion_factor - 1 - family_members(seed_id=item.pk).count())
+
+
+def _is_near_duplicate(project_id: int, grams: set[str], band_values: list[int]) -> int | None:
+    ids = dedup.candidates(project_id=project_id, band_values=band_values)
+    if not ids:
+        return None
+    versions = ItemVersion.objects.filter(
+        pk__in=Item.objects.filter(pk__in=ids).values("current_version")
+    )
+    for version in versions:
+        other = dedup.shingles(dedup.question_text(version.stem, version.options))
+        if dedup.jaccard(grams, other) >= dedup.THRESHOLD:
+            return version.item_id
+    return None
+
+
+def family_store(
+    *,
+    ctx: JobContext,
+    questions: list[dict],
+    call: CallInfo,
+) -> tuple[int, int, str]:
+    """Create synthetic siblings from parsed questions, dropping (and logging) near-duplicates
+    and anything beyond the family's size. Returns (created, dropped, the run's state)."""
+    created = dropped = 0
+    model = call.record.model
+    prompt_version_id = call.prompt_version_id
+    with transaction.atomic():
+        call_id = llm_call_record(profile=ctx.profile, ctx=ctx, call=call).pk
+        seed = Item.objects.select_for_update().get(pk=ctx.item_id)
+        if seed.status != Status.GENERATED:
+            return 0, 0, run_state(run_id=ctx.run_id)
+        existing = family_members(seed_id=seed.pk)
+        need = ctx.expansion_factor - 1 - existing.count()
+        taken = set(existing.values_list("external_id", flat=True))
+        n = 0
+        for question in questions:
+            if created >= need:
+                break
+            grams = dedup.shingles(dedup.question_text(question["stem"], question["options"]))
+            band_values = dedup.bands(grams)
+            twin = _is_near_duplicate(ctx.project_id, grams, band_values)
+            if twin is not None:
+                dropped += 1
+                Event.objects.create(
+                    project_id=ctx.project_id,
+                    item_id=seed.pk,
+                    kind="near_duplicate_dropped",
+                    reason=f"synthesized question too similar to item {twin}",
+                    data={
+                        "similar_to": twin,
+                        "stem": question["stem"][:500],
+                        "llm_call": call_id,
+                        "job": ctx.job_id,
+                    },
+                )
+                continue
+            while True:
+                n += 1
+                external_id = f"{seed.external_id}~s{n}"
+                if external_id not in taken:
+                    break
+            taken.add(external_id)
+            sibling = Item.objects.create(
+                project_id=ctx.project_id,
+                kind=ItemKind.SYNTHETIC,
+                family=seed,
+                external_id=external_id,
+                question_type=seed.question_type,
+                specialty=seed.specialty,
+                language=seed.language,
+                source=seed.source,
+                status=Status.GENERATED,
+            )
+            Event.objects.create(
+                project_id=ctx.project_id,
+                item=sibling,
+                kind="created",
+                to_status=Status.GENERATED,
+                reason="synthesized from its seed",
+                data={"seed": seed.pk, "llm_call": call_id, "aspect": question.get("aspect", "")},
+            )
+            item_version_create(
+                item=sibling,
+                author_kind=AuthorKind.LLM,
+                reason="synthesized from the seed's explanation",
+                stem=question["stem"],
+                options=question["options"],
+                answer=question["answer"],
+                cot=question["cot"],
+                provenance={
+                    "task": "synthesize",
+                    "prompt_version": prompt_version_id,
+                    "llm_call": call_id,
+                    "model": model,
+                    "profile": ctx.profile.name,
+                    "aspect": question.get("aspect", ""),
+                    "seed": seed.pk,
+                    "job": ctx.job_id,
+                },
+            )
+            dedup.index_item(project_id=ctx.project_id, item_id=sibling.pk, band_values=band_values)
+            created += 1
+    return created, dropped, run_state(run_id=ctx.run_id)
+
+
+def family_complete(*, ctx: JobContext, short_by: int = 0, reason: str = "") -> None:
+    """The family is as complete as it will get: seed and siblings go to first-pass review."""
+    with transaction.atomic():
+        seed = Item.objects.select_for_update().get(pk=ctx.item_id)
+        if seed.status == Status.GENERATED:
+            ids = [seed.pk, *family_members(seed_id=seed.pk).values_list("pk", flat=True)]
+            transition_many(ids, Status.GENERATED, Status.FIRST_REVIEW)
+            if short_by:
+                Event.objects.create(
+                    project_id=ctx.project_id,
+                    item=seed,
+                    kind="expansion_short",
+                    reason=reason,
+                    data={"missing": short_by, "job": ctx.job_id},
+                )
+        job_finish(job_id=ctx.job_id, ctx=ctx)
+
+
+# -- re-answering ---------------------------------------------------------------------------
+
+
+@dataclass
+class AttemptSummary:
+    number: int
+    parsed: bool
+    correct: bool
+
+
+def reanswer_state(*, ctx: JobContext) -> tuple[str, list[AttemptSummary], str]:
+    """The item's status, its attempts so far and the run's state."""
+    status = Item.objects.filter(pk=ctx.item_id).values_list("status", flat=True).first() or ""
+    attempts = [
+        AttemptSummary(number=n, parsed=p, correct=c)
+        for n, p, c in ReanswerAttempt.objects.filter(item_id=ctx.item_id)
+        .order_by("number")
+        .values_list("number", "parsed", "correct")
+    ]
+    return status, attempts, run_state(run_id=ctx.run_id)
+
+
+def reanswer_attempt_store(*, ctx: JobContext, call: CallInfo, **fields) -> tuple[bool, str]:
+    """Log the call and append its attempt in one transaction. Returns (stored, run state);
+    not stored when this attempt number exists already (a redelivered task raced its twin),
+    in which case the call alone is logged and the caller re-reads the state."""
+    try:
+        with transaction.atomic():
+            row = llm_call_record(profile=ctx.profile, ctx=ctx, call=call)
+            ReanswerAttempt.objects.create(
+                item_id=ctx.item_id, run_id=ctx.run_id, llm_call=row, **fields
+            )
+            return True, run_state(run_id=ctx.run_id)
+    except IntegrityError:
+        llm_call_record(profile=ctx.profile, ctx=ctx, call=call)
+        return False, run_state(run_id=ctx.run_id)
+
+
+def reanswer_conclude(*, ctx: JobContext, to: str, reason: str, data: dict) -> None:
+    """A correct attempt sends the item to consensus; the last strike sends it to the panel.
+
+    The move and the job's end are two steps on purpose (fewer round trips on the hot path):
+    if the worker dies between them, the redelivered job finds the item moved and just
+    finishes."""
+    item = Item(pk=ctx.item_id, project_id=ctx.project_id, status=Status.REANSWERING)
+    with contextlib.suppress(StaleStatus):
+        transition(item, to, reason=reason, data={**data, "job": ctx.job_id})
+    job_finish(job_id=ctx.job_id, ctx=ctx)
+
+
+def reanswer_jobs_add(*, item_ids: list[int]) -> list[int]:
+    """Attach re-answer jobs to the project's open hands-off run (or open one)."""
+    by_project: dict[int, list[int]] = {}
+    for item_id, project_id in Item.objects.filter(
+        pk__in=item_ids, status=Status.REANSWERING
+    ).values_list("pk", "project_id"):
+        by_project.setdefault(project_id, []).append(item_id)
+    job_ids: list[int] = []
+    with transaction.atomic():
+        for project_id, ids in by_project.items():
+            run = (
+                Run.objects.select_for_update()
+                .filter(
+                    project_id=project_id,
+                    hands_off=True,
+                    state__in=[Run.State.RUNNING, Run.State.PAUSED],
+                    stage__in=[Stage.ALL, Stage.REANSWER],
+                )
+                .order_by("-created_at", "-id")
+                .first()
+            )
+            if run is None:
+                run = Run.objects.create(
+                    project_id=project_id,
+                    profile=profile_default_get(),
+                    stage=Stage.REANSWER,
+                    hands_off=True,
+                    message="",
+                )
+            busy = set(
+                Job.objects.filter(
+                    item_id__in=ids, kind=Job.Kind.REANSWER, state__in=ACTIVE_JOB_STATES
+                ).values_list("item_id", flat=True)
+            )
+            new_ids = _jobs_add(run, Job.Kind.REANSWER, [i for i in ids if i not in busy])
+            if run.state == Run.State.RUNNING:
+                job_ids += new_ids
+        jobs_dispatch_on_commit(job_ids)
+    return job_ids
+
+
+# -- guided regeneration --------------------------------------------------------------------
+
+
+def regenerate_job_create(*, item_id: int, guidance: str, actor_id: int | None) -> Job:
+    import uuid
+
+    guidance = guidance.strip()
+    if not guidance:
+        raise GenerationError(_("Guided regeneration needs the experts' comments"))
+    with transaction.atomic():
+        item = Item.objects.get(pk=item_id)
+        if item.status != Status.PANEL_REVIEW:
+            raise GenerationError(_("Only an item under panel review can be regenerated"))
+        run = (
+            Run.objects.filter(
+                project_id=item.project_id,
+                stage=Stage.REANSWER,
+                hands_off=True,
+                state=Run.State.RUNNING,
+            )
+            .order_by("-created_at", "-id")
+            .first()
+        ) or Run.objects.create(
+            project_id=item.project_id,
+            profile=profile_default_get(),
+            stage=Stage.REANSWER,
+            hands_off=True,
+        )
+        job = Job.objects.create(
+            run=run,
+            item=item,
+            kind=Job.Kind.REGENERATE,
+            key=f"regen:{uuid.uuid4().hex}",
+            payload={"guidance": guidance, "actor_id": actor_id},
+        )
+        jobs_dispatch_on_commit([job.pk])
+    return job
+
+
+def regenerate_apply(*, ctx: JobContext, call: CallInfo, cot: str, reasoning: str) -> bool:
+    model = call.record.model
+    prompt_version_id = call.prompt_version_id
+    with transaction.atomic():
+        call_id = llm_call_record(profile=ctx.profile, ctx=ctx, call=call).pk
+        job = Job.objects.select_for_update().get(pk=ctx.job_id)
+        item = Item.objects.get(pk=ctx.item_id)
+        # The version records its job, so even a job whose state was lost cannot add a second.
+        if job.state != Job.State.RUNNING or item.versions.filter(provenance__job=job.pk).exists():
+            job_finish(job_id=ctx.job_id, ctx=ctx)
+            return False
+        actor_id = ctx.payload.get("actor_id")
+        version = item_version_create(
+            item=item,
+            author_kind=AuthorKind.LLM_GUIDED,
+            reason="CoT regenerated with the panel's guidance",
+            cot=cot,
+            reasoning=reasoning,
+            marks_modified=True,
+            provenance={
+                "task": "regenerate",
+                "prompt_version": prompt_version_id,
+                "llm_call": call_id,
+                "model": model,
+                "profile": ctx.profile.name,
+                "guidance": ctx.payload.get("guidance", ""),
+                "job": ctx.job_id,
+            },
+        )
+        Event.objects.create(
+            project_id=item.project_id,
+            item=item,
+            actor_id=actor_id,
+            kind="regenerated",
+            reason=ctx.payload.get("guidance", "")[:2000],
+            data={"version": version.number, "llm_call": call_id, "job": ctx.job_id},
+        )
+        job_finish(job_id=ctx.job_id, ctx=ctx)
+    return True

@@ -1,0 +1,12 @@
+"""Celery tasks for the LLM queue. Thin: take an id, call the pipeline."""
+
+from celery import shared_task
+
+from generation.pipeline import job_execute
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, name="generation.tasks.job")
+def job_execute_task(self, job_id: int) -> str:
+    """Run one job. Idempotent: a redelivered message (same task id) takes its own claim back
+    and continues from what is already stored; any other duplicate finds the job taken."""
+    return job_execute(job_id=job_id, claim=self.request.id or f"local-{job_id}")

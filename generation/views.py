@@ -1,0 +1,168 @@
+"""Browser pages for admins: start and watch LLM runs, see endpoints and prompts."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from generation import selectors, services
+from generation.forms import PromptEditForm, RunStartForm
+from generation.models import Job, PromptVersion, Run
+from generation.prompts import PromptError, prompt_version_edit
+from medcot.models import Project
+from review.roles import ADMIN, require_role
+
+
+def _project(request: HttpRequest, slug: str) -> Project:
+    require_role(request.user, ADMIN)
+    return get_object_or_404(Project, slug=slug)
+
+
+def _run(request: HttpRequest, slug: str, pk: int) -> Run:
+    require_role(request.user, ADMIN)
+    return get_object_or_404(
+        Run.objects.select_related("project", "profile"), pk=pk, project__slug=slug
+    )
+
+
+@login_required
+def run_list(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project(request, slug)
+    services.profile_default_get()
+    form = RunStartForm(initial={"profile": services.profile_default_get()})
+    return _render_list(request, project, form)
+
+
+def _render_list(request, project, form, status=200):
+    return render(
+        request,
+        "generation/run_list.html",
+        {"project": project, "form": form, "runs": selectors.runs_for_project(project=project)},
+        status=status,
+    )
+
+
+@login_required
+@require_POST
+def run_start_view(request: HttpRequest, slug: str) -> HttpResponse:
+    project = _project(request, slug)
+    form = RunStartForm(request.POST)
+    if not form.is_valid():
+        return _render_list(request, project, form, status=400)
+    run = services.run_start(
+        project=project,
+        stage=form.cleaned_data["stage"],
+        profile=form.cleaned_data["profile"],
+        limit=form.cleaned_data["limit"],
+        actor=request.user,
+    )
+    messages.success(request, _("Run started."))
+    return redirect("generation_run_detail", slug=project.slug, pk=run.pk)
+
+
+def _detail_context(run: Run) -> dict:
+    return {
+        "run": run,
+        "project": run.project,
+        "stages": selectors.run_progress(run=run),
+        "totals": selectors.run_totals(run=run),
+        "stats": selectors.run_stats(run=run),
+        "failed": selectors.run_failed_jobs(run=run),
+    }
+
+
+@login_required
+def run_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    run = _run(request, slug, pk)
+    context = _detail_context(run)
+    if request.htmx:
+        return render(request, "generation/_run_progress.html", context)
+    return render(request, "generation/run_detail.html", context)
+
+
+CONTROLS = {
+    "pause": services.run_pause,
+    "resume": services.run_resume,
+    "cancel": services.run_cancel,
+}
+
+
+@login_required
+@require_POST
+def run_control(request: HttpRequest, slug: str, pk: int, action: str) -> HttpResponse:
+    run = _run(request, slug, pk)
+    control = CONTROLS.get(action)
+    if control is None:
+        raise Http404
+    run = control(run=run, actor=request.user)
+    if request.htmx:
+        return render(request, "generation/_run_progress.html", _detail_context(run))
+    return redirect("generation_run_detail", slug=slug, pk=pk)
+
+
+@login_required
+@require_POST
+def job_retry_view(request: HttpRequest, slug: str, pk: int, job_pk: int) -> HttpResponse:
+    run = _run(request, slug, pk)
+    job = get_object_or_404(Job, pk=job_pk, run=run)
+    try:
+        services.job_retry(job=job, actor=request.user)
+    except services.GenerationError as exc:
+        if request.htmx:
+            return HttpResponse(str(exc), status=409)
+        messages.error(request, str(exc))
+    run.refresh_from_db()
+    if request.htmx:
+        return render(request, "generation/_run_progress.html", _detail_context(run))
+    return redirect("generation_run_detail", slug=slug, pk=pk)
+
+
+@login_required
+def llm_settings(request: HttpRequest) -> HttpResponse:
+    require_role(request.user, ADMIN)
+    services.profile_default_get()
+    return render(
+        request,
+        "generation/llm_settings.html",
+        {
+            "profiles": selectors.profiles_list(),
+            "prompts": selectors.prompt_versions_current(),
+        },
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def prompt_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    require_role(request.user, ADMIN)
+    version = get_object_or_404(PromptVersion, pk=pk)
+    form = PromptEditForm(
+        request.POST or None, initial={"system": version.system, "template": version.template}
+    )
+    if request.method == "POST" and form.is_valid():
+        try:
+            new = prompt_version_edit(
+                task=version.task,
+                variant=version.variant,
+                language=version.language,
+                system=form.cleaned_data["system"],
+                template=form.cleaned_data["template"],
+                note=form.cleaned_data["note"],
+                actor=request.user,
+            )
+        except PromptError as exc:
+            form.add_error("template", str(exc))
+        else:
+            messages.success(request, _("Saved as version %(n)s.") % {"n": new.number})
+            return redirect("generation_llm")
+    history = PromptVersion.objects.filter(
+        task=version.task, variant=version.variant, language=version.language
+    ).order_by("-number")
+    return render(
+        request,
+        "generation/prompt_edit.html",
+        {"version": version, "form": form, "history": history},
+        status=400 if request.method == "POST" else 200,
+    )

@@ -1,0 +1,140 @@
+"""A real Celery worker process on Redis and PostgreSQL sees a run through, even when the
+first worker is killed in the middle of it (late acknowledgement + idempotent jobs)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from django.conf import settings
+
+from generation.models import Job, LLMCall
+from generation.pipeline import reanswer_enqueue
+from generation.services import run_start
+from medcot.celery import app as celery_app
+from medcot.lifecycle import Status, transition_many
+from medcot.models import Item, ItemKind, ItemVersion
+from tests.conftest import redis_url
+from tests.factories import ItemFactory
+from tests.generation.conftest import make_profile
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _database_url() -> str:
+    db = settings.DATABASES["default"]
+    host = db.get("HOST") or "127.0.0.1"
+    port = db.get("PORT") or 5432
+    auth = db["USER"] + (f":{db['PASSWORD']}" if db.get("PASSWORD") else "")
+    return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
+
+
+def _worker(name: str, tmp_path) -> subprocess.Popen:
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=_database_url(),
+        CELERY_BROKER_URL=redis_url(),
+        # Unacknowledged messages of a dead worker come back after this many seconds.
+        CELERY_VISIBILITY_TIMEOUT="3",
+        MEDCOT_VAR_DIR=str(tmp_path / name),
+        LOG_LEVEL=os.getenv("GEN_WORKER_LOG_LEVEL", "WARNING"),
+    )
+    argv = ["worker", "-Q", "llm", "-P", "threads", "-c", "8", "--prefetch-multiplier", "1"]
+    argv += ["-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    # Look for a dead worker's unacknowledged messages every second (kombu's default sweep
+    # runs about every 100 s), so the test need not wait that long.
+    code = (
+        "from medcot.celery import app\n"
+        "app.conf.broker_transport_options = {'visibility_timeout': 3,"
+        " 'unacked_restore_interval': 1, 'unacked_restore_throttle': 1}\n"
+        f"app.worker_main({[*argv, '-l', 'warning']!r})\n"
+    )
+    return subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
+
+
+def _drop_broker_pools() -> None:
+    # Earlier tests in this process may have made the app's connection pools with another
+    # broker URL (Celery reads its configuration lazily and then caches the pools).
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+
+
+def _wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    pytest.fail(f"timed out waiting for {what}")
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_real_worker_finishes_a_run_after_another_was_killed_mid_run(
+    project, start_simulator, settings, tmp_path
+):
+    redis.Redis.from_url(redis_url()).flushdb()
+    settings.CELERY_BROKER_URL = redis_url()
+    celery_app.conf.task_always_eager = False
+    celery_app.conf.broker_url = redis_url()
+    celery_app.conf.broker_transport_options = {"visibility_timeout": 3}
+    _drop_broker_pools()
+    sim = start_simulator(latency_mean=0.4, accuracy=0.6, seed=5)
+    make_profile(sim.base_url, max_in_flight=16, timeout_seconds=10)
+    project.expansion_factor = 3
+    project.save()
+    seeds = [ItemFactory(project=project) for _ in range(8)]
+
+    first = _worker("gen-first", tmp_path)
+    second = None
+    try:
+        run_start(project=project, stage="all")
+        _wait_for(lambda: LLMCall.objects.count() >= 4, 120, "the first calls")
+        first.send_signal(signal.SIGKILL)
+        first.wait(10)
+        calls_before = LLMCall.objects.count()
+        # A worker starting up takes back the unacknowledged messages older than the
+        # visibility timeout; start the replacement once the dead worker's are that old.
+        time.sleep(4)
+        second = _worker("gen-second", tmp_path)
+        everyone = Item.objects.filter(project=project)
+        _wait_for(
+            lambda: (
+                everyone.count() == 24 and not everyone.exclude(status=Status.FIRST_REVIEW).exists()
+            ),
+            300,
+            "every family in first-pass review",
+        )
+        ids = list(everyone.values_list("pk", flat=True))
+        transition_many(ids, Status.FIRST_REVIEW, Status.REANSWERING)
+        reanswer_enqueue(item_ids=ids)
+        _wait_for(
+            lambda: not everyone.filter(status=Status.REANSWERING).exists(),
+            300,
+            "every item re-answered",
+        )
+    finally:
+        for worker in (first, second):
+            if worker is not None and worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(30)
+        celery_app.conf.broker_url = None
+        _drop_broker_pools()
+
+    assert calls_before < LLMCall.objects.count()
+    for seed in seeds:
+        # One imported version and one CoT: the killed worker's job was not done twice.
+        assert ItemVersion.objects.filter(item=seed).count() == 2
+        assert Item.objects.filter(family=seed, kind=ItemKind.SYNTHETIC).count() == 2
+    for item in Item.objects.filter(project=project):
+        numbers = list(item.reanswer_attempts.values_list("number", flat=True))
+        assert numbers == list(range(1, len(numbers) + 1))
+        assert item.status in {Status.CONSENSUS, Status.PANEL}
+        assert (item.status == Status.CONSENSUS) == item.reanswer_attempts.filter(
+            correct=True
+        ).exists()
+    assert not Job.objects.exclude(state=Job.State.DONE).exists()

@@ -97,7 +97,7 @@ class Command(BaseCommand):
                     self.stderr.write(self.style.ERROR(f"{path.name}: {result.errors[:3]}"))
         count = project.items.count()
         self.stdout.write(self.style.SUCCESS(f"Demo project '{project.name}': {count} items"))
-        self.stdout.write("Demo logins (password for all: %s):" % DEMO_PASSWORD)
+        self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for username, roles, name, _specialties in DEMO_PEOPLE:
             self.stdout.write(f"  {username:<10} {', '.join(roles):<9} {name}")
 

@@ -1,4 +1,5 @@
-"""Writes for people and their roles."""
+"""Writes of the review app. People and roles live here; the workflow in the modules next to
+it: queue (leases), first_pass, panels, consensus, rubric."""
 
 from __future__ import annotations
 

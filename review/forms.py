@@ -1,0 +1,122 @@
+"""Forms of the review pages. They parse and validate input; the services decide."""
+
+from __future__ import annotations
+
+from django import forms
+from django.utils.translation import gettext_lazy as _
+
+from medcot.models import OPTION_LABELS
+from review.models import Adjudication, Decision, RubricDimension
+
+BINARY = [(1, "1"), (0, "0")]
+LETTERS = [(label, label) for label in OPTION_LABELS]
+
+
+class FirstPassForm(forms.Form):
+    relevance = forms.TypedChoiceField(label=_("Relevance"), choices=BINARY, coerce=int)
+    correctness = forms.TypedChoiceField(label=_("Medical correctness"), choices=BINARY, coerce=int)
+    sufficiency = forms.TypedChoiceField(
+        label=_("Information sufficiency"), choices=BINARY, coerce=int
+    )
+    action = forms.ChoiceField(
+        label=_("Then"),
+        choices=[("pass", _("Pass")), ("fix", _("Fix")), ("discard", _("Discard"))],
+        required=False,
+    )
+    reason = forms.CharField(label=_("Reason"), required=False, max_length=2000)
+    comment = forms.CharField(label=_("Comment"), required=False, max_length=4000)
+    stem = forms.CharField(label=_("Stem"), required=False)
+    option_a = forms.CharField(label="A", required=False)
+    option_b = forms.CharField(label="B", required=False)
+    option_c = forms.CharField(label="C", required=False)
+    option_d = forms.CharField(label="D", required=False)
+    option_e = forms.CharField(label="E", required=False)
+    answer = forms.ChoiceField(label=_("Key"), choices=LETTERS, required=False)
+    cot = forms.CharField(label=_("Chain of thought"), required=False)
+    seconds = forms.IntegerField(required=False, min_value=0)
+
+    def clean(self):
+        data = super().clean()
+        if not self.errors:
+            all_ones = data["relevance"] and data["correctness"] and data["sufficiency"]
+            if not data.get("action"):
+                data["action"] = "pass" if all_ones else ""
+            if not data["action"]:
+                raise forms.ValidationError(
+                    _("A criterion is 0: choose fix (f) or discard (d), and give a reason.")
+                )
+        return data
+
+
+class ConsensusVoteForm(forms.Form):
+    answer = forms.ChoiceField(label=_("The correct answer is"), choices=LETTERS)
+    approve_phrasing = forms.TypedChoiceField(
+        label=_("Phrasing"),
+        choices=[(1, _("Approve")), (0, _("Needs work"))],
+        coerce=int,
+    )
+    comment = forms.CharField(label=_("Comment"), required=False, max_length=4000)
+
+
+class RubricScoreForm(forms.Form):
+    decision = forms.ChoiceField(label=_("Decision"), choices=Decision.choices)
+    answer = forms.ChoiceField(label=_("The correct answer is"), choices=LETTERS)
+    comment = forms.CharField(label=_("Comment"), required=False, max_length=4000)
+    first_wrong_step = forms.IntegerField(
+        label=_("First wrong step (optional)"), required=False, min_value=1, max_value=200
+    )
+    seconds = forms.IntegerField(required=False, min_value=0)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for dimension in RubricDimension:
+            self.fields[f"score_{dimension.value}"] = forms.TypedChoiceField(
+                label=dimension.label,
+                choices=[(0, "0"), (1, "1"), (2, "2")],
+                coerce=int,
+                error_messages={"required": _("Score this dimension.")},
+            )
+
+    def scores(self) -> dict[str, int]:
+        return {d.value: self.cleaned_data[f"score_{d.value}"] for d in RubricDimension}
+
+
+class PanelReviseForm(forms.Form):
+    cot = forms.CharField(label=_("Chain of thought"))
+    answer = forms.ChoiceField(label=_("Key"), choices=LETTERS)
+    reason = forms.CharField(label=_("What changed and why"), max_length=2000)
+
+
+class RegenerateForm(forms.Form):
+    guidance = forms.CharField(label=_("Guidance for the model"), max_length=4000)
+
+
+class AdjudicationForm(forms.Form):
+    outcome = forms.ChoiceField(label=_("Decision"), choices=Adjudication.Outcome.choices)
+    reason = forms.CharField(label=_("Reason"), max_length=4000)
+    expert = forms.IntegerField(required=False)
+
+
+class RubricGuideForm(forms.Form):
+    introduction = forms.CharField(label=_("Introduction"), required=False)
+    note = forms.CharField(label=_("What changed in this version"), max_length=300)
+
+    def __init__(self, *args, guide=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        levels = guide.levels if guide is not None else {}
+        if guide is not None and not self.is_bound:
+            self.initial["introduction"] = guide.introduction
+        for dimension in RubricDimension:
+            for level in ("0", "1", "2"):
+                name = f"{dimension.value}_{level}"
+                self.fields[name] = forms.CharField(
+                    label=f"{dimension.label} — {level}", widget=forms.Textarea(attrs={"rows": 2})
+                )
+                if not self.is_bound:
+                    self.initial[name] = levels.get(dimension.value, {}).get(level, "")
+
+    def levels(self) -> dict[str, dict[str, str]]:
+        return {
+            d.value: {lv: self.cleaned_data[f"{d.value}_{lv}"] for lv in ("0", "1", "2")}
+            for d in RubricDimension
+        }

@@ -1,0 +1,282 @@
+"""First-pass review: three binary criteria per item, with a fix or a discard for any 0.
+
+A submission is held for a short undo window (`REVIEW_UNDO_SECONDS`) and then takes effect:
+the fix becomes a new content version, the item moves on, and re-answering starts. Holding it
+back keeps the lifecycle one-way (nothing has to move an item back out of `reanswering` or
+`discarded` to undo it), at the price of a delay the reviewer never waits for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+from django.utils.translation import gettext as _
+
+from medcot.lifecycle import StaleStatus, Status, transition
+from medcot.models import OPTION_LABELS, AuthorKind, Event, Item, ItemVersion
+from medcot.services import item_version_create
+from review.models import (
+    ConsensusVote,
+    FirstPassOutcome,
+    FirstPassReview,
+    FirstPassState,
+    Lease,
+    Stage,
+)
+from review.roles import EXPERT, has_role
+from review.services.common import ReviewError, reanswer_start, undo_seconds
+from review.services.queue import lease_held_by_other, queue_check_role
+
+
+@dataclass(frozen=True)
+class ContentFix:
+    """An inline edit of the item: only the fields given change."""
+
+    stem: str
+    options: dict[str, str]
+    answer: str
+    cot: str
+
+
+def content_fix_check(*, fix: ContentFix, current: ItemVersion) -> dict:
+    """Validate an edit and return it as the JSON kept on the review until it takes effect."""
+    stem = fix.stem.strip()
+    options = {label: (fix.options.get(label) or "").strip() for label in OPTION_LABELS}
+    if not stem:
+        raise ReviewError(_("The question stem cannot be empty."))
+    if any(not options[label] for label in "ABCD"):
+        raise ReviewError(_("Options A to D are required."))
+    if fix.answer not in OPTION_LABELS or not options[fix.answer]:
+        raise ReviewError(_("The key must name one of the options."))
+    data = {"stem": stem, "options": options, "answer": fix.answer, "cot": fix.cot.strip()}
+    unchanged = (
+        stem == current.stem.strip()
+        and options == {label: current.options.get(label, "").strip() for label in OPTION_LABELS}
+        and fix.answer == current.answer
+        and data["cot"] == current.cot.strip()
+    )
+    if unchanged:
+        raise ReviewError(_("The fix changes nothing. Edit the item, or discard it instead."))
+    return data
+
+
+def first_pass_submit(
+    *,
+    item: Item,
+    reviewer,
+    relevance: bool,
+    correctness: bool,
+    sufficiency: bool,
+    action: str,
+    reason: str = "",
+    comment: str = "",
+    fix: ContentFix | None = None,
+    seconds_on_item: int = 0,
+    now: datetime | None = None,
+) -> FirstPassReview:
+    """Record a reviewer's verdict. `action` is "pass", "fix" or "discard".
+
+    All three criteria at 1 allow a pass (or a fix that improves the item); any 0 requires a
+    fix or a discard, each with a reason. The item row is locked for the check and the write.
+    """
+    queue_check_role(user=reviewer, stage=Stage.FIRST_REVIEW)
+    now = now or timezone.now()
+    reason = reason.strip()
+    all_ones = relevance and correctness and sufficiency
+    if action not in {"pass", "fix", "discard"}:
+        raise ReviewError(_("Choose pass, fix or discard."))
+    if action == "pass" and not all_ones:
+        raise ReviewError(_("A criterion is 0: fix the item or discard it, with a reason."))
+    if action == "discard" and all_ones:
+        raise ReviewError(_("Every criterion is 1; set the failing one to 0 to discard."))
+    if action in {"fix", "discard"} and not reason:
+        raise ReviewError(_("Say why: a fix or a discard needs a reason."))
+    with transaction.atomic():
+        locked = (
+            Item.objects.select_for_update(of=("self",))
+            .select_related("current_version")
+            .get(pk=item.pk)
+        )
+        if locked.status != Status.FIRST_REVIEW:
+            raise ReviewError(_("This item is no longer waiting for first-pass review."))
+        if lease_held_by_other(user=reviewer, item_id=locked.pk, stage=Stage.FIRST_REVIEW, now=now):
+            raise ReviewError(_("Someone else is reviewing this item."))
+        if locked.current_version.author_id == reviewer.pk:
+            raise ReviewError(_("You wrote this version; someone else must review it."))
+        if (
+            FirstPassReview.objects.filter(item=locked)
+            .exclude(state=FirstPassState.UNDONE)
+            .exists()
+        ):
+            raise ReviewError(_("This item has already been reviewed."))
+        fix_data = {}
+        if action == "fix":
+            if fix is None:
+                raise ReviewError(_("A fix needs the edited item."))
+            fix_data = content_fix_check(fix=fix, current=locked.current_version)
+        outcome = {
+            "pass": FirstPassOutcome.PASS,
+            "fix": FirstPassOutcome.FIXED,
+            "discard": FirstPassOutcome.DISCARDED,
+        }[action]
+        review = FirstPassReview.objects.create(
+            item=locked,
+            version=locked.current_version,
+            reviewer=reviewer,
+            relevance=relevance,
+            correctness=correctness,
+            sufficiency=sufficiency,
+            outcome=outcome,
+            reason=reason,
+            comment=comment.strip(),
+            fix=fix_data,
+            seconds_on_item=max(0, min(int(seconds_on_item), 24 * 3600)),
+            effective_at=now + timedelta(seconds=undo_seconds()),
+        )
+        # The lease stays with the reviewer until the submission takes effect, so nobody
+        # else is handed an item whose verdict may still be undone.
+        Lease.objects.filter(item=locked, stage=Stage.FIRST_REVIEW, holder=reviewer).update(
+            expires_at=review.effective_at + timedelta(minutes=5)
+        )
+    if undo_seconds() <= 0:
+        first_pass_apply(review_id=review.pk)
+        review.refresh_from_db()
+    return review
+
+
+def first_pass_apply(*, review_id: int) -> bool:
+    """Make a held submission take effect. Idempotent: returns False if it already has (or was
+    undone). Locks the item, then the review, in that order like every other writer here."""
+    with transaction.atomic():
+        review = FirstPassReview.objects.select_related("reviewer").get(pk=review_id)
+        item = (
+            Item.objects.select_for_update(of=("self",))
+            .select_related("project")
+            .get(pk=review.item_id)
+        )
+        review = FirstPassReview.objects.select_for_update().get(pk=review_id)
+        if review.state != FirstPassState.HELD:
+            return False
+        reviewer = review.reviewer
+        fix_version = None
+        if review.outcome == FirstPassOutcome.FIXED:
+            fix_version = item_version_create(
+                item=item,
+                author_kind=AuthorKind.HUMAN,
+                author=reviewer,
+                reason=review.reason,
+                stem=review.fix["stem"],
+                options=review.fix["options"],
+                answer=review.fix["answer"],
+                cot=review.fix["cot"],
+                marks_modified=True,
+            )
+        target = (
+            Status.DISCARDED if review.outcome == FirstPassOutcome.DISCARDED else Status.REANSWERING
+        )
+        try:
+            transition(
+                item,
+                target,
+                actor=reviewer,
+                reason=review.reason,
+                data={"first_pass_review": review.pk, "outcome": review.outcome},
+            )
+        except StaleStatus:
+            # Someone (an admin) moved the item meanwhile; the verdict no longer applies.
+            FirstPassReview.objects.filter(pk=review.pk).update(state=FirstPassState.UNDONE)
+            return False
+        FirstPassReview.objects.filter(pk=review.pk).update(
+            state=FirstPassState.APPLIED, applied_at=timezone.now(), fix_version=fix_version
+        )
+        Lease.objects.filter(item=item, stage=Stage.FIRST_REVIEW).delete()
+        if (
+            review.outcome == FirstPassOutcome.PASS
+            and item.project.first_pass_counts_for_consensus
+            and has_role(reviewer, EXPERT)
+        ):
+            ConsensusVote.objects.get_or_create(
+                item=item,
+                version_id=review.version_id,
+                expert=reviewer,
+                defaults={
+                    "answer": item.current_version.answer,
+                    "approve_phrasing": True,
+                    "source": ConsensusVote.Source.FIRST_PASS,
+                },
+            )
+        if target == Status.REANSWERING:
+            reanswer_start(item_ids=[item.pk])
+    return True
+
+
+def first_pass_apply_due(
+    *, now: datetime | None = None, reviewer=None, limit: int = 200, force: bool = False
+) -> int:
+    """Apply held submissions whose undo window has passed. Called on every queue visit and by
+    the periodic task; `force` applies a reviewer's held submissions at once (end of session)."""
+    now = now or timezone.now()
+    due = FirstPassReview.objects.filter(state=FirstPassState.HELD)
+    if not force:
+        due = due.filter(effective_at__lte=now)
+    if reviewer is not None:
+        due = due.filter(reviewer=reviewer)
+    applied = 0
+    for review_id in due.order_by("effective_at").values_list("pk", flat=True)[:limit]:
+        applied += first_pass_apply(review_id=review_id)
+    return applied
+
+
+def first_pass_undo(*, reviewer, now: datetime | None = None) -> FirstPassReview:
+    """Take back the reviewer's last submission while it is still held. The item returns to
+    the reviewer (their lease is renewed) so the view can show it again."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        review = (
+            FirstPassReview.objects.filter(reviewer=reviewer, state=FirstPassState.HELD)
+            .order_by("-created_at", "-id")
+            .first()
+        )
+        if review is None or review.effective_at <= now:
+            raise ReviewError(
+                _("There is nothing left to undo: the last submission has taken effect.")
+            )
+        Item.objects.select_for_update().get(pk=review.item_id)
+        review = FirstPassReview.objects.select_for_update().get(pk=review.pk)
+        if review.state != FirstPassState.HELD:
+            raise ReviewError(_("There is nothing left to undo."))
+        FirstPassReview.objects.filter(pk=review.pk).update(state=FirstPassState.UNDONE)
+        Lease.objects.update_or_create(
+            item_id=review.item_id,
+            stage=Stage.FIRST_REVIEW,
+            defaults={
+                "holder": reviewer,
+                # The undone item goes back to the front of the reviewer's held items.
+                "claimed_at": now - timedelta(days=1),
+                "expires_at": now + timedelta(minutes=20),
+            },
+        )
+        Event.objects.create(
+            project_id=Item.objects.values_list("project_id", flat=True).get(pk=review.item_id),
+            item_id=review.item_id,
+            actor=reviewer,
+            kind="first_pass_undone",
+            data={"first_pass_review": review.pk},
+        )
+    review.state = FirstPassState.UNDONE
+    return review
+
+
+def first_pass_undoable(*, reviewer, now: datetime | None = None) -> FirstPassReview | None:
+    now = now or timezone.now()
+    return (
+        FirstPassReview.objects.filter(
+            reviewer=reviewer, state=FirstPassState.HELD, effective_at__gt=now
+        )
+        .select_related("item")
+        .order_by("-created_at", "-id")
+        .first()
+    )

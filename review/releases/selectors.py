@@ -1,0 +1,784 @@
+"""Reads for releases and the project dashboard.
+
+The review and generation tables are read here and nowhere else in this app, so a change in
+their schema touches one file. Everything that can grow with the number of items is either
+aggregated in the database or streamed in fixed-size chunks.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import statistics
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import markdown
+import nh3
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection
+from django.db.models import Count, F, Max, Min, Q, QuerySet, Sum
+from django.db.models.functions import Coalesce, TruncDate
+from django.http import Http404
+from django.utils import timezone
+from django.utils.safestring import mark_safe
+
+from medcot.lifecycle import Status
+from medcot.models import OPTION_LABELS, Event, Item, ItemVersion, Project, RevisionStatus
+from review.agreement import Accumulator, summary_as_dict
+from review.models import (
+    ConsensusVote,
+    FirstPassReview,
+    FirstPassState,
+    Panel,
+    PanelDecision,
+    Profile,
+    RubricDimension,
+    RubricScore,
+)
+from review.releases.diff import release_diff
+from review.releases.models import Release, ReleaseItem
+from review.roles import ADMIN, require_role
+
+DIMENSIONS = tuple(RubricDimension.values)
+SCORES = (0, 1, 2)
+FILTER_KEYS = ("specialties", "languages", "question_types")
+
+
+# ---------------------------------------------------------------------------------------------
+# Access
+
+
+def release_get_for_admin(*, user, project_slug: str, version: str) -> Release:
+    require_role(user, ADMIN)
+    try:
+        return Release.objects.select_related("project", "previous").get(
+            project__slug=project_slug, version=version
+        )
+    except Release.DoesNotExist as exc:
+        raise Http404 from exc
+
+
+def project_get_for_admin(*, user, slug: str) -> Project:
+    require_role(user, ADMIN)
+    try:
+        return Project.objects.get(slug=slug)
+    except Project.DoesNotExist as exc:
+        raise Http404 from exc
+
+
+def release_file_path(*, release: Release, name: str) -> Path:
+    """The path of one of a built release's files; 404 for any other name. Only names the
+    build recorded are looked up, so no path taken from a URL reaches the disk."""
+    if release.state != Release.State.BUILT or name not in release.files:
+        raise Http404("No such file in this release")
+    path = Path(settings.MEDIA_ROOT) / release.directory / name
+    if not path.is_file():
+        raise Http404("The file is missing from the server's disk")
+    return path
+
+
+def release_list(*, project: Project) -> QuerySet[Release]:
+    return Release.objects.filter(project=project).order_by("-created_at", "-id")
+
+
+def release_latest_built(*, project: Project, exclude_id: int | None = None) -> Release | None:
+    qs = Release.objects.filter(project=project, state=Release.State.BUILT)
+    if exclude_id is not None:
+        qs = qs.exclude(pk=exclude_id)
+    return qs.order_by("-built_at", "-id").first()
+
+
+# ---------------------------------------------------------------------------------------------
+# Which items a release may contain
+
+
+def release_candidates(*, project: Project, filters: dict) -> QuerySet[Item]:
+    """Approved items that match the filters, whatever their consensus."""
+    qs = Item.objects.filter(project=project, status=Status.APPROVED, current_version__isnull=False)
+    if filters.get("specialties"):
+        qs = qs.filter(specialty__in=filters["specialties"])
+    if filters.get("languages"):
+        qs = qs.filter(language__in=filters["languages"])
+    if filters.get("question_types"):
+        qs = qs.filter(question_type__in=filters["question_types"])
+    return qs
+
+
+def release_eligible_items(*, project: Project, filters: dict) -> QuerySet[Item]:
+    """Approved items whose current version has the consensus the project requires: at least
+    `consensus_minimum` experts who hold the version's key correct and approve its phrasing.
+    The status alone is not trusted, so an item approved by any other path stays out.
+
+    One join and GROUP BY rather than a subquery per item: at a million items the planner
+    hashes the votes once instead of probing them a million times. Counting vote rows counts
+    experts, because a vote is unique per (item, version, expert)."""
+    return (
+        release_candidates(project=project, filters=filters)
+        .filter(
+            consensus_votes__version=F("current_version"),
+            consensus_votes__answer=F("current_version__answer"),
+            consensus_votes__approve_phrasing=True,
+        )
+        .annotate(agreeing=Count("consensus_votes"))
+        .filter(agreeing__gte=project.consensus_minimum)
+        .order_by("id")
+    )
+
+
+def filter_choices(*, project: Project) -> dict:
+    approved = Item.objects.filter(project=project, status=Status.APPROVED)
+
+    def counts(field: str) -> list[tuple[str, int]]:
+        return list(
+            approved.order_by(field).values(field).annotate(n=Count("id")).values_list(field, "n")
+        )
+
+    return {
+        "specialties": counts("specialty"),
+        "languages": counts("language"),
+        "question_types": counts("question_type"),
+        "approved": approved.count(),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The records of a release, streamed
+
+
+RECORD_COLUMNS = (
+    "ri.item_id",
+    "i.external_id",
+    "i.family_id",
+    "f.external_id",
+    "i.kind",
+    "i.question_type",
+    "i.specialty",
+    "i.cognitive_level",
+    "i.difficulty",
+    "i.language",
+    "i.revision_status",
+    "ri.version_id",
+    "v.number",
+    "v.stem",
+    "v.option_a",
+    "v.option_b",
+    "v.option_c",
+    "v.option_d",
+    "v.option_e",
+    "v.answer",
+    "v.cot",
+)
+
+
+def _release_rows(*, release_id: int, first: int, last: int) -> list[tuple]:
+    """One page of the frozen list joined to its items and versions.
+
+    Raw SQL for one reason: the page's id range is stated on the item table as well as on the
+    frozen list. PostgreSQL does not carry a range across a join, and without it the planner
+    may merge-join against the item index from its first row, making every page slower than
+    the one before it."""
+    sql = (
+        f"SELECT {', '.join(RECORD_COLUMNS)} "  # noqa: S608 - table names from the models
+        f"FROM {ReleaseItem._meta.db_table} ri "
+        f"JOIN {Item._meta.db_table} i ON i.id = ri.item_id "
+        f"LEFT JOIN {Item._meta.db_table} f ON f.id = i.family_id "
+        f"JOIN {ItemVersion._meta.db_table} v ON v.id = ri.version_id "
+        "WHERE ri.release_id = %s AND ri.item_id BETWEEN %s AND %s AND i.id BETWEEN %s AND %s "
+        "ORDER BY ri.item_id"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [release_id, first, last, first, last])
+        return cursor.fetchall()
+
+
+def expert_pseudonyms() -> dict[int, str]:
+    """User id → pseudonym. Releases name experts only by these; a user without a profile
+    gets a stable placeholder that still reveals nothing about them."""
+    return dict(Profile.objects.values_list("user_id", "pseudonym"))
+
+
+def _pseudonym(pseudonyms: dict[int, str], user_id: int) -> str:
+    return pseudonyms.get(user_id) or f"expert-{user_id}"
+
+
+def release_records(*, release: Release, chunk_size: int = 2000) -> Iterator[dict]:
+    """One dict per released item, in item id order, built from the frozen item list.
+
+    Keyset pagination (`item_id > last`) rather than one long server-side cursor: each chunk
+    is a short query of its own, so the build can record its progress between chunks in
+    autocommit, and memory stays flat at one chunk whatever the size of the release."""
+    pseudonyms = expert_pseudonyms()
+    last = 0
+    while True:
+        page = list(
+            ReleaseItem.objects.filter(release=release, item_id__gt=last)
+            .order_by("item_id")
+            .values_list("item_id", flat=True)[:chunk_size]
+        )
+        if not page:
+            return
+        rows = _release_rows(release_id=release.pk, first=page[0], last=page[-1])
+        ids = [r[0] for r in rows]
+        related = _related_for_chunk(
+            first=ids[0],
+            last=ids[-1],
+            keys={r[0]: (r[11], r[19]) for r in rows},
+            pseudonyms=pseudonyms,
+        )
+        for row in rows:
+            yield _record(row, related)
+        last = ids[-1]
+
+
+def _related_for_chunk(*, first: int, last: int, keys: dict[int, tuple], pseudonyms) -> dict:
+    """The review trail of the items `keys` ({item id: (released version id, key)}), read with
+    item id ranges rather than IN lists of thousands of ids: range scans on the item indexes
+    are cheap, and rows of items outside the release (in the same id range) are skipped."""
+    from generation.models import ReanswerAttempt
+
+    span = {"item_id__gte": first, "item_id__lte": last}
+    first_pass: dict[int, tuple] = {}
+    for item_id, outcome, *criteria in (
+        FirstPassReview.objects.filter(state=FirstPassState.APPLIED, **span)
+        .order_by("item_id", "created_at", "id")
+        .values_list("item_id", "outcome", "relevance", "correctness", "sufficiency")
+    ):
+        if item_id in keys:
+            first_pass[item_id] = (outcome, int(all(criteria)))
+
+    attempts = {
+        item_id: (n, first_correct)
+        for item_id, n, first_correct in ReanswerAttempt.objects.filter(**span)
+        .order_by()
+        .values("item_id")
+        .annotate(n=Count("id"), first_correct=Min("number", filter=Q(correct=True)))
+        .values_list("item_id", "n", "first_correct")
+        if item_id in keys
+    }
+
+    rubric: dict[int, dict[tuple[int, str], dict]] = defaultdict(dict)
+    for item_id, round_, expert_id, dimension, score in (
+        RubricScore.objects.filter(**span)
+        .order_by("item_id", "round", "expert_id", "dimension")
+        .values_list("item_id", "round", "expert_id", "dimension", "score")
+    ):
+        if item_id not in keys:
+            continue
+        key = (round_, _pseudonym(pseudonyms, expert_id))
+        entry = rubric[item_id].setdefault(
+            key, {"expert": key[1], "round": round_} | dict.fromkeys(DIMENSIONS)
+        )
+        entry[dimension] = score
+
+    consensus: dict[int, list[str]] = defaultdict(list)
+    for item_id, version_id, expert_id, answer, approve in (
+        ConsensusVote.objects.filter(approve_phrasing=True, **span)
+        .order_by("item_id", "expert_id")
+        .values_list("item_id", "version_id", "expert_id", "answer", "approve_phrasing")
+    ):
+        if item_id in keys and (version_id, answer) == keys[item_id] and approve:
+            consensus[item_id].append(_pseudonym(pseudonyms, expert_id))
+
+    escalated = {
+        item_id
+        for item_id in Panel.objects.filter(**span).values_list("item_id", flat=True)
+        if item_id in keys
+    }
+    return {
+        "first_pass": first_pass,
+        "attempts": attempts,
+        "rubric": rubric,
+        "consensus": consensus,
+        "escalated": escalated,
+    }
+
+
+def _record(row: tuple, related: dict) -> dict:
+    (
+        item_id,
+        external_id,
+        family_id,
+        family_external_id,
+        kind,
+        question_type,
+        specialty,
+        cognitive_level,
+        difficulty,
+        language,
+        revision_status,
+        _version_id,
+        version_number,
+        stem,
+        *options_and_rest,
+    ) = row
+    option_values = options_and_rest[:5]
+    answer, cot = options_and_rest[5], options_and_rest[6]
+    options = {
+        label: (text or None) for label, text in zip(OPTION_LABELS, option_values, strict=True)
+    }
+    first_pass = related["first_pass"].get(item_id)
+    attempts, first_correct = related["attempts"].get(item_id, (0, None))
+    consensus = sorted(related["consensus"].get(item_id, []))
+    rubric = [related["rubric"][item_id][key] for key in sorted(related["rubric"].get(item_id, {}))]
+    return {
+        "item_id": item_id,
+        "external_id": external_id,
+        "seed_family_id": family_id or item_id,
+        "seed_family_external_id": family_external_id or external_id,
+        "kind": kind,
+        "question_type": question_type,
+        "specialty": specialty,
+        "cognitive_level": cognitive_level or None,
+        "difficulty": difficulty or None,
+        "language": language,
+        "question": stem,
+        "options": options,
+        "answer": answer,
+        "answer_text": options.get(answer) or "",
+        "cot": cot,
+        "version": version_number,
+        "revision_status": revision_status or RevisionStatus.UNREVISED,
+        "first_pass_result": first_pass[0] if first_pass else None,
+        "first_pass_score": first_pass[1] if first_pass else None,
+        "reanswer_attempts": attempts,
+        "first_correct_attempt": first_correct,
+        "escalated": item_id in related["escalated"],
+        "rubric_scores": rubric,
+        "consensus_size": len(consensus),
+        "consensus_experts": consensus,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# The funnel and distributions (paper §3.2, Figures 3 and 4)
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
+def project_funnel(*, project: Project) -> dict:
+    """The paper's §3.2 funnel, live: constructed → confirmed by first pass → five-strike
+    escalations → finalized (unrevised / modified) and discarded."""
+    items = Item.objects.filter(project=project)
+    by_status = dict(
+        items.order_by().values("status").annotate(n=Count("id")).values_list("status", "n")
+    )
+    constructed = sum(by_status.values())
+    seeds = items.filter(kind="seed").count()
+    first_pass = (
+        FirstPassReview.objects.filter(item__project=project, state=FirstPassState.APPLIED)
+        .order_by()
+        .values("outcome")
+        .annotate(n=Count("item", distinct=True))
+    )
+    fp = {row["outcome"]: row["n"] for row in first_pass}
+    confirmed = fp.get("pass", 0) + fp.get("fixed", 0)
+    escalated = (
+        Event.objects.filter(project=project, to_status=Status.PANEL)
+        .order_by()
+        .values("item")
+        .distinct()
+        .count()
+    )
+    approved = by_status.get(Status.APPROVED, 0)
+    modified = items.filter(status=Status.APPROVED, revision_status=RevisionStatus.MODIFIED).count()
+    unrevised = approved - modified
+    discarded = by_status.get(Status.DISCARDED, 0)
+    decided = approved + discarded
+    return {
+        "constructed": constructed,
+        "seeds": seeds,
+        "synthetic": constructed - seeds,
+        "confirmed_first_pass": confirmed,
+        "fixed_first_pass": fp.get("fixed", 0),
+        "discarded_first_pass": fp.get("discarded", 0),
+        "escalated": escalated,
+        "escalated_share": _share(escalated, confirmed),
+        "finalized": approved,
+        "unrevised": unrevised,
+        "modified": modified,
+        "discarded": discarded,
+        "decided": decided,
+        "unrevised_share": _share(unrevised, decided),
+        "modified_share": _share(modified, decided),
+        "discarded_share": _share(discarded, decided),
+        "in_progress": constructed - decided,
+        "by_status": {s: by_status.get(s, 0) for s in Status.values},
+    }
+
+
+def funnel_steps(funnel: dict, labels: dict[str, str]) -> list[tuple[str, int]]:
+    return [
+        (labels["constructed"], funnel["constructed"]),
+        (labels["confirmed_first_pass"], funnel["confirmed_first_pass"]),
+        (labels["escalated"], funnel["escalated"]),
+        (labels["finalized"], funnel["finalized"]),
+    ]
+
+
+def item_distributions(*, project: Project, status: str | None = None) -> dict:
+    """Counts by specialty, cognitive level, difficulty, language and question type, for all
+    items or for those in one status."""
+    items = Item.objects.filter(project=project)
+    if status:
+        items = items.filter(status=status)
+
+    def counts(field: str) -> list[tuple[str, int]]:
+        return list(
+            items.order_by()
+            .values(field)
+            .annotate(n=Count("id"))
+            .order_by("-n", field)
+            .values_list(field, "n")
+        )
+
+    return {
+        "specialty": counts("specialty"),
+        "cognitive_level": counts("cognitive_level"),
+        "difficulty": counts("difficulty"),
+        "language": counts("language"),
+        "question_type": counts("question_type"),
+    }
+
+
+def rubric_distributions(*, project: Project) -> dict[str, dict]:
+    """Per dimension: how many 0s, 1s and 2s (`counts[score]`), the mean, and the number of
+    scores."""
+    rows = (
+        RubricScore.objects.filter(item__project=project)
+        .order_by()
+        .values("dimension", "score")
+        .annotate(n=Count("id"))
+        .values_list("dimension", "score", "n")
+    )
+    result = {d: {"counts": [0] * len(SCORES), "n": 0, "mean": None} for d in DIMENSIONS}
+    for dimension, score, n in rows:
+        if dimension in result and score in SCORES:
+            result[dimension]["counts"][score] += n
+    for entry in result.values():
+        finish_rubric_entry(entry)
+    return result
+
+
+def finish_rubric_entry(entry: dict) -> None:
+    entry["n"] = sum(entry["counts"])
+    entry["mean"] = (
+        sum(s * c for s, c in zip(SCORES, entry["counts"], strict=True)) / entry["n"]
+        if entry["n"]
+        else None
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Agreement, streamed through the accumulators
+
+
+def project_agreement(*, project: Project) -> dict:
+    """Agreement statistics over the project's expert judgements, each with the items behind
+    it: rubric dimensions (ordinal, per item and round), consensus votes on the same version
+    (phrasing: binary; key: nominal) and panel decisions (nominal, per round)."""
+    pseudonyms = expert_pseudonyms()
+    rubric = {d: Accumulator(kind="ordinal", categories=SCORES) for d in DIMENSIONS}
+    current: tuple | None = None
+    unit: dict[str, dict[str, int]] = defaultdict(dict)
+
+    def flush_rubric() -> None:
+        for dimension, by_rater in unit.items():
+            if dimension in rubric:
+                rubric[dimension].add(by_rater)
+        unit.clear()
+
+    for item_id, round_, expert_id, dimension, score in (
+        RubricScore.objects.filter(item__project=project)
+        .order_by("item_id", "round", "expert_id")
+        .values_list("item_id", "round", "expert_id", "dimension", "score")
+        .iterator(chunk_size=5000)
+    ):
+        if (item_id, round_) != current:
+            flush_rubric()
+            current = (item_id, round_)
+        unit[dimension][_pseudonym(pseudonyms, expert_id)] = score
+    flush_rubric()
+
+    phrasing = Accumulator(kind="binary", categories=(False, True))
+    key = Accumulator(kind="nominal", categories=OPTION_LABELS)
+    current = None
+    votes_phrasing: dict[str, bool] = {}
+    votes_key: dict[str, str] = {}
+    for item_id, version_id, expert_id, answer, approve in (
+        ConsensusVote.objects.filter(item__project=project)
+        .order_by("item_id", "version_id", "expert_id")
+        .values_list("item_id", "version_id", "expert_id", "answer", "approve_phrasing")
+        .iterator(chunk_size=5000)
+    ):
+        if (item_id, version_id) != current:
+            phrasing.add(votes_phrasing)
+            key.add(votes_key)
+            votes_phrasing, votes_key = {}, {}
+            current = (item_id, version_id)
+        rater = _pseudonym(pseudonyms, expert_id)
+        votes_phrasing[rater] = approve
+        votes_key[rater] = answer
+    phrasing.add(votes_phrasing)
+    key.add(votes_key)
+
+    decisions = Accumulator(kind="nominal", categories=("accept", "revise", "discard"))
+    current = None
+    by_expert: dict[str, str] = {}
+    for panel_id, round_, expert_id, decision in (
+        PanelDecision.objects.filter(item__project=project)
+        .order_by("panel_id", "round", "expert_id")
+        .values_list("panel_id", "round", "expert_id", "decision")
+        .iterator(chunk_size=5000)
+    ):
+        if (panel_id, round_) != current:
+            decisions.add(by_expert)
+            by_expert = {}
+            current = (panel_id, round_)
+        by_expert[_pseudonym(pseudonyms, expert_id)] = decision
+    decisions.add(by_expert)
+
+    return {
+        "rubric": {d: summary_as_dict(acc.summary()) for d, acc in rubric.items()},
+        "consensus_phrasing": summary_as_dict(phrasing.summary()),
+        "consensus_key": summary_as_dict(key.summary()),
+        "panel_decision": summary_as_dict(decisions.summary()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# People and machines
+
+
+def _median(values: list[int]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def reviewer_throughput(*, project: Project, days: int = 14) -> dict:
+    """Per person (pseudonym): first-pass reviews, panel decisions and consensus votes, with the
+    median seconds spent per item; and reviews per day over the last `days` days."""
+    pseudonyms = expert_pseudonyms()
+    people: dict[str, dict] = {}
+
+    def person(user_id: int) -> dict:
+        name = _pseudonym(pseudonyms, user_id)
+        return people.setdefault(
+            name,
+            {"who": name, "first_pass": 0, "panel": 0, "consensus": 0, "seconds": []},
+        )
+
+    for reviewer_id, seconds in (
+        FirstPassReview.objects.filter(item__project=project)
+        .exclude(state=FirstPassState.UNDONE)
+        .values_list("reviewer_id", "seconds_on_item")
+        .iterator(chunk_size=5000)
+    ):
+        p = person(reviewer_id)
+        p["first_pass"] += 1
+        if seconds:
+            p["seconds"].append(seconds)
+    for expert_id, seconds in (
+        PanelDecision.objects.filter(item__project=project)
+        .values_list("expert_id", "seconds_on_item")
+        .iterator(chunk_size=5000)
+    ):
+        p = person(expert_id)
+        p["panel"] += 1
+        if seconds:
+            p["seconds"].append(seconds)
+    for expert_id, n in (
+        ConsensusVote.objects.filter(item__project=project)
+        .order_by()
+        .values("expert_id")
+        .annotate(n=Count("id"))
+        .values_list("expert_id", "n")
+    ):
+        person(expert_id)["consensus"] += n
+
+    rows = []
+    for p in people.values():
+        seconds = p.pop("seconds")
+        p["median_seconds"] = _median(seconds)
+        p["total"] = p["first_pass"] + p["panel"] + p["consensus"]
+        rows.append(p)
+    rows.sort(key=lambda p: (-p["total"], p["who"]))
+
+    since = timezone.now() - timedelta(days=days)
+    per_day: Counter = Counter()
+    for qs in (
+        FirstPassReview.objects.exclude(state=FirstPassState.UNDONE),
+        PanelDecision.objects.all(),
+        ConsensusVote.objects.all(),
+    ):
+        for day, n in (
+            qs.filter(item__project=project, created_at__gte=since)
+            .annotate(day=TruncDate("created_at"))
+            .order_by()
+            .values("day")
+            .annotate(n=Count("id"))
+            .values_list("day", "n")
+        ):
+            per_day[day] += n
+    today = timezone.localdate()
+    days_list = [today - timedelta(days=d) for d in range(days - 1, -1, -1)]
+    return {
+        "people": rows,
+        "per_day": [(d.isoformat(), per_day.get(d, 0)) for d in days_list],
+    }
+
+
+def _percentile(sorted_values: list[int], p: float) -> int | None:
+    """Nearest-rank percentile."""
+    if not sorted_values:
+        return None
+    rank = max(1, min(len(sorted_values), math.ceil(p / 100 * len(sorted_values))))
+    return sorted_values[rank - 1]
+
+
+def llm_usage_by_run(*, project: Project, limit: int = 20) -> list[dict]:
+    """Per run (newest first): calls by outcome, tokens, latency percentiles and cost."""
+    from generation.models import LLMCall, Run
+
+    runs = list(
+        Run.objects.filter(project=project)
+        .select_related("profile")
+        .order_by("-created_at", "-id")[:limit]
+    )
+    result = []
+    for run in runs:
+        calls = LLMCall.objects.filter(run=run)
+        totals = calls.aggregate(
+            n=Count("id"),
+            ok=Count("id", filter=Q(outcome="ok")),
+            prompt=Coalesce(Sum("prompt_tokens"), 0),
+            completion=Coalesce(Sum("completion_tokens"), 0),
+            cost=Sum("cost"),
+            last=Max("created_at"),
+        )
+        latencies = sorted(
+            calls.filter(outcome="ok").values_list("latency_ms", flat=True).iterator(5000)
+        )
+        result.append(
+            {
+                "run": run,
+                "calls": totals["n"],
+                "ok": totals["ok"],
+                "failed": totals["n"] - totals["ok"],
+                "prompt_tokens": totals["prompt"],
+                "completion_tokens": totals["completion"],
+                "cost": totals["cost"] or Decimal(0),
+                "p50": _percentile(latencies, 50),
+                "p90": _percentile(latencies, 90),
+                "p99": _percentile(latencies, 99),
+                "last_call": totals["last"],
+            }
+        )
+    return result
+
+
+# ---------------------------------------------------------------------------------------------
+# Pages
+
+
+DASHBOARD_CACHE_SECONDS = 20
+
+
+def project_dashboard(*, project: Project) -> dict:
+    """Everything the dashboard shows. The counts are live on every poll; agreement, people
+    and LLM usage scan whole tables, so they are recomputed at most every
+    DASHBOARD_CACHE_SECONDS per project."""
+    key = f"releases:dashboard:{project.pk}"
+    slow = cache.get(key)
+    if slow is None:
+        slow = {
+            "agreement": project_agreement(project=project),
+            "throughput": reviewer_throughput(project=project),
+            "llm": llm_usage_by_run(project=project),
+            "computed_at": timezone.now(),
+        }
+        cache.set(key, slow, DASHBOARD_CACHE_SECONDS)
+    return {
+        "funnel": project_funnel(project=project),
+        "distributions": item_distributions(project=project),
+        "rubric": rubric_distributions(project=project),
+        **slow,
+    }
+
+
+def release_diff_page(*, base: Release, release: Release, limit: int = 200) -> dict:
+    """Counts of every change between two built releases and the first `limit` changes with
+    the items' external ids."""
+    changes = []
+    summary = {"added": 0, "removed": 0, "changed": 0, "fields": Counter()}
+    for change in release_diff(
+        release_file_path(release=base, name="data.jsonl"),
+        release_file_path(release=release, name="data.jsonl"),
+    ):
+        summary[change["change"]] += 1
+        summary["fields"].update(change.get("fields", ()))
+        if len(changes) < limit:
+            changes.append(change)
+    names = dict(
+        Item.objects.filter(pk__in=[c["item_id"] for c in changes]).values_list("pk", "external_id")
+    )
+    for change in changes:
+        change["external_id"] = names.get(change["item_id"], "")
+    summary["fields"] = sorted(summary["fields"].items(), key=lambda kv: (-kv[1], kv[0]))
+    return {
+        "summary": summary,
+        "changes": changes,
+        "truncated": sum(summary[k] for k in ("added", "removed", "changed")) > len(changes),
+    }
+
+
+def release_card(*, release: Release, chart_url) -> dict:
+    """The release's README.md split into its YAML header and its body rendered as HTML (the
+    charts pointing at `chart_url(name)`), sanitized with an allow-list."""
+    try:
+        text = release_file_path(release=release, name="README.md").read_text(encoding="utf-8")
+    except Http404:
+        return {"header": "", "html": ""}
+    header, body = "", text
+    if text.startswith("---\n"):
+        end = text.find("\n---\n", 4)
+        if end > 0:
+            header, body = text[4:end], text[end + 5 :]
+    body = re.sub(
+        r"\]\((charts/[a-z_]+\.svg)\)",
+        lambda m: f"]({chart_url(m.group(1))})",
+        body,
+    )
+    html = markdown.markdown(body, extensions=["tables"], output_format="html")
+    clean = nh3.clean(
+        html,
+        tags={
+            "h1",
+            "h2",
+            "h3",
+            "p",
+            "ul",
+            "ol",
+            "li",
+            "table",
+            "thead",
+            "tbody",
+            "tr",
+            "th",
+            "td",
+            "code",
+            "pre",
+            "strong",
+            "em",
+            "img",
+            "br",
+        },
+        attributes={"img": {"src", "alt"}, "th": {"align"}, "td": {"align"}},
+        url_schemes=set(),
+    )
+    return {"header": header, "html": mark_safe(clean)}  # noqa: S308

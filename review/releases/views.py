@@ -1,0 +1,169 @@
+"""Releases and the project dashboard, for admins. Thin: parse, call a service or a selector,
+render; htmx requests get the fragment that changes."""
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from review.releases import figures, selectors, services
+from review.releases.forms import ReleaseForm
+from review.releases.models import Release
+
+SVG_TYPE = "image/svg+xml"
+CONTENT_TYPES = {
+    ".jsonl": "application/x-ndjson; charset=utf-8",
+    ".json": "application/json; charset=utf-8",
+    ".csv": "text/csv; charset=utf-8",
+    ".md": "text/markdown; charset=utf-8",
+    ".sha256": "text/plain; charset=utf-8",
+    ".parquet": "application/vnd.apache.parquet",
+    ".zip": "application/zip",
+    ".svg": SVG_TYPE,
+}
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
+    project = selectors.project_get_for_admin(user=request.user, slug=slug)
+    data = selectors.project_dashboard(project=project)
+    context = {
+        "project": project,
+        "data": data,
+        "charts": figures.dashboard_charts(data),
+        "agreement_rows": figures.agreement_rows(data["agreement"]),
+        "poll_url": reverse("project_dashboard", kwargs={"slug": slug}),
+    }
+    if request.htmx:
+        return render(request, "releases/_dashboard_live.html", context)
+    return render(request, "releases/dashboard.html", context)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def release_list(request: HttpRequest, slug: str) -> HttpResponse:
+    project = selectors.project_get_for_admin(user=request.user, slug=slug)
+    choices = selectors.filter_choices(project=project)
+    form = ReleaseForm(request.POST or None, choices=choices)
+    status = 200
+    if request.method == "POST":
+        if form.is_valid():
+            try:
+                release = services.release_create(
+                    project=project,
+                    version=form.cleaned_data["version"],
+                    actor=request.user,
+                    filters=form.filters(),
+                    license=form.cleaned_data["license"],
+                    notes=form.cleaned_data["notes"],
+                )
+            except services.ReleaseError as exc:
+                form.add_error(None, str(exc))
+            else:
+                messages.success(request, _("Release queued: a worker is building it."))
+                return redirect("release_detail", slug=slug, version=release.version)
+        status = 400
+    return render(
+        request,
+        "releases/release_list.html",
+        {
+            "project": project,
+            "form": form,
+            "choices": choices,
+            "releases": selectors.release_list(project=project),
+        },
+        status=status,
+    )
+
+
+@login_required
+@require_GET
+def release_detail(request: HttpRequest, slug: str, version: str) -> HttpResponse:
+    release = selectors.release_get_for_admin(user=request.user, project_slug=slug, version=version)
+    context = {
+        "project": release.project,
+        "release": release,
+        "poll_url": reverse("release_detail", kwargs={"slug": slug, "version": version}),
+    }
+    if request.htmx:
+        return render(request, "releases/_release_status.html", context)
+    context["others"] = (
+        selectors.release_list(project=release.project)
+        .filter(state=Release.State.BUILT)
+        .exclude(pk=release.pk)
+    )
+    context["card"] = selectors.release_card(
+        release=release,
+        chart_url=lambda name: reverse(
+            "release_file", kwargs={"slug": slug, "version": version, "name": name}
+        ),
+    )
+    return render(request, "releases/release_detail.html", context)
+
+
+def _file_response(path, *, name: str, attachment: bool) -> FileResponse:
+    content_type = CONTENT_TYPES.get(path.suffix, "application/octet-stream")
+    response = FileResponse(
+        open(path, "rb"),  # noqa: SIM115 - FileResponse closes it when the response ends.
+        as_attachment=attachment,
+        filename=name,
+        content_type=content_type,
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    if path.suffix == ".svg":
+        # An SVG opened on its own must not run anything, whatever it contains.
+        response["Content-Security-Policy"] = "default-src 'none'"
+    return response
+
+
+@login_required
+@require_GET
+def release_download(request: HttpRequest, slug: str, version: str) -> FileResponse:
+    release = selectors.release_get_for_admin(user=request.user, project_slug=slug, version=version)
+    path = selectors.release_file_path(release=release, name=release.zip_name)
+    return _file_response(path, name=release.zip_name, attachment=True)
+
+
+@login_required
+@require_GET
+def release_file(request: HttpRequest, slug: str, version: str, name: str) -> FileResponse:
+    release = selectors.release_get_for_admin(user=request.user, project_slug=slug, version=version)
+    path = selectors.release_file_path(release=release, name=name)
+    inline = path.suffix == ".svg"
+    return _file_response(path, name=path.name, attachment=not inline)
+
+
+@login_required
+@require_GET
+def release_diff(request: HttpRequest, slug: str, version: str) -> HttpResponse:
+    release = selectors.release_get_for_admin(user=request.user, project_slug=slug, version=version)
+    others = (
+        selectors.release_list(project=release.project)
+        .filter(state=Release.State.BUILT)
+        .exclude(pk=release.pk)
+    )
+    base_version = request.GET.get("base") or (release.previous.version if release.previous else "")
+    context = {"project": release.project, "release": release, "others": others, "diff": None}
+    if base_version:
+        base = selectors.release_get_for_admin(
+            user=request.user, project_slug=slug, version=base_version
+        )
+        context["base"] = base
+        if release.state == Release.State.BUILT and base.state == Release.State.BUILT:
+            context["diff"] = selectors.release_diff_page(base=base, release=release)
+    return render(request, "releases/release_diff.html", context)
+
+
+@login_required
+@require_POST
+def release_retry(request: HttpRequest, slug: str, version: str) -> HttpResponse:
+    release = selectors.release_get_for_admin(user=request.user, project_slug=slug, version=version)
+    if services.release_retry(release=release):
+        messages.success(request, _("Build queued again."))
+    else:
+        messages.error(request, _("Only a failed build can be retried."))
+    return redirect("release_detail", slug=slug, version=version)

@@ -1,0 +1,377 @@
+"""API shapes. Serializers validate input and present rows; writes go through services."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from rest_framework import serializers
+
+from medcot.imports.formats import FORMATS, FormatError, parse_mapping
+from medcot.lifecycle import Status
+from medcot.models import (
+    Event,
+    ImportBatch,
+    Item,
+    ItemVersion,
+    Language,
+    Project,
+    QuestionType,
+)
+
+
+class UsernameField(serializers.CharField):
+    """A user shown by login name (admins read these; releases use pseudonyms instead)."""
+
+    def to_representation(self, value) -> str:
+        return value.get_username() if value is not None else ""
+
+
+class ProjectSerializer(serializers.ModelSerializer):
+    item_count = serializers.IntegerField(read_only=True, required=False)
+    approved_count = serializers.IntegerField(read_only=True, required=False)
+
+    class Meta:
+        model = Project
+        fields = [
+            "id",
+            "name",
+            "slug",
+            "description",
+            "language",
+            "expansion_factor",
+            "reanswer_attempts",
+            "panel_size",
+            "consensus_minimum",
+            "first_pass_counts_for_consensus",
+            "created_at",
+            "item_count",
+            "approved_count",
+        ]
+        read_only_fields = ["id", "created_at"]
+        # The same bounds as the model's CheckConstraints, so bad settings are a 400 with the
+        # field named rather than an IntegrityError.
+        extra_kwargs = {
+            "slug": {"required": False},
+            "expansion_factor": {"min_value": 1, "max_value": 100},
+            "reanswer_attempts": {"min_value": 1, "max_value": 20},
+            "panel_size": {"min_value": 1, "max_value": 50},
+            "consensus_minimum": {"min_value": 1, "max_value": 50},
+        }
+
+
+class ProjectDetailSerializer(ProjectSerializer):
+    status_counts = serializers.DictField(child=serializers.IntegerField(), read_only=True)
+
+    class Meta(ProjectSerializer.Meta):
+        fields = [*ProjectSerializer.Meta.fields, "status_counts"]
+
+
+class ImportBatchSerializer(serializers.ModelSerializer):
+    created_by = UsernameField(read_only=True)
+    errors = serializers.ListField(child=serializers.DictField(), read_only=True)
+    is_finished = serializers.BooleanField(read_only=True)
+
+    class Meta:
+        model = ImportBatch
+        fields = [
+            "id",
+            "file_name",
+            "sha256",
+            "size_bytes",
+            "format",
+            "options",
+            "state",
+            "is_finished",
+            "records",
+            "created_count",
+            "unchanged_count",
+            "error_count",
+            "errors",
+            "duration_ms",
+            "created_by",
+            "created_at",
+            "finished_at",
+        ]
+        read_only_fields = fields
+
+
+class ImportBatchSummarySerializer(ImportBatchSerializer):
+    class Meta(ImportBatchSerializer.Meta):
+        fields = [f for f in ImportBatchSerializer.Meta.fields if f != "errors"]
+        read_only_fields = fields
+
+
+class ImportUploadSerializer(serializers.Serializer):
+    file = serializers.FileField(help_text="The seed file: JSONL or CSV, UTF-8.")
+    format = serializers.ChoiceField(choices=list(FORMATS), default="auto")
+    specialty = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
+    language = serializers.ChoiceField(
+        choices=["", *Language.values], required=False, allow_blank=True, default=""
+    )
+    question_type = serializers.ChoiceField(
+        choices=["", *QuestionType.values], required=False, allow_blank=True, default=""
+    )
+    mapping = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="For other layouts: question=q,A=opa,B=opb,C=opc,D=opd,answer=ans",
+    )
+
+    def validate_file(self, upload):
+        limit = settings.MEDCOT_MAX_UPLOAD_MB * 1024 * 1024
+        if upload.size > limit:
+            raise serializers.ValidationError(
+                f"The file is {upload.size // (1024 * 1024)} MB; "
+                f"the limit is {settings.MEDCOT_MAX_UPLOAD_MB} MB."
+            )
+        return upload
+
+    def validate_mapping(self, value: str) -> dict[str, str]:
+        try:
+            return parse_mapping(value)
+        except (FormatError, ValueError) as exc:
+            raise serializers.ValidationError(str(exc)) from exc
+
+
+class ItemVersionSerializer(serializers.ModelSerializer):
+    author = UsernameField(read_only=True)
+    options = serializers.DictField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = ItemVersion
+        fields = [
+            "number",
+            "stem",
+            "options",
+            "answer",
+            "cot",
+            "reasoning",
+            "author_kind",
+            "author",
+            "reason",
+            "provenance",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+
+class EventSerializer(serializers.ModelSerializer):
+    actor = UsernameField(read_only=True)
+
+    class Meta:
+        model = Event
+        fields = ["id", "kind", "from_status", "to_status", "actor", "reason", "data", "created_at"]
+        read_only_fields = fields
+
+
+class ItemSerializer(serializers.ModelSerializer):
+    family_id = serializers.IntegerField(read_only=True, allow_null=True)
+    stem = serializers.SerializerMethodField()
+    answer = serializers.SerializerMethodField()
+    version = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Item
+        fields = [
+            "id",
+            "external_id",
+            "kind",
+            "family_id",
+            "question_type",
+            "specialty",
+            "cognitive_level",
+            "difficulty",
+            "language",
+            "source",
+            "status",
+            "status_changed_at",
+            "status_reason",
+            "revision_status",
+            "version",
+            "stem",
+            "answer",
+            "created_at",
+        ]
+        read_only_fields = fields
+
+    def get_stem(self, item: Item) -> str:
+        return item.current_version.stem if item.current_version else ""
+
+    def get_answer(self, item: Item) -> str:
+        return item.current_version.answer if item.current_version else ""
+
+    def get_version(self, item: Item) -> int | None:
+        return item.current_version.number if item.current_version else None
+
+
+class ItemDetailSerializer(ItemSerializer):
+    current = ItemVersionSerializer(source="current_version", read_only=True, allow_null=True)
+    # Filled by the view from `medcot.selectors.item_history` (newest version first, events in
+    # the order they happened).
+    versions = ItemVersionSerializer(source="history_versions", many=True, read_only=True)
+    events = EventSerializer(source="history_events", many=True, read_only=True)
+
+    class Meta(ItemSerializer.Meta):
+        fields = [*ItemSerializer.Meta.fields, "current", "versions", "events"]
+        read_only_fields = fields
+
+
+class ItemFilterSerializer(serializers.Serializer):
+    status = serializers.ChoiceField(choices=Status.values, required=False)
+    language = serializers.ChoiceField(choices=Language.values, required=False)
+    specialty = serializers.CharField(required=False, max_length=100)
+    q = serializers.CharField(required=False, max_length=200)
+
+
+class RunProgressSerializer(serializers.Serializer):
+    kind = serializers.CharField()
+    label = serializers.CharField()
+    total = serializers.IntegerField()
+    queued = serializers.IntegerField()
+    running = serializers.IntegerField()
+    done = serializers.IntegerField()
+    error = serializers.IntegerField()
+    cancelled = serializers.IntegerField()
+    percent = serializers.IntegerField()
+
+
+class RunSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    stage = serializers.CharField()
+    hands_off = serializers.BooleanField()
+    state = serializers.CharField()
+    message = serializers.CharField()
+    limit = serializers.IntegerField(allow_null=True)
+    profile = serializers.CharField(source="profile.name")
+    created_by = UsernameField()
+    created_at = serializers.DateTimeField()
+    finished_at = serializers.DateTimeField(allow_null=True)
+    totals = RunProgressSerializer()
+
+
+class RunDetailSerializer(RunSerializer):
+    stages = RunProgressSerializer(many=True)
+
+
+class RunStartSerializer(serializers.Serializer):
+    stage = serializers.ChoiceField(choices=["cot", "expand", "reanswer", "all"])
+    limit = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    profile_id = serializers.IntegerField(
+        required=False, allow_null=True, help_text="An LLM profile; the default one if absent."
+    )
+
+
+class ReleaseSerializer(serializers.Serializer):
+    version = serializers.CharField()
+    state = serializers.CharField()
+    filters = serializers.DictField(child=serializers.ListField(child=serializers.CharField()))
+    license = serializers.CharField()
+    notes = serializers.CharField()
+    previous = serializers.CharField(source="previous.version", allow_null=True, default=None)
+    item_count = serializers.IntegerField()
+    excluded_without_consensus = serializers.IntegerField()
+    zip_sha256 = serializers.CharField()
+    files = serializers.DictField(child=serializers.DictField())
+    error = serializers.CharField()
+    build_seconds = serializers.FloatField(allow_null=True)
+    created_by = UsernameField()
+    created_at = serializers.DateTimeField()
+    built_at = serializers.DateTimeField(allow_null=True)
+    download = serializers.SerializerMethodField()
+
+    def get_download(self, release) -> str | None:
+        from django.urls import reverse
+
+        if release.state != "built":
+            return None
+        return reverse(
+            "api-release-download",
+            kwargs={"slug": release.project.slug, "version": release.version},
+        )
+
+
+class ReleaseCreateSerializer(serializers.Serializer):
+    version = serializers.CharField(max_length=40, help_text="e.g. v1.0 or 2026-11")
+    filters = serializers.DictField(
+        child=serializers.ListField(child=serializers.CharField(max_length=100)),
+        required=False,
+        default=dict,
+        help_text='{"specialties": [...], "languages": [...], "question_types": [...]}; '
+        "empty means every approved item.",
+    )
+    license = serializers.CharField(max_length=64, required=False, default="cc-by-nc-4.0")
+    notes = serializers.CharField(required=False, allow_blank=True, default="")
+
+
+class FirstPassSerializer(serializers.Serializer):
+    reviewer = UsernameField()
+    version = serializers.IntegerField(source="version.number")
+    relevance = serializers.BooleanField()
+    correctness = serializers.BooleanField()
+    sufficiency = serializers.BooleanField()
+    outcome = serializers.CharField()
+    reason = serializers.CharField()
+    comment = serializers.CharField()
+    state = serializers.CharField()
+    seconds_on_item = serializers.IntegerField()
+    created_at = serializers.DateTimeField()
+
+
+class PanelMemberSerializer(serializers.Serializer):
+    expert = UsernameField()
+    why = serializers.CharField()
+    joined_round = serializers.IntegerField()
+
+
+class PanelSerializer(serializers.Serializer):
+    state = serializers.CharField()
+    round = serializers.IntegerField()
+    version = serializers.IntegerField(source="round_version.number", allow_null=True)
+    members = PanelMemberSerializer(source="memberships.all", many=True)
+    created_at = serializers.DateTimeField()
+
+
+class PanelDecisionSerializer(serializers.Serializer):
+    round = serializers.IntegerField(source="decision.round")
+    expert = UsernameField(source="decision.expert")
+    version = serializers.IntegerField(source="decision.version.number")
+    scores = serializers.DictField(child=serializers.IntegerField(allow_null=True))
+    decision = serializers.CharField(source="decision.decision")
+    answer = serializers.CharField(source="decision.answer")
+    comment = serializers.CharField(source="decision.comment")
+    first_wrong_step = serializers.IntegerField(source="decision.first_wrong_step", allow_null=True)
+    created_at = serializers.DateTimeField(source="decision.created_at")
+
+
+class ConsensusVoteSerializer(serializers.Serializer):
+    expert = UsernameField()
+    version = serializers.IntegerField(source="version.number")
+    answer = serializers.CharField()
+    approve_phrasing = serializers.BooleanField()
+    comment = serializers.CharField()
+    source = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class AdjudicationSerializer(serializers.Serializer):
+    admin = UsernameField()
+    outcome = serializers.CharField()
+    reason = serializers.CharField()
+    created_at = serializers.DateTimeField()
+
+
+class ItemReviewsSerializer(serializers.Serializer):
+    first_pass = FirstPassSerializer(many=True)
+    panel = PanelSerializer(allow_null=True)
+    decisions = PanelDecisionSerializer(many=True)
+    votes = ConsensusVoteSerializer(many=True)
+    adjudications = AdjudicationSerializer(many=True)
+
+
+class PanelAssignSerializer(serializers.Serializer):
+    experts = serializers.ListField(
+        child=serializers.CharField(max_length=150),
+        min_length=1,
+        max_length=50,
+        help_text="Usernames of the experts to seat.",
+    )

@@ -1,0 +1,66 @@
+from django.contrib.auth.decorators import login_required
+from django.urls import path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
+
+from review.api import pipeline_views, review_views, views
+from review.api.permissions import IsMember
+
+urlpatterns = [
+    path("auth/token/", views.TokenView.as_view(), name="api-token"),
+    path("projects/", views.ProjectList.as_view(), name="api-projects"),
+    path("projects/<slug:slug>/", views.ProjectDetail.as_view(), name="api-project"),
+    path("projects/<slug:slug>/imports/", views.ImportList.as_view(), name="api-imports"),
+    path("projects/<slug:slug>/imports/<int:pk>/", views.ImportDetail.as_view(), name="api-import"),
+    path("projects/<slug:slug>/items/", views.ItemList.as_view(), name="api-items"),
+    path("projects/<slug:slug>/items/<int:pk>/", views.ItemDetail.as_view(), name="api-item"),
+    path(
+        "projects/<slug:slug>/items/<int:pk>/reviews/",
+        review_views.ItemReviews.as_view(),
+        name="api-item-reviews",
+    ),
+    path(
+        "projects/<slug:slug>/items/<int:pk>/panel/",
+        review_views.PanelAssign.as_view(),
+        name="api-item-panel",
+    ),
+    path("projects/<slug:slug>/runs/", pipeline_views.RunList.as_view(), name="api-runs"),
+    path("projects/<slug:slug>/runs/<int:pk>/", pipeline_views.RunDetail.as_view(), name="api-run"),
+    *[
+        path(
+            f"projects/<slug:slug>/runs/<int:pk>/{action}/",
+            pipeline_views.RunControl.as_view(action_name=action),
+            name=f"api-run-{action}",
+        )
+        for action in pipeline_views.RUN_CONTROLS
+    ],
+    path(
+        "projects/<slug:slug>/releases/",
+        pipeline_views.ReleaseList.as_view(),
+        name="api-releases",
+    ),
+    path(
+        "projects/<slug:slug>/releases/<str:version>/",
+        pipeline_views.ReleaseDetail.as_view(),
+        name="api-release",
+    ),
+    path(
+        "projects/<slug:slug>/releases/<str:version>/download/",
+        pipeline_views.ReleaseDownload.as_view(),
+        name="api-release-download",
+    ),
+    path("schema/", SpectacularAPIView.as_view(permission_classes=[IsMember]), name="api-schema"),
+    # A browser page: anonymous visitors go to the login page like everywhere else.
+    path(
+        "docs/",
+        login_required(
+            SpectacularSwaggerSplitView.as_view(
+                url_name="api-schema",
+                template_name="api/swagger_ui.html",
+                permission_classes=[IsMember],
+            )
+        ),
+        name="api-docs",
+    ),
+    # Anything else under /api/ is a JSON 404 in the API's error shape, not the HTML page.
+    re_path(r"^.*$", views.not_found, name="api-not-found"),
+]

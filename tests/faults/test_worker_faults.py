@@ -1,0 +1,139 @@
+"""A real worker on a private Redis runs CoT generation against a simulator that answers one
+request in five with a fault (429, 500, timeout, malformed), and Redis is restarted in the
+middle. The run completes: every item is accounted for exactly once — generated, or in `error`
+with the reason — none duplicated, none stuck."""
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+
+import pytest
+from django.conf import settings
+
+from generation.models import Job, LLMCall, Run
+from generation.services import run_start
+from medcot.celery import app as celery_app
+from medcot.lifecycle import Status
+from medcot.models import AuthorKind, Item, ItemVersion
+from tests.factories import ItemFactory
+from tests.generation.conftest import make_profile
+from tests.generation.test_worker import _wait_for, _worker
+
+pytestmark = [
+    pytest.mark.services,
+    pytest.mark.django_db(transaction=True),
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
+]
+
+ITEMS = 16
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _redis(port: int, data_dir) -> subprocess.Popen:
+    # Append-only with fsync on every write, so queued messages survive the restart.
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--dir",
+            str(data_dir),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "always",
+            "--save",
+            "",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail("the private redis-server did not start")
+
+
+def test_a_run_survives_llm_faults_and_a_redis_restart(
+    project, start_simulator, monkeypatch, tmp_path
+):
+    port = _free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    # The worker helper reads the broker from here; the run's dispatch uses the same Redis.
+    monkeypatch.setenv("MEDCOT_TEST_REDIS_URL", url)
+    settings.CELERY_BROKER_URL = url
+    celery_app.conf.task_always_eager = False
+    celery_app.conf.broker_url = url
+    celery_app.conf.broker_transport_options = {"visibility_timeout": 3}
+    sim = start_simulator(
+        latency_mean=0.2,
+        rate_429=0.05,
+        rate_500=0.05,
+        rate_timeout=0.05,
+        timeout_hold=3.0,
+        rate_malformed=0.05,
+        seed=11,
+    )
+    make_profile(sim.base_url, max_in_flight=8, timeout_seconds=1.5, max_retries=3)
+    items = [ItemFactory(project=project) for _ in range(ITEMS)]
+
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    server = _redis(port, redis_dir)
+    worker = None
+    try:
+        worker = _worker("faults", tmp_path)
+        run = run_start(project=project, stage="cot")
+        _wait_for(lambda: LLMCall.objects.count() >= 3, 60, "the first calls")
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+        time.sleep(2)
+        server = _redis(port, redis_dir)
+        everyone = Item.objects.filter(pk__in=[i.pk for i in items])
+        _wait_for(
+            lambda: not everyone.filter(status__in=[Status.IMPORTED, Status.GENERATING]).exists(),
+            150,
+            "every item to leave generation",
+        )
+        _wait_for(
+            lambda: Run.objects.get(pk=run.pk).state == Run.State.DONE, 30, "the run to finish"
+        )
+    finally:
+        if worker is not None and worker.poll() is None:
+            worker.send_signal(signal.SIGTERM)
+            worker.wait(30)
+        server.send_signal(signal.SIGTERM)
+        server.wait(10)
+        celery_app.conf.broker_url = None
+
+    jobs = Job.objects.filter(run=run)
+    assert jobs.count() == ITEMS
+    assert not jobs.filter(state__in=[Job.State.QUEUED, Job.State.RUNNING]).exists()
+    faults = LLMCall.objects.exclude(error="").count()
+    for item in Item.objects.filter(pk__in=[i.pk for i in items]):
+        llm_versions = ItemVersion.objects.filter(item=item, author_kind=AuthorKind.LLM).count()
+        if item.status == Status.ERROR:
+            assert item.status_reason, f"item {item.pk} is in error without a reason"
+            assert llm_versions == 0
+        else:
+            assert item.status in {Status.GENERATED, Status.FIRST_REVIEW}, item.status
+            assert llm_versions == 1, f"item {item.pk} has {llm_versions} CoT versions"
+    print(
+        f"faults test: {ITEMS} items, {LLMCall.objects.count()} LLM calls, "
+        f"{faults} failed calls, "
+        f"{Item.objects.filter(status=Status.ERROR).count()} items in error"
+    )

@@ -1,0 +1,346 @@
+"""Every URL pattern of the site × every role, compared with an explicit table.
+
+The patterns are read from the resolver, so a page or endpoint added anywhere shows up here;
+one missing from the table fails with a message saying where to add it. Outcomes:
+"login" = redirect to the login page, "302" = another redirect, otherwise the status code.
+Admin-site patterns are covered by one rule (nobody in these roles is staff).
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from django.test import Client
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from generation.services import run_start
+from medcot.imports.formats import ImportOptions
+from medcot.imports.service import import_batch_create
+from tests.factories import ItemFactory
+
+ROLES = ("anonymous", "outsider", "reviewer", "expert", "admin")
+USER_FIXTURES = {
+    "outsider": "outsider",
+    "reviewer": "reviewer",
+    "expert": "expert_a",
+    "admin": "admin_user",
+}
+
+
+def _row(anonymous, outsider, reviewer, expert, admin) -> dict[str, str]:
+    return dict(zip(ROLES, (anonymous, outsider, reviewer, expert, admin), strict=True))
+
+
+MEMBERS_PAGE = _row("login", "403", "200", "200", "200")
+ADMIN_PAGE = _row("login", "403", "403", "403", "200")
+MEMBERS_API = _row("401", "403", "200", "200", "200")
+ADMIN_API = _row("401", "403", "403", "403", "200")
+
+# route → {"GET": row, "POST": row (optional), "args": {kwarg: context key}}
+# POST is sent with an empty body: it proves who is refused before any input is read
+# (a permitted role gets its form or a 400 back).
+EXPECTED: dict[str, dict] = {
+    "": {"GET": _row("login", "302", "302", "302", "302")},
+    "login/": {"GET": _row("200", "302", "302", "302", "302")},
+    "logout/": {"GET": _row("405", "405", "405", "405", "405")},
+    "projects/": {"GET": MEMBERS_PAGE},
+    "projects/new/": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},
+    "projects/<slug:slug>/": {"GET": MEMBERS_PAGE},
+    "projects/<slug:slug>/items/<int:pk>/": {"GET": ADMIN_PAGE, "args": {"pk": "item"}},
+    "projects/<slug:slug>/import/": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},
+    "projects/<slug:slug>/import/<int:pk>/": {"GET": ADMIN_PAGE, "args": {"pk": "batch"}},
+    "api/auth/token/": {
+        "GET": _row("405", "405", "405", "405", "405"),
+        "POST": _row("400", "400", "400", "400", "400"),
+    },
+    "api/projects/": {"GET": MEMBERS_API, "POST": ADMIN_API | {"admin": "400"}},
+    "api/projects/<slug:slug>/": {"GET": MEMBERS_API},
+    "api/projects/<slug:slug>/imports/": {"GET": ADMIN_API, "POST": ADMIN_API | {"admin": "400"}},
+    "api/projects/<slug:slug>/imports/<int:pk>/": {"GET": ADMIN_API, "args": {"pk": "batch"}},
+    # Reviewers and experts get the items they hold (an empty page here), never others'.
+    "api/projects/<slug:slug>/items/": {"GET": MEMBERS_API},
+    "api/projects/<slug:slug>/items/<int:pk>/": {"GET": ADMIN_API, "args": {"pk": "item"}},
+    "api/schema/": {"GET": MEMBERS_API},
+    "api/^.*$": {"GET": _row("404", "404", "404", "404", "404")},
+    "api/docs/": {"GET": MEMBERS_PAGE},
+}
+
+NOBODY_GETS = _row("login", "405", "405", "405", "405")
+ADMIN_POST = _row("login", "403", "403", "403", "404")
+REVIEWER_OR_EXPERT_PAGE = _row("login", "403", "200", "200", "403")
+
+# The generation app: runs and LLM settings are for admins only.
+EXPECTED |= {
+    "projects/<slug:slug>/runs/": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},
+    "projects/<slug:slug>/runs/start/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "403", "403", "400"),
+    },
+    "projects/<slug:slug>/runs/<int:pk>/": {
+        "GET": ADMIN_PAGE,
+        "args": {"pk": "run"},
+    },
+    "projects/<slug:slug>/runs/<int:pk>/<str:action>/": {
+        "GET": NOBODY_GETS,
+        "POST": ADMIN_POST,  # an unknown action on a real run is a 404
+        "args": {"pk": "run"},
+    },
+    "projects/<slug:slug>/runs/<int:pk>/jobs/<int:job_pk>/retry/": {
+        "GET": NOBODY_GETS,
+        "POST": ADMIN_POST,  # job 1 is not a failed job of this run
+        "args": {"pk": "run"},
+    },
+    "llm/": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},
+    "llm/prompts/<int:pk>/edit/": {"GET": ADMIN_POST, "POST": ADMIN_POST},
+}
+
+# The review app. "pk" is an item no one holds: people who may act on some items get a
+# validation error (422), a 404 or a redirect back to their queue, never the item.
+EXPECTED |= {
+    "review/": {"GET": MEMBERS_PAGE, "POST": NOBODY_GETS},
+    "review/first-pass/": {"GET": REVIEWER_OR_EXPERT_PAGE},
+    "review/first-pass/<int:pk>/submit/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "422", "403", "403"),
+        "args": {"pk": "item"},
+    },
+    "review/first-pass/<int:pk>/skip/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "302", "302", "403"),
+        "args": {"pk": "item"},
+    },
+    "review/first-pass/undo/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "422", "422", "403"),
+    },
+    "review/consensus/": {"GET": _row("login", "403", "403", "200", "403")},
+    "review/consensus/<int:pk>/vote/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "403", "404", "403"),
+        "args": {"pk": "item"},
+    },
+    "review/consensus/<int:pk>/skip/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "403", "302", "403"),
+        "args": {"pk": "item"},
+    },
+    "review/panels/": {"GET": _row("login", "403", "403", "200", "200")},
+    "review/panels/assign/<int:pk>/": {
+        # The item is not waiting for a panel, so the admin is sent back to the list.
+        "GET": _row("login", "403", "403", "403", "302"),
+        "args": {"pk": "item"},
+    },
+    "review/panels/assign/<int:pk>/save/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "403", "403", "422"),
+        "args": {"pk": "item"},
+    },
+    # Experts only see panels they sit on: another item is a 404 for them and for admins.
+    "review/panels/item/<int:pk>/": {
+        "GET": _row("login", "403", "403", "404", "404"),
+        "args": {"pk": "item"},
+    },
+    "review/panels/item/<int:pk>/score/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "403", "404", "404"),
+        "args": {"pk": "item"},
+    },
+    "review/panels/item/<int:pk>/revise/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "403", "404", "404"),
+        "args": {"pk": "item"},
+    },
+    "review/panels/item/<int:pk>/regenerate/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "403", "404", "404"),
+        "args": {"pk": "item"},
+    },
+    "review/items/<int:pk>/adjudicate/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "403", "403", "302"),
+        "args": {"pk": "item"},
+    },
+    "review/items/<int:pk>/history/": {"GET": ADMIN_PAGE, "args": {"pk": "item"}},
+    "review/overview/": {"GET": ADMIN_PAGE},
+    "review/rubric/": {"GET": MEMBERS_PAGE},
+    "review/rubric/edit/": {"GET": ADMIN_PAGE, "POST": _row("login", "403", "403", "403", "422")},
+}
+
+# Releases and dashboards: admins only. Version "1" does not exist: admins get a 404.
+ADMIN_404 = _row("login", "403", "403", "403", "404")
+EXPECTED |= {
+    "projects/<slug:slug>/dashboard/": {"GET": ADMIN_PAGE},
+    "projects/<slug:slug>/releases/": {
+        "GET": ADMIN_PAGE,
+        "POST": _row("login", "403", "403", "403", "400"),
+    },
+    "projects/<slug:slug>/releases/<str:version>/": {"GET": ADMIN_404},
+    "projects/<slug:slug>/releases/<str:version>/download/": {"GET": ADMIN_404},
+    "projects/<slug:slug>/releases/<str:version>/files/<path:name>": {"GET": ADMIN_404},
+    "projects/<slug:slug>/releases/<str:version>/diff/": {"GET": ADMIN_404},
+    "projects/<slug:slug>/releases/<str:version>/retry/": {"GET": NOBODY_GETS, "POST": ADMIN_404},
+}
+
+# The API over runs and releases: admins only.
+API_ADMIN_404 = _row("401", "403", "403", "403", "404")
+API_CONTROL = {
+    "GET": _row("401", "403", "403", "403", "405"),
+    "POST": ADMIN_API,
+    "args": {"pk": "run"},
+}
+EXPECTED |= {
+    "api/projects/<slug:slug>/items/<int:pk>/reviews/": {"GET": ADMIN_API, "args": {"pk": "item"}},
+    "api/projects/<slug:slug>/items/<int:pk>/panel/": {
+        "GET": _row("401", "403", "403", "403", "405"),
+        "POST": ADMIN_API | {"admin": "400"},
+        "args": {"pk": "item"},
+    },
+    "api/projects/<slug:slug>/runs/": {"GET": ADMIN_API, "POST": ADMIN_API | {"admin": "400"}},
+    "api/projects/<slug:slug>/runs/<int:pk>/": {"GET": ADMIN_API, "args": {"pk": "run"}},
+    "api/projects/<slug:slug>/runs/<int:pk>/pause/": API_CONTROL,
+    "api/projects/<slug:slug>/runs/<int:pk>/resume/": API_CONTROL,
+    "api/projects/<slug:slug>/runs/<int:pk>/cancel/": API_CONTROL,
+    "api/projects/<slug:slug>/releases/": {
+        "GET": ADMIN_API,
+        "POST": ADMIN_API | {"admin": "400"},
+    },
+    "api/projects/<slug:slug>/releases/<str:version>/": {"GET": API_ADMIN_404},
+    "api/projects/<slug:slug>/releases/<str:version>/download/": {"GET": API_ADMIN_404},
+}
+
+ADMIN_SITE_PREFIX = "django-admin/"
+# Nobody in the five roles is staff: the admin site sends every one of them to its own login.
+ADMIN_SITE_EXPECTED = {
+    "django-admin/login/": _row("200", "200", "200", "200", "200"),
+    "django-admin/logout/": _row("302", "302", "302", "302", "302"),
+}
+ADMIN_SITE_DEFAULT = "admin-login"
+
+DEFAULT_ARGS = {
+    "version": "1",
+    "action": "nonsense",
+    "job_pk": "1",
+    "name": "README.md",
+    "object_id": "1",
+    "content_type_id": "1",
+    "id": "1",
+    "app_label": "medcot",
+    "url": "nothing-here/",
+}
+
+
+def _walk(patterns, prefix=""):
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            yield from _walk(pattern.url_patterns, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            yield prefix + str(pattern.pattern), pattern
+
+
+def all_routes() -> list[str]:
+    return [route for route, _ in _walk(get_resolver().url_patterns)]
+
+
+def _fill(route: str, values: dict[str, str]) -> str:
+    if route == "api/^.*$":
+        return "/api/no-such-endpoint/"
+    if route.startswith("django-admin/^"):
+        # The admin's app index is a regex route; the only one of its kind.
+        return "/django-admin/medcot/"
+    # A parameter the table does not name gets "1": enough to reach the view's own checks.
+    path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: str(values.get(m.group(1), "1")), route)
+    path = re.sub(r"\(\?P<(\w+)>[^)]*\)\$?", lambda m: str(values.get(m.group(1), "1")), path)
+    return "/" + path.lstrip("^").rstrip("$")
+
+
+def _outcome(response) -> str:
+    if response.status_code in {301, 302}:
+        location = response["Location"]
+        if location.startswith("/login/"):
+            return "login"
+        if location.startswith("/django-admin/login/"):
+            return "admin-login"
+        return "302"
+    return str(response.status_code)
+
+
+@pytest.fixture
+def context(db, project, admin_user):
+    item = ItemFactory(project=project, status="first_review")
+    batch = import_batch_create(
+        project=project,
+        data=b'{"id": "x"}',
+        file_name="seeds.jsonl",
+        options=ImportOptions(),
+        actor=admin_user,
+    )
+    # Starting a run only queues jobs; the test transaction never commits, so none is sent.
+    run = run_start(project=project, stage="cot", actor=admin_user)
+    return {
+        "project": project,
+        "slug": project.slug,
+        "item": item.pk,
+        "batch": batch.pk,
+        "run": run.pk,
+    }
+
+
+@pytest.fixture
+def clients(request, context):
+    made = {"anonymous": Client()}
+    for role, fixture in USER_FIXTURES.items():
+        client = Client()
+        client.force_login(request.getfixturevalue(fixture))
+        made[role] = client
+    return made
+
+
+def test_it_knows_every_url_pattern_of_the_site():
+    unknown = [
+        route
+        for route in all_routes()
+        if route not in EXPECTED and not route.startswith(ADMIN_SITE_PREFIX)
+    ]
+    assert not unknown, (
+        "These URL patterns are not in the permission matrix. Add each to EXPECTED in "
+        f"tests/security/test_permission_matrix.py with who may GET (and POST) it: {unknown}"
+    )
+
+
+def test_it_lists_no_route_that_no_longer_exists():
+    gone = set(EXPECTED) - set(all_routes())
+    assert not gone, f"Remove these from EXPECTED; the site no longer has them: {sorted(gone)}"
+
+
+def test_it_gives_every_role_exactly_the_expected_access(clients, context):
+    surprises = []
+    checked = 0
+    for route in all_routes():
+        if route.startswith(ADMIN_SITE_PREFIX):
+            spec = {"GET": ADMIN_SITE_EXPECTED.get(route, dict.fromkeys(ROLES, ADMIN_SITE_DEFAULT))}
+            values = DEFAULT_ARGS
+        else:
+            spec = EXPECTED.get(route)
+            if spec is None:
+                continue  # reported by test_it_knows_every_url_pattern_of_the_site
+            values = {
+                **DEFAULT_ARGS,
+                "slug": context["slug"],
+                **{name: context[key] for name, key in spec.get("args", {}).items()},
+            }
+        url = _fill(route, values)
+        for method in ("GET", "POST"):
+            row = spec.get(method)
+            if row is None:
+                continue
+            for role in ROLES:
+                client = clients[role]
+                response = client.get(url) if method == "GET" else client.post(url, {})
+                got = _outcome(response)
+                checked += 1
+                if got != row[role]:
+                    surprises.append(f"{method} {url} as {role}: expected {row[role]}, got {got}")
+    print(f"permission matrix: {len(all_routes())} URL patterns, {checked} route×method×role cases")
+    assert not surprises, "Permission matrix surprises:\n" + "\n".join(surprises)
+    assert checked >= len(EXPECTED) * len(ROLES)

@@ -20,6 +20,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 class ProjectAdmin(admin.ModelAdmin):
     list_display = ["name", "slug", "language", "expansion_factor", "reanswer_attempts"]
     prepopulated_fields = {"slug": ["name"]}
+    readonly_fields = ["created_by", "created_at"]
+
+    # A project's events are protected history, so a project is never deleted; say so up front
+    # instead of offering a delete that always ends on "protected objects".
+    def has_delete_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(Item)

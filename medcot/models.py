@@ -177,7 +177,10 @@ class ImportBatch(models.Model):
 class Item(models.Model):
     """A question: a seed from an import or a synthetic sibling from expansion."""
 
-    project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="items")
+    # No index of its own: the (project, external_id) unique index leads with the project.
+    project = models.ForeignKey(
+        Project, on_delete=models.PROTECT, related_name="items", db_index=False
+    )
     kind = models.CharField(max_length=16, choices=ItemKind.choices, default=ItemKind.SEED)
     # The seed this item belongs to; a seed is its own family.
     family = models.ForeignKey(
@@ -230,6 +233,9 @@ class Item(models.Model):
         indexes = [
             models.Index(fields=["project", "status"], name="item_project_status"),
             models.Index(fields=["project", "specialty"], name="item_project_specialty"),
+            # Queue claims walk straight to the first free item of a stage (specialty first).
+            models.Index(fields=["status", "id"], name="review_item_queue"),
+            models.Index(fields=["status", "specialty", "id"], name="review_item_queue_specialty"),
         ]
 
     def __str__(self) -> str:
@@ -247,7 +253,10 @@ class ItemVersion(AppendOnlyModel):
     more than five, and a key that names no option.
     """
 
-    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="versions")
+    # No index of its own: the (item, number) unique index leads with the item.
+    item = models.ForeignKey(
+        Item, on_delete=models.PROTECT, related_name="versions", db_index=False
+    )
     number = models.PositiveIntegerField()
     stem = models.TextField()
     option_a = models.TextField()
@@ -301,8 +310,14 @@ class Event(AppendOnlyModel):
     """The audit log: every status change and every noteworthy action, with who and why."""
 
     project = models.ForeignKey(Project, on_delete=models.PROTECT, related_name="events")
+    # Indexed by (item, created_at) below.
     item = models.ForeignKey(
-        Item, null=True, blank=True, on_delete=models.PROTECT, related_name="events"
+        Item,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="events",
+        db_index=False,
     )
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"

@@ -154,7 +154,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -223,6 +224,13 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 MEDCOT_LLM_QUEUE = "llm"
+# Periodic housekeeping (run one `celery beat`, or `worker -B` on a single machine): first-pass
+# submissions take effect once their undo window has passed, and consensus items that already
+# hold enough agreeing votes are settled, even while nobody is on the review pages.
+CELERY_BEAT_SCHEDULE = {
+    "first-pass-apply-due": {"task": "review.tasks.first_pass_apply_due", "schedule": 30.0},
+    "consensus-settle-ready": {"task": "review.tasks.consensus_settle_ready", "schedule": 60.0},
+}
 
 # The LLM. Keys are read from the environment where they are used, never stored or logged.
 MEDCOT_LLM_BASE_URL = env_str("MEDCOT_LLM_BASE_URL")
@@ -253,13 +261,17 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MedCoT API",
-    "DESCRIPTION": "Projects, seed imports and items of MedCoT. See docs/api.md.",
+    "DESCRIPTION": "Projects, seed imports, items, generation runs and releases. See docs/api.md.",
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "review.api.schema.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "LanguageEnum": "medcot.models.Language",
         "QuestionTypeEnum": "medcot.models.QuestionType",

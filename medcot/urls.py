@@ -20,6 +20,7 @@ urlpatterns = [
     ),
     path("", include("generation.urls")),
     path("", include("review.urls")),
+    path("", include("review.releases.urls")),
     path("api/", include("review.api.urls")),
     path("django-admin/", admin.site.urls),
 ]

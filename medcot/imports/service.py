@@ -130,7 +130,11 @@ def _run(*, batch: ImportBatch, data: bytes, options: ImportOptions) -> list[Lin
         # Lock the project row: two imports into one project run one after the other, so the
         # "already exists" check below cannot race with another import's inserts.
         Project.objects.select_for_update().get(pk=batch.project_id)
-        existing = _existing_fingerprints(batch.project_id, [r.external_id for r in parsed.records])
+        existing = (
+            _existing_fingerprints(batch.project_id, [r.external_id for r in parsed.records])
+            if Item.objects.filter(project_id=batch.project_id).exists()
+            else {}
+        )
         new_records = []
         for record in parsed.records:
             known = existing.get(record.external_id)

@@ -61,6 +61,9 @@ class Command(BaseCommand):
                 "INFO",
                 "--without-gossip",
                 "--without-mingle",
+                "--beat",
+                "--schedule",
+                str(settings.VAR_DIR / "celerybeat-schedule"),
             ],
         )
         start(

@@ -32,9 +32,9 @@ test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python manage.py makemigrations --check --dry-run
-	# Tests never talk to the environment's broker: tasks they dispatch stay in memory, and the
-	# tests that need a real worker start one on MEDCOT_TEST_REDIS_URL themselves.
-	CELERY_BROKER_URL=memory:// $(BIN)/pytest $(PYTEST_ARGS)
+	# Tests keep their files (and the filesystem broker's queue) apart from a dev server's ./var;
+	# the tests that need a real worker start one on MEDCOT_TEST_REDIS_URL themselves.
+	MEDCOT_VAR_DIR=$${MEDCOT_VAR_DIR:-$(CURDIR)/var/test} $(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
 	$(BIN)/ruff check .

@@ -74,6 +74,9 @@ def main() -> int:
         MEDCOT_VAR_DIR=str(var_dir),
         MEDCOT_DB_THREADS=str(args.db_threads),
         LOG_LEVEL="WARNING",
+        # Measure what production runs: DEBUG keeps every query in memory and wraps cursors.
+        DEBUG="false",
+        SECRET_KEY=os.environ.get("SECRET_KEY") or "medcot-bench-only-secret-key-not-for-use",
         DJANGO_SETTINGS_MODULE="medcot.settings",
         PYTHONPATH=str(ROOT),
     )

@@ -202,15 +202,27 @@ class _LocalSlots:
         return sem.release
 
 
+class SlotsUnavailable(Exception):
+    """The in-flight limiter's Redis stayed unreachable for longer than its grace period."""
+
+
 class _RedisSlots:
     """A counting semaphore shared by every worker process: a sorted set of leases scored by
     their start time. A lease older than the call timeout belongs to a worker that died and
-    is swept, so a killed worker cannot leak capacity for ever."""
+    is swept, so a killed worker cannot leak capacity for ever.
 
-    def __init__(self, url: str) -> None:
+    Redis going away for a moment (a restart, a failover) is not a reason to fail a call:
+    connection and timeout errors are retried with capped backoff for up to `outage_seconds`
+    before `SlotsUnavailable` is raised."""
+
+    def __init__(self, url: str, *, outage_seconds: float | None = None) -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(url)
+        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+        self._transient = (redis.ConnectionError, redis.TimeoutError)
+        if outage_seconds is None:
+            outage_seconds = float(getattr(settings, "MEDCOT_LLM_SLOTS_OUTAGE_SECONDS", 60.0))
+        self.outage_seconds = outage_seconds
 
     def acquire(self, profile: ProfileSnapshot) -> Callable[[], None]:
         key = f"medcot:llm:inflight:{profile.id}"
@@ -218,18 +230,45 @@ class _RedisSlots:
         # A slot is held for one HTTP try, which the client's timeout bounds.
         lease = profile.timeout_seconds + 30
         delay = 0.005
+        outage_started: float | None = None
+        outage_delay = 0.1
         while True:
             now = time.time()
-            pipe = self._redis.pipeline()
-            pipe.zremrangebyscore(key, "-inf", now - lease)
-            pipe.zadd(key, {token: now})
-            pipe.zrank(key, token)
-            _, _, rank = pipe.execute()
-            if rank is not None and rank < profile.max_in_flight:
-                return lambda: self._redis.zrem(key, token)
-            self._redis.zrem(key, token)
+            try:
+                pipe = self._redis.pipeline()
+                pipe.zremrangebyscore(key, "-inf", now - lease)
+                pipe.zadd(key, {token: now})
+                pipe.zrank(key, token)
+                _, _, rank = pipe.execute()
+                if rank is not None and rank < profile.max_in_flight:
+                    return lambda: self._release(key, token)
+                self._redis.zrem(key, token)
+            except self._transient as exc:
+                if outage_started is None:
+                    outage_started = time.monotonic()
+                    log.warning("In-flight limiter lost Redis (%s); waiting for it", exc)
+                elapsed = time.monotonic() - outage_started
+                if elapsed >= self.outage_seconds:
+                    raise SlotsUnavailable(
+                        f"The in-flight limiter's Redis was unreachable for {elapsed:.0f}s: {exc}"
+                    ) from exc
+                wait = min(outage_delay, self.outage_seconds - elapsed)
+                time.sleep(wait * (0.5 + random.random() / 2))
+                outage_delay = min(outage_delay * 2, 5.0)
+                continue
+            if outage_started is not None:
+                log.info("In-flight limiter reached Redis again")
+                outage_started, outage_delay = None, 0.1
             time.sleep(delay * (0.5 + random.random()))
             delay = min(delay * 1.5, 0.05)
+
+    def _release(self, key: str, token: str) -> None:
+        # A lease that cannot be removed now is swept once it is older than the call timeout,
+        # so losing Redis at release time costs capacity for a while, never correctness.
+        try:
+            self._redis.zrem(key, token)
+        except self._transient as exc:
+            log.warning("Could not release an in-flight lease (%s); it will expire", exc)
 
 
 _slots: _LocalSlots | _RedisSlots | None = None

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -27,10 +28,24 @@ _lock = threading.Lock()
 _executor: ThreadPoolExecutor | None = None
 
 
+_local = threading.local()
+# Checking a connection (a health-check query) before every step would cost a round trip per
+# step; once a second per thread still replaces a connection that went stale while idle.
+CHECK_INTERVAL = 1.0
+
+
 def _run(fn: Callable[..., T], args, kwargs) -> T:
     # A connection left broken or past its age by the previous job is replaced first.
-    close_old_connections()
-    return fn(*args, **kwargs)
+    now = time.monotonic()
+    if now - getattr(_local, "checked", 0.0) >= CHECK_INTERVAL:
+        close_old_connections()
+        _local.checked = now
+    try:
+        return fn(*args, **kwargs)
+    except BaseException:
+        # After a failure the connection may be unusable: check it before the next step.
+        _local.checked = 0.0
+        raise
 
 
 def enable(threads: int) -> None:

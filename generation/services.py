@@ -21,7 +21,7 @@ from generation import dedup
 from generation.client import ProfileSnapshot, TryRecord
 from generation.models import Job, LLMCall, LLMProfile, ReanswerAttempt, Run, Stage
 from medcot.lifecycle import StaleStatus, Status, transition, transition_many
-from medcot.models import AuthorKind, Event, Item, ItemKind, ItemVersion, Project
+from medcot.models import OPTION_LABELS, AuthorKind, Event, Item, ItemKind, ItemVersion, Project
 from medcot.services import item_version_create
 
 log = logging.getLogger(__name__)
@@ -574,8 +574,13 @@ def family_store(
     call: CallInfo,
 ) -> tuple[int, int, str]:
     """Create synthetic siblings from parsed questions, dropping (and logging) near-duplicates
-    and anything beyond the family's size. Returns (created, dropped, the run's state)."""
-    created = dropped = 0
+    and anything beyond the family's size. Returns (created, dropped, the run's state).
+
+    A family's siblings, their first versions, their events and their near-duplicate index
+    rows are written with one INSERT per table: expansion is the pipeline's heaviest database
+    step, and one `item_version_create` per sibling costs a lock and five statements each. The
+    rows are the ones `item_version_create` would write for a new item (version 1, a
+    `version_created` event)."""
     model = call.record.model
     prompt_version_id = call.prompt_version_id
     with transaction.atomic():
@@ -587,26 +592,28 @@ def family_store(
         need = ctx.expansion_factor - 1 - existing.count()
         taken = set(existing.values_list("external_id", flat=True))
         n = 0
+        # (question, external id, shingles, band values) of each sibling to create.
+        accepted: list[tuple[dict, str, set[str], list[int]]] = []
+        dropped_questions: list[tuple[dict, int]] = []
         for question in questions:
-            if created >= need:
+            if len(accepted) >= need:
                 break
             grams = dedup.shingles(dedup.question_text(question["stem"], question["options"]))
             band_values = dedup.bands(grams)
             twin = _is_near_duplicate(ctx.project_id, grams, band_values)
-            if twin is not None:
-                dropped += 1
-                Event.objects.create(
-                    project_id=ctx.project_id,
-                    item_id=seed.pk,
-                    kind="near_duplicate_dropped",
-                    reason=f"synthesized question too similar to item {twin}",
-                    data={
-                        "similar_to": twin,
-                        "stem": question["stem"][:500],
-                        "llm_call": call_id,
-                        "job": ctx.job_id,
-                    },
+            if twin is None:
+                # Siblings accepted from this same reply are not indexed yet: compare directly
+                # and name the twin by its position until its row exists.
+                twin = next(
+                    (
+                        -(i + 1)
+                        for i, (_q, _e, other, _b) in enumerate(accepted)
+                        if dedup.jaccard(grams, other) >= dedup.THRESHOLD
+                    ),
+                    None,
                 )
+            if twin is not None:
+                dropped_questions.append((question, twin))
                 continue
             while True:
                 n += 1
@@ -614,47 +621,107 @@ def family_store(
                 if external_id not in taken:
                     break
             taken.add(external_id)
-            sibling = Item.objects.create(
-                project_id=ctx.project_id,
-                kind=ItemKind.SYNTHETIC,
-                family=seed,
-                external_id=external_id,
-                question_type=seed.question_type,
-                specialty=seed.specialty,
-                language=seed.language,
-                source=seed.source,
-                status=Status.GENERATED,
+            accepted.append((question, external_id, grams, band_values))
+        siblings = Item.objects.bulk_create(
+            [
+                Item(
+                    project_id=ctx.project_id,
+                    kind=ItemKind.SYNTHETIC,
+                    family=seed,
+                    external_id=external_id,
+                    question_type=seed.question_type,
+                    specialty=seed.specialty,
+                    language=seed.language,
+                    source=seed.source,
+                    status=Status.GENERATED,
+                )
+                for _q, external_id, _g, _b in accepted
+            ]
+        )
+        reason = "synthesized from the seed's explanation"
+        versions = ItemVersion.objects.bulk_create(
+            [
+                ItemVersion(
+                    item_id=sibling.pk,
+                    number=1,
+                    stem=question["stem"],
+                    answer=question["answer"],
+                    cot=question["cot"],
+                    reasoning="",
+                    author_kind=AuthorKind.LLM,
+                    author=None,
+                    reason=reason,
+                    provenance={
+                        "task": "synthesize",
+                        "prompt_version": prompt_version_id,
+                        "llm_call": call_id,
+                        "model": model,
+                        "profile": ctx.profile.name,
+                        "aspect": question.get("aspect", ""),
+                        "seed": seed.pk,
+                        "job": ctx.job_id,
+                    },
+                    **{
+                        f"option_{label.lower()}": question["options"].get(label, "")
+                        for label in OPTION_LABELS
+                    },
+                )
+                for sibling, (question, _e, _g, _b) in zip(siblings, accepted, strict=True)
+            ]
+        )
+        for sibling, version in zip(siblings, versions, strict=True):
+            sibling.current_version = version
+        Item.objects.bulk_update(siblings, ["current_version"])
+        events = []
+        for question, twin in dropped_questions:
+            twin_id = siblings[-twin - 1].pk if twin < 0 else twin
+            events.append(
+                Event(
+                    project_id=ctx.project_id,
+                    item_id=seed.pk,
+                    kind="near_duplicate_dropped",
+                    reason=f"synthesized question too similar to item {twin_id}",
+                    data={
+                        "similar_to": twin_id,
+                        "stem": question["stem"][:500],
+                        "llm_call": call_id,
+                        "job": ctx.job_id,
+                    },
+                )
             )
-            Event.objects.create(
-                project_id=ctx.project_id,
-                item=sibling,
-                kind="created",
-                to_status=Status.GENERATED,
-                reason="synthesized from its seed",
-                data={"seed": seed.pk, "llm_call": call_id, "aspect": question.get("aspect", "")},
+        for sibling, (question, _e, _g, _b) in zip(siblings, accepted, strict=True):
+            events.append(
+                Event(
+                    project_id=ctx.project_id,
+                    item_id=sibling.pk,
+                    kind="created",
+                    to_status=Status.GENERATED,
+                    reason="synthesized from its seed",
+                    data={
+                        "seed": seed.pk,
+                        "llm_call": call_id,
+                        "aspect": question.get("aspect", ""),
+                    },
+                )
             )
-            item_version_create(
-                item=sibling,
-                author_kind=AuthorKind.LLM,
-                reason="synthesized from the seed's explanation",
-                stem=question["stem"],
-                options=question["options"],
-                answer=question["answer"],
-                cot=question["cot"],
-                provenance={
-                    "task": "synthesize",
-                    "prompt_version": prompt_version_id,
-                    "llm_call": call_id,
-                    "model": model,
-                    "profile": ctx.profile.name,
-                    "aspect": question.get("aspect", ""),
-                    "seed": seed.pk,
-                    "job": ctx.job_id,
-                },
+            events.append(
+                Event(
+                    project_id=ctx.project_id,
+                    item_id=sibling.pk,
+                    kind="version_created",
+                    reason=reason,
+                    data={"number": 1, "author_kind": AuthorKind.LLM},
+                )
             )
-            dedup.index_item(project_id=ctx.project_id, item_id=sibling.pk, band_values=band_values)
-            created += 1
-    return created, dropped, run_state(run_id=ctx.run_id)
+        Event.objects.bulk_create(events)
+        dedup.index_items(
+            project_id=ctx.project_id,
+            bands_by_item={
+                sibling.pk: band_values
+                for sibling, (_q, _e, _g, band_values) in zip(siblings, accepted, strict=True)
+            },
+        )
+    return len(siblings), len(dropped_questions), run_state(run_id=ctx.run_id)
 
 
 def family_complete(*, ctx: JobContext, short_by: int = 0, reason: str = "") -> None:

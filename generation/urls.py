@@ -16,6 +16,11 @@ urlpatterns = [
         views.job_retry_view,
         name="generation_job_retry",
     ),
+    path(
+        "projects/<slug:slug>/items/<int:pk>/retry/",
+        views.item_retry_view,
+        name="generation_item_retry",
+    ),
     path("llm/", views.llm_settings, name="generation_llm"),
     path("llm/prompts/<int:pk>/edit/", views.prompt_edit, name="generation_prompt_edit"),
 ]

@@ -11,7 +11,7 @@ from generation import selectors, services
 from generation.forms import PromptEditForm, RunStartForm
 from generation.models import Job, PromptVersion, Run
 from generation.prompts import PromptError, prompt_version_edit
-from medcot.models import Project
+from medcot.models import Item, Project
 from review.roles import ADMIN, require_role
 
 
@@ -117,6 +117,21 @@ def job_retry_view(request: HttpRequest, slug: str, pk: int, job_pk: int) -> Htt
     if request.htmx:
         return render(request, "generation/_run_progress.html", _detail_context(run))
     return redirect("generation_run_detail", slug=slug, pk=pk)
+
+
+@login_required
+@require_POST
+def item_retry_view(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """The Retry button of an item in `error`: re-queues the LLM job that failed on it."""
+    project = _project(request, slug)
+    item = get_object_or_404(Item, pk=pk, project=project)
+    try:
+        services.item_retry(item=item, actor=request.user)
+    except services.GenerationError as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, _("The failed LLM job was queued again."))
+    return redirect("item_detail", slug, item.pk)
 
 
 @login_required

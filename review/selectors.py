@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Exists, Min, OuterRef, Q
 from django.http import Http404
 from django.utils import timezone
 
@@ -354,3 +354,21 @@ def overview_stats(*, now=None, days: int = 7) -> dict:
         .filter(disputes__gt=0)
         .count(),
     }
+
+
+def items_held_by(*, user, items):
+    """Narrow an item queryset to what `user` holds now: a live queue lease at the item's
+    current stage, or a seat on its panel while the panel is open. `medcot.permissions` asks
+    this for reviewers and experts, so the API shows them the same items the browser does."""
+    now = timezone.now()
+    leased = Lease.objects.filter(
+        item=OuterRef("pk"), holder=user, stage=OuterRef("status"), expires_at__gt=now
+    )
+    seated = PanelMembership.objects.filter(panel__item=OuterRef("pk"), expert=user).exclude(
+        panel__state=PanelState.CLOSED
+    )
+    return items.filter(Exists(leased) | Exists(seated))
+
+
+def item_held_by(*, user, item: Item) -> bool:
+    return items_held_by(user=user, items=Item.objects.filter(pk=item.pk)).exists()

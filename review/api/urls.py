@@ -2,7 +2,7 @@ from django.contrib.auth.decorators import login_required
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from review.api import pipeline_views, review_views, views
+from review.api import audit_views, pipeline_views, review_views, views, workflow_views
 from review.api.permissions import IsMember
 
 urlpatterns = [
@@ -34,6 +34,11 @@ urlpatterns = [
         for action in pipeline_views.RUN_CONTROLS
     ],
     path(
+        "projects/<slug:slug>/runs/<int:pk>/calls/",
+        audit_views.RunCalls.as_view(),
+        name="api-run-calls",
+    ),
+    path(
         "projects/<slug:slug>/releases/",
         pipeline_views.ReleaseList.as_view(),
         name="api-releases",
@@ -47,6 +52,31 @@ urlpatterns = [
         "projects/<slug:slug>/releases/<str:version>/download/",
         pipeline_views.ReleaseDownload.as_view(),
         name="api-release-download",
+    ),
+    path(
+        "review/first-pass/next/",
+        workflow_views.FirstPassNext.as_view(),
+        name="api-first-pass-next",
+    ),
+    path(
+        "review/items/<int:pk>/first-pass/",
+        workflow_views.FirstPassSubmit.as_view(),
+        name="api-first-pass-submit",
+    ),
+    path(
+        "review/items/<int:pk>/scores/",
+        workflow_views.PanelScores.as_view(),
+        name="api-panel-scores",
+    ),
+    path(
+        "review/items/<int:pk>/consensus/",
+        workflow_views.ConsensusVote.as_view(),
+        name="api-consensus-vote",
+    ),
+    path(
+        "projects/<slug:slug>/releases/<str:version>/diff/",
+        audit_views.ReleaseDiff.as_view(),
+        name="api-release-diff",
     ),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[IsMember]), name="api-schema"),
     # A browser page: anonymous visitors go to the login page like everywhere else.
@@ -62,5 +92,6 @@ urlpatterns = [
         name="api-docs",
     ),
     # Anything else under /api/ is a JSON 404 in the API's error shape, not the HTML page.
-    re_path(r"^.*$", views.not_found, name="api-not-found"),
+    # Any character, so a path with an encoded newline (fuzzers send them) is caught here too.
+    re_path(r"^[\s\S]*$", views.not_found, name="api-not-found"),
 ]

@@ -10,7 +10,6 @@ import subprocess
 import time
 
 import pytest
-from django.conf import settings
 
 from generation.models import Job, LLMCall, Run
 from generation.services import run_start
@@ -19,7 +18,13 @@ from medcot.lifecycle import Status
 from medcot.models import AuthorKind, Item, ItemVersion
 from tests.factories import ItemFactory
 from tests.generation.conftest import make_profile
-from tests.generation.test_worker import _wait_for, _worker
+from tests.generation.test_worker import (
+    _celery_conf_restore,
+    _celery_conf_save,
+    _drop_broker_pools,
+    _wait_for,
+    _worker,
+)
 
 pytestmark = [
     pytest.mark.services,
@@ -69,16 +74,18 @@ def _redis(port: int, data_dir) -> subprocess.Popen:
 
 
 def test_a_run_survives_llm_faults_and_a_redis_restart(
-    project, start_simulator, monkeypatch, tmp_path
+    project, start_simulator, monkeypatch, tmp_path, settings
 ):
     port = _free_port()
     url = f"redis://127.0.0.1:{port}/0"
     # The worker helper reads the broker from here; the run's dispatch uses the same Redis.
     monkeypatch.setenv("MEDCOT_TEST_REDIS_URL", url)
+    saved = _celery_conf_save()
     settings.CELERY_BROKER_URL = url
     celery_app.conf.task_always_eager = False
     celery_app.conf.broker_url = url
     celery_app.conf.broker_transport_options = {"visibility_timeout": 3}
+    _drop_broker_pools()
     sim = start_simulator(
         latency_mean=0.2,
         rate_429=0.05,
@@ -118,7 +125,7 @@ def test_a_run_survives_llm_faults_and_a_redis_restart(
             worker.wait(30)
         server.send_signal(signal.SIGTERM)
         server.wait(10)
-        celery_app.conf.broker_url = None
+        _celery_conf_restore(saved)
 
     jobs = Job.objects.filter(run=run)
     assert jobs.count() == ITEMS

@@ -164,3 +164,36 @@ def test_editing_a_prompt_appends_a_version(logged_in_admin, db):
 def test_the_project_page_links_to_the_runs(logged_in_admin, project):
     response = logged_in_admin.get(reverse("project_detail", args=[project.slug]))
     assert reverse("generation_runs", args=[project.slug]).encode() in response.content
+
+
+def test_the_item_page_retries_an_item_in_error(
+    logged_in_admin, db, start_simulator, project, django_capture_on_commit_callbacks
+):
+    from tests.generation.conftest import make_profile
+
+    profile = make_profile(start_simulator(rate_500=1.0).base_url, max_retries=0)
+    item = ItemFactory(project=project)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = run_start(project=project, stage="cot", profile=profile)
+    item.refresh_from_db()
+    assert item.status == Status.ERROR
+    page = logged_in_admin.get(reverse("item_detail", args=[project.slug, item.pk]))
+    url = reverse("generation_item_retry", args=[project.slug, item.pk])
+    assert url.encode() in page.content
+    assert logged_in_admin.get(url).status_code == 405
+    response = logged_in_admin.post(url)
+    assert response.status_code == 302
+    job = Job.objects.get(run=run, item=item)
+    assert job.state == Job.State.QUEUED
+    item.refresh_from_db()
+    assert item.status != Status.ERROR
+    # Nothing left to retry: the page says so instead of failing.
+    again = logged_in_admin.post(url, follow=True)
+    assert b"No failed LLM job to retry" in again.content
+
+
+def test_only_admins_may_retry_an_item(client, reviewer, db, project):
+    item = ItemFactory(project=project, status=Status.ERROR)
+    client.force_login(reviewer)
+    url = reverse("generation_item_retry", args=[project.slug, item.pk])
+    assert client.post(url).status_code == 403

@@ -63,6 +63,23 @@ def _drop_broker_pools() -> None:
     celery_app.amqp._producer_pool = None
 
 
+def _celery_conf_save() -> dict:
+    conf = celery_app.conf
+    return {
+        "broker_url": conf.broker_url,
+        "task_always_eager": conf.task_always_eager,
+        "broker_transport_options": conf.broker_transport_options,
+    }
+
+
+def _celery_conf_restore(saved: dict) -> None:
+    """Put the app back as the next test expects it: a test that leaves broker_url unset sends
+    later tests' tasks to Celery's default broker (AMQP on localhost) instead of failing."""
+    for key, value in saved.items():
+        setattr(celery_app.conf, key, value)
+    _drop_broker_pools()
+
+
 def _wait_for(condition, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -78,6 +95,7 @@ def test_a_real_worker_finishes_a_run_after_another_was_killed_mid_run(
     project, start_simulator, settings, tmp_path
 ):
     redis.Redis.from_url(redis_url()).flushdb()
+    saved = _celery_conf_save()
     settings.CELERY_BROKER_URL = redis_url()
     celery_app.conf.task_always_eager = False
     celery_app.conf.broker_url = redis_url()
@@ -122,8 +140,7 @@ def test_a_real_worker_finishes_a_run_after_another_was_killed_mid_run(
             if worker is not None and worker.poll() is None:
                 worker.send_signal(signal.SIGTERM)
                 worker.wait(30)
-        celery_app.conf.broker_url = None
-        _drop_broker_pools()
+        _celery_conf_restore(saved)
 
     assert calls_before < LLMCall.objects.count()
     for seed in seeds:

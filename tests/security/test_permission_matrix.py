@@ -48,6 +48,11 @@ EXPECTED: dict[str, dict] = {
     "projects/new/": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},
     "projects/<slug:slug>/": {"GET": MEMBERS_PAGE},
     "projects/<slug:slug>/items/<int:pk>/": {"GET": ADMIN_PAGE, "args": {"pk": "item"}},
+    "projects/<slug:slug>/items/<int:pk>/retry/": {
+        "GET": _row("login", "405", "405", "405", "405"),
+        "POST": _row("login", "403", "403", "403", "302"),
+        "args": {"pk": "item"},
+    },
     "projects/<slug:slug>/import/": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},
     "projects/<slug:slug>/import/<int:pk>/": {"GET": ADMIN_PAGE, "args": {"pk": "batch"}},
     "api/auth/token/": {
@@ -60,9 +65,14 @@ EXPECTED: dict[str, dict] = {
     "api/projects/<slug:slug>/imports/<int:pk>/": {"GET": ADMIN_API, "args": {"pk": "batch"}},
     # Reviewers and experts get the items they hold (an empty page here), never others'.
     "api/projects/<slug:slug>/items/": {"GET": MEMBERS_API},
-    "api/projects/<slug:slug>/items/<int:pk>/": {"GET": ADMIN_API, "args": {"pk": "item"}},
+    # The reviewer's first-pass page (walked earlier) leased them the context item, so they
+    # hold it and may read it; the expert holds nothing.
+    "api/projects/<slug:slug>/items/<int:pk>/": {
+        "GET": _row("401", "403", "200", "403", "200"),
+        "args": {"pk": "item"},
+    },
     "api/schema/": {"GET": MEMBERS_API},
-    "api/^.*$": {"GET": _row("404", "404", "404", "404", "404")},
+    "api/^[\\s\\S]*$": {"GET": _row("404", "404", "404", "404", "404")},
     "api/docs/": {"GET": MEMBERS_PAGE},
 }
 
@@ -207,6 +217,35 @@ EXPECTED |= {
     },
     "api/projects/<slug:slug>/releases/<str:version>/": {"GET": API_ADMIN_404},
     "api/projects/<slug:slug>/releases/<str:version>/download/": {"GET": API_ADMIN_404},
+    "api/projects/<slug:slug>/releases/<str:version>/diff/": {"GET": API_ADMIN_404},
+    "api/projects/<slug:slug>/runs/<int:pk>/calls/": {"GET": ADMIN_API, "args": {"pk": "run"}},
+}
+
+# The API's review workflow writes: POST only. Routes are walked in URL order, so the reviewer
+# already holds the context item (see the item row above): the expert is refused its
+# first-pass submission (someone else's item) while the reviewer gets a 400 for the empty
+# body. The item is at first review, so it has no panel (404) and no consensus (404).
+API_POST_ONLY = _row("401", "403", "405", "405", "405")
+EXPECTED |= {
+    "api/review/first-pass/next/": {
+        "GET": API_POST_ONLY,
+        "POST": _row("401", "403", "200", "200", "403"),
+    },
+    "api/review/items/<int:pk>/first-pass/": {
+        "GET": API_POST_ONLY,
+        "POST": _row("401", "403", "400", "403", "403"),
+        "args": {"pk": "item"},
+    },
+    "api/review/items/<int:pk>/scores/": {
+        "GET": API_POST_ONLY,
+        "POST": _row("401", "403", "403", "404", "404"),
+        "args": {"pk": "item"},
+    },
+    "api/review/items/<int:pk>/consensus/": {
+        "GET": API_POST_ONLY,
+        "POST": _row("401", "403", "403", "404", "403"),
+        "args": {"pk": "item"},
+    },
 }
 
 ADMIN_SITE_PREFIX = "django-admin/"
@@ -243,7 +282,7 @@ def all_routes() -> list[str]:
 
 
 def _fill(route: str, values: dict[str, str]) -> str:
-    if route == "api/^.*$":
+    if route == "api/^[\\s\\S]*$":
         return "/api/no-such-endpoint/"
     if route.startswith("django-admin/^"):
         # The admin's app index is a regex route; the only one of its kind.

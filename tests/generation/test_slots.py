@@ -1,0 +1,128 @@
+"""The Redis in-flight limiter rides out a Redis restart instead of failing the call."""
+
+import shutil
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+import redis
+
+from generation.client import ProfileSnapshot, SlotsUnavailable, _RedisSlots
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("redis-server") is None, reason="needs the redis-server binary"
+)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_redis(port: int, tmp_path) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise RuntimeError("redis-server did not start")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _profile(max_in_flight: int = 2) -> ProfileSnapshot:
+    return ProfileSnapshot(
+        id=4242,
+        name="slots-test",
+        base_url="http://127.0.0.1:1/v1",
+        model="m",
+        api_key_env="",
+        max_in_flight=max_in_flight,
+        timeout_seconds=5.0,
+        max_retries=0,
+        temperature=None,
+        top_p=None,
+        max_tokens=None,
+        json_mode=False,
+        price_input_per_m=0,
+        price_output_per_m=0,
+        simulated=True,
+    )
+
+
+def test_it_waits_for_redis_to_come_back_during_a_restart(tmp_path):
+    port = _free_port()
+    server = _start_redis(port, tmp_path)
+    try:
+        slots = _RedisSlots(f"redis://127.0.0.1:{port}/0", outage_seconds=30)
+        slots.acquire(_profile())()  # the limiter works while Redis is up
+
+        _stop(server)
+        result: dict = {}
+
+        def take():
+            try:
+                result["release"] = slots.acquire(_profile())
+            except Exception as exc:
+                result["error"] = exc
+
+        worker = threading.Thread(target=take)
+        worker.start()
+        time.sleep(1.5)
+        assert worker.is_alive(), f"acquire gave up while Redis was down: {result}"
+
+        server = _start_redis(port, tmp_path)
+        worker.join(timeout=20)
+        assert not worker.is_alive()
+        assert "error" not in result, result.get("error")
+
+        conn = redis.Redis(port=port)
+        assert conn.zcard("medcot:llm:inflight:4242") == 1
+        result["release"]()
+        assert conn.zcard("medcot:llm:inflight:4242") == 0
+    finally:
+        _stop(server)
+
+
+def test_it_gives_up_after_the_outage_grace_period():
+    port = _free_port()  # nothing listens here
+    slots = _RedisSlots(f"redis://127.0.0.1:{port}/0", outage_seconds=1.0)
+    started = time.monotonic()
+    with pytest.raises(SlotsUnavailable, match="unreachable"):
+        slots.acquire(_profile())
+    assert 0.9 <= time.monotonic() - started < 10
+
+
+def test_a_release_while_redis_is_down_does_not_raise(tmp_path):
+    port = _free_port()
+    server = _start_redis(port, tmp_path)
+    slots = _RedisSlots(f"redis://127.0.0.1:{port}/0", outage_seconds=5)
+    release = slots.acquire(_profile())
+    _stop(server)
+    release()  # the lease would expire on its own; the call must not fail for it

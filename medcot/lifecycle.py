@@ -58,6 +58,18 @@ ALLOWED: dict[Status, frozenset[Status]] = {
     S.ERROR: frozenset({S.GENERATING, S.REANSWERING}),
 }
 
+# The pipeline's stages as people speak of them (DESIGN.md), each a group of statuses; used to
+# filter items by stage in the API and the dashboards.
+STAGES: dict[str, tuple[Status, ...]] = {
+    "generation": (S.IMPORTED, S.GENERATING, S.GENERATED),
+    "first_pass": (S.FIRST_REVIEW,),
+    "reanswer": (S.REANSWERING,),
+    "panel": (S.PANEL, S.PANEL_REVIEW),
+    "consensus": (S.CONSENSUS,),
+    "done": (S.APPROVED, S.DISCARDED),
+    "error": (S.ERROR,),
+}
+
 # Statuses an item may be created in: seeds arrive imported, synthesized siblings arrive with
 # their own key and CoT from the model.
 INITIAL: frozenset[Status] = frozenset({S.IMPORTED, S.GENERATED})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.db.models import Count, Q, QuerySet
 
-from medcot.lifecycle import Status
+from medcot.lifecycle import STAGES, Status
 from medcot.models import Event, ImportBatch, Item, Project
 
 
@@ -36,6 +36,7 @@ def item_list(
     *,
     project: Project,
     status: str = "",
+    stage: str = "",
     language: str = "",
     specialty: str = "",
     query: str = "",
@@ -43,6 +44,8 @@ def item_list(
     items = Item.objects.filter(project=project).select_related("current_version")
     if status:
         items = items.filter(status=status)
+    if stage:
+        items = items.filter(status__in=STAGES[stage])
     if language:
         items = items.filter(language=language)
     if specialty:

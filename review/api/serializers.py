@@ -6,7 +6,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from medcot.imports.formats import FORMATS, FormatError, parse_mapping
-from medcot.lifecycle import Status
+from medcot.lifecycle import STAGES, Status
 from medcot.models import (
     Event,
     ImportBatch,
@@ -218,6 +218,7 @@ class ItemDetailSerializer(ItemSerializer):
 
 class ItemFilterSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=Status.values, required=False)
+    stage = serializers.ChoiceField(choices=list(STAGES), required=False)
     language = serializers.ChoiceField(choices=Language.values, required=False)
     specialty = serializers.CharField(required=False, max_length=100)
     q = serializers.CharField(required=False, max_length=200)

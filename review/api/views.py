@@ -200,7 +200,7 @@ class ImportDetail(generics.GenericAPIView):
 
 
 class ItemList(generics.ListAPIView):
-    """A project's items, filtered by status, specialty, language or a search text.
+    """A project's items, filtered by status, pipeline stage, specialty, language or a search.
 
     Admins see every item; reviewers and experts see the items they hold.
     """
@@ -217,6 +217,7 @@ class ItemList(generics.ListAPIView):
         items = selectors.item_list(
             project=project,
             status=f.get("status", ""),
+            stage=f.get("stage", ""),
             language=f.get("language", ""),
             specialty=f.get("specialty", ""),
             query=f.get("q", "").strip(),

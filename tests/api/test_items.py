@@ -20,6 +20,18 @@ def test_it_filters_items_by_status_specialty_and_language(admin_api, project):
     assert [i["id"] for i in response.json()["results"]] == [wanted.pk]
 
 
+def test_it_filters_items_by_pipeline_stage(admin_api, project):
+    panel = ItemFactory(project=project, status="panel")
+    in_review = ItemFactory(project=project, status="panel_review")
+    ItemFactory(project=project, status="first_review")
+    response = admin_api.get(f"/api/projects/{project.slug}/items/", {"stage": "panel"})
+    assert response.status_code == 200
+    assert [i["id"] for i in response.json()["results"]] == [panel.pk, in_review.pk]
+    response = admin_api.get(f"/api/projects/{project.slug}/items/", {"stage": "limbo"})
+    assert response.status_code == 400
+    assert "stage" in response.json()["error"]["details"]
+
+
 def test_it_rejects_an_unknown_status_filter(admin_api, project):
     response = admin_api.get(f"/api/projects/{project.slug}/items/", {"status": "nirvana"})
     assert response.status_code == 400

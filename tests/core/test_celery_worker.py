@@ -77,7 +77,7 @@ def test_it_imports_an_upload_in_a_real_worker_process(worker, project):
         file_name="w.jsonl",
         options=ImportOptions(),
     )
-    sender = Celery(broker=redis_url())
+    sender = Celery(broker=redis_url(), set_as_current=False)
     sender.send_task("medcot.tasks.import_seed_batch", args=[batch.pk], queue="default")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -81,7 +81,7 @@ def test_a_real_worker_builds_a_release_on_postgres(
     items = [make_item(specialty=s) for s in ("Cardiology", "Neurology", "心内科")]
     make_item(agreeing=1)
     release = release_create(project=project, version="v1", actor=admin_user, dispatch=False)
-    sender = Celery(broker=redis_url())
+    sender = Celery(broker=redis_url(), set_as_current=False)
     sender.send_task("releases.build_release", args=[release.pk], queue="default")
     release = _wait_built(release, worker)
     assert release.state == Release.State.BUILT, release.error

@@ -11,7 +11,9 @@ import os
 
 import pytest
 import schemathesis
+from django.core import signals
 from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from hypothesis import HealthCheck, settings
 from rest_framework.authtoken.models import Token
@@ -58,7 +60,14 @@ schema.app = get_wsgi_application()
 @pytest.fixture
 def world(db, project, admin_user):
     item = ItemFactory(project=project, status="first_review")
-    return {"slug": project.slug, "item": item.pk}
+    # The WSGI app is called directly, not through Django's test client, so Django's
+    # end-of-request hook would close the database connection that holds the test's
+    # transaction (it does on PostgreSQL). Detach it for the test, as the test client does.
+    signals.request_started.disconnect(close_old_connections)
+    signals.request_finished.disconnect(close_old_connections)
+    yield {"slug": project.slug, "item": item.pk}
+    signals.request_started.connect(close_old_connections)
+    signals.request_finished.connect(close_old_connections)
 
 
 @pytest.mark.parametrize("role", ROLES)

@@ -256,9 +256,16 @@ class RunDetailSerializer(RunSerializer):
 
 class RunStartSerializer(serializers.Serializer):
     stage = serializers.ChoiceField(choices=["cot", "expand", "reanswer", "all"])
-    limit = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    # Bounded by the database columns: a larger number is a 400, not an overflow in SQL.
+    limit = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=2_147_483_647
+    )
     profile_id = serializers.IntegerField(
-        required=False, allow_null=True, help_text="An LLM profile; the default one if absent."
+        required=False,
+        allow_null=True,
+        min_value=1,
+        max_value=2**63 - 1,
+        help_text="An LLM profile; the default one if absent.",
     )
 
 

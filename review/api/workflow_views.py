@@ -50,7 +50,9 @@ class FirstPassSubmitSerializer(serializers.Serializer):
     reason = serializers.CharField(required=False, allow_blank=True, default="", max_length=2000)
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
     fix = ContentFixSerializer(required=False, help_text="The edited item; required with fix.")
-    seconds_on_item = serializers.IntegerField(required=False, default=0, min_value=0)
+    seconds_on_item = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=2_147_483_647
+    )
 
 
 class RubricScoresSerializer(serializers.Serializer):
@@ -61,8 +63,12 @@ class RubricScoresSerializer(serializers.Serializer):
     decision = serializers.ChoiceField(choices=Decision.values)
     answer = serializers.ChoiceField(choices=list(OPTION_LABELS))
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
-    first_wrong_step = serializers.IntegerField(required=False, allow_null=True, min_value=1)
-    seconds_on_item = serializers.IntegerField(required=False, default=0, min_value=0)
+    first_wrong_step = serializers.IntegerField(
+        required=False, allow_null=True, min_value=1, max_value=32_767
+    )
+    seconds_on_item = serializers.IntegerField(
+        required=False, default=0, min_value=0, max_value=2_147_483_647
+    )
 
     def validate_scores(self, value: dict) -> dict:
         if set(value) != set(RubricDimension.values):

@@ -111,3 +111,56 @@ def project(db):
     from tests.factories import ProjectFactory
 
     return ProjectFactory()
+
+
+@pytest.fixture
+def worker(transactional_db, tmp_path):
+    """A real Celery worker process on the default queue, on Redis and this test's PostgreSQL
+    database (data must be committed, hence transactional_db)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import redis
+    from django.db import connection
+
+    redis.Redis.from_url(redis_url()).flushdb()
+    db = settings.DATABASES["default"]
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=(
+            f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{connection.settings_dict['NAME']}"
+        ),
+        CELERY_BROKER_URL=redis_url(),
+        MEDCOT_VAR_DIR=str(tmp_path),
+        MEDIA_ROOT=str(settings.MEDIA_ROOT),
+    )
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "medcot",
+            "worker",
+            "--queues",
+            "default",
+            "--pool",
+            "solo",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        cwd=Path(__file__).resolve().parents[1],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()

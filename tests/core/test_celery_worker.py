@@ -1,16 +1,11 @@
 """A real Celery worker process on Redis and PostgreSQL sees a task through."""
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from celery import Celery
-from django.conf import settings
-from django.db import connection
 
 from medcot.imports.formats import ImportOptions
 from medcot.imports.service import import_batch_create
@@ -18,49 +13,6 @@ from medcot.models import ImportBatch, Item
 from tests.conftest import redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def worker(transactional_db, tmp_path):
-    import redis
-
-    redis.Redis.from_url(redis_url()).flushdb()
-    db = settings.DATABASES["default"]
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{connection.settings_dict['NAME']}",
-        CELERY_BROKER_URL=redis_url(),
-        MEDCOT_VAR_DIR=str(tmp_path),
-    )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "medcot",
-            "worker",
-            "--queues",
-            "default",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 @pytest.mark.services

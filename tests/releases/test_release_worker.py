@@ -1,66 +1,17 @@
 """On PostgreSQL and Redis: a real Celery worker builds a release, and a redelivered task
 changes nothing."""
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from celery import Celery
-from django.conf import settings
-from django.db import connection
 
 from review.releases.models import Release, ReleaseItem
 from review.releases.services import release_create, release_directory, release_write_files
 from tests.conftest import redis_url
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def worker(transactional_db, tmp_path):
-    import redis
-
-    redis.Redis.from_url(redis_url()).flushdb()
-    db = settings.DATABASES["default"]
-    env = dict(os.environ)
-    env.update(
-        DATABASE_URL=f"postgres://{db['USER']}@{db['HOST']}:{db['PORT']}/{connection.settings_dict['NAME']}",
-        CELERY_BROKER_URL=redis_url(),
-        MEDCOT_VAR_DIR=str(tmp_path),
-        MEDIA_ROOT=str(settings.MEDIA_ROOT),
-    )
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "medcot",
-            "worker",
-            "--queues",
-            "default",
-            "--pool",
-            "solo",
-            "--loglevel",
-            "INFO",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    yield proc
-    proc.terminate()
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
 
 
 def _wait_built(release, worker):

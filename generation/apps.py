@@ -9,9 +9,10 @@ class GenerationConfig(AppConfig):
     verbose_name = "Generation"
 
     def ready(self) -> None:
-        from celery.signals import worker_init
+        from celery.signals import worker_init, worker_ready
 
         worker_init.connect(_worker_init, weak=False)
+        worker_ready.connect(_worker_ready, weak=False)
 
 
 def _worker_init(sender=None, **kwargs) -> None:
@@ -29,3 +30,20 @@ def _worker_init(sender=None, **kwargs) -> None:
         interval = os.getenv("MEDCOT_GIL_SWITCH_INTERVAL", "")
         if interval:
             sys.setswitchinterval(float(interval))
+
+
+def _worker_ready(sender=None, **kwargs) -> None:
+    """A worker starting (often after one died) first sends again any job whose dispatch was
+    lost, instead of waiting for the next beat."""
+    import logging
+
+    from django.db import connections
+
+    from generation.services import jobs_redispatch_lost
+
+    try:
+        jobs_redispatch_lost()
+    except Exception:  # the database may not be up yet; beat sweeps again soon
+        logging.getLogger(__name__).exception("Start-up sweep for lost LLM job dispatches failed")
+    finally:
+        connections.close_all()

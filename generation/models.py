@@ -191,12 +191,22 @@ class Job(models.Model):
     claim = models.CharField(max_length=64, blank=True)
     payload = models.JSONField(default=dict, blank=True)
     error = models.TextField(blank=True)
+    # Set once the job's message has gone to the broker. A queued job without it was committed
+    # by a process that died before it could send the message; the sweep sends it again.
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["id"]
-        indexes = [models.Index(fields=["run", "state"], name="job_run_state")]
+        indexes = [
+            models.Index(fields=["run", "state"], name="job_run_state"),
+            models.Index(
+                fields=["updated_at"],
+                condition=models.Q(state="queued", dispatched_at__isnull=True),
+                name="job_undispatched",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} job {self.pk} for item {self.item_id}"

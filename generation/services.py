@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
@@ -16,6 +17,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from kombu.exceptions import OperationalError
 
 from generation import dedup
 from generation.client import ProfileSnapshot, TryRecord
@@ -76,16 +78,57 @@ def profile_default_get() -> LLMProfile:
 # -- runs and jobs --------------------------------------------------------------------------
 
 
+DISPATCH_CHUNK = 500
+
+
 def _dispatch(job_ids: list[int]) -> None:
+    """Send one message per job, and mark the jobs dispatched once their messages are out.
+    A process that dies in between leaves a job queued and unmarked: `jobs_redispatch_lost`
+    sends it again (a second message for a job is harmless, its claim turns it away)."""
     from generation.tasks import job_execute_task
 
-    for job_id in job_ids:
-        job_execute_task.delay(job_id)
+    for start in range(0, len(job_ids), DISPATCH_CHUNK):
+        chunk = job_ids[start : start + DISPATCH_CHUNK]
+        try:
+            for job_id in chunk:
+                job_execute_task.delay(job_id)
+        except OperationalError as exc:
+            # The broker is unreachable (after Celery's own publish retries). The jobs stay
+            # queued and unmarked, and the sweep sends them once it is back.
+            log.warning("Could not dispatch %d LLM job(s) now: %s", len(job_ids) - start, exc)
+            return
+        Job.objects.filter(pk__in=chunk, dispatched_at__isnull=True).update(
+            dispatched_at=timezone.now()
+        )
 
 
 def jobs_dispatch_on_commit(job_ids: list[int]) -> None:
+    """Dispatch the jobs once the transaction that queued them commits."""
     if job_ids:
         transaction.on_commit(partial(_dispatch, list(job_ids)))
+
+
+def jobs_redispatch_lost(*, grace_seconds: float | None = None, limit: int = 10_000) -> int:
+    """Send again the messages of queued jobs that never reached the broker: their process
+    died between committing them and dispatching them. Only jobs of running runs, queued
+    more than `grace_seconds` ago (the time a dispatch may take). Returns how many."""
+    if grace_seconds is None:
+        grace_seconds = settings.MEDCOT_JOB_DISPATCH_GRACE
+    cutoff = timezone.now() - timedelta(seconds=grace_seconds)
+    ids = list(
+        Job.objects.filter(
+            state=Job.State.QUEUED,
+            dispatched_at__isnull=True,
+            updated_at__lt=cutoff,
+            run__state=Run.State.RUNNING,
+        )
+        .order_by("id")
+        .values_list("pk", flat=True)[:limit]
+    )
+    if ids:
+        log.warning("Re-dispatching %d queued job(s) whose dispatch was lost", len(ids))
+        _dispatch(ids)
+    return len(ids)
 
 
 def _has_active_job(kind: str):
@@ -207,9 +250,10 @@ def run_resume(*, run: Run, actor=None) -> Run:
         )
         if changed:
             _run_event(run, "llm_run_resumed", actor)
-            ids = list(
-                Job.objects.filter(run=run, state=Job.State.QUEUED).values_list("pk", flat=True)
-            )
+            queued = Job.objects.filter(run=run, state=Job.State.QUEUED)
+            ids = list(queued.values_list("pk", flat=True))
+            # Dispatched again below; until then the sweep may pick them up.
+            queued.update(dispatched_at=None)
             jobs_dispatch_on_commit(ids)
     run.refresh_from_db()
     return run
@@ -402,7 +446,8 @@ def job_retry(*, job: Job, actor=None) -> Job:
         job.state = Job.State.QUEUED
         job.error = ""
         job.claim = ""
-        job.save(update_fields=["state", "error", "claim", "updated_at"])
+        job.dispatched_at = None
+        job.save(update_fields=["state", "error", "claim", "dispatched_at", "updated_at"])
         if job.run.state == Run.State.DONE:
             Run.objects.filter(pk=job.run_id).update(state=Run.State.RUNNING, finished_at=None)
         jobs_dispatch_on_commit([job.pk])

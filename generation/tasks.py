@@ -2,6 +2,7 @@
 
 from celery import shared_task
 
+from generation import services
 from generation.pipeline import job_execute
 
 
@@ -10,3 +11,11 @@ def job_execute_task(self, job_id: int) -> str:
     """Run one job. Idempotent: a redelivered message (same task id) takes its own claim back
     and continues from what is already stored; any other duplicate finds the job taken."""
     return job_execute(job_id=job_id, claim=self.request.id or f"local-{job_id}")
+
+
+# Named outside `generation.tasks.*` so it goes to the default queue, not behind the backlog of
+# model calls on the `llm` queue (see medcot/celery.py).
+@shared_task(name="generation.sweep.jobs_redispatch_lost")
+def jobs_redispatch_lost_task() -> int:
+    """Beat: send again the messages of queued jobs whose dispatch was lost."""
+    return services.jobs_redispatch_lost()

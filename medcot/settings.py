@@ -230,7 +230,14 @@ MEDCOT_LLM_QUEUE = "llm"
 CELERY_BEAT_SCHEDULE = {
     "first-pass-apply-due": {"task": "review.tasks.first_pass_apply_due", "schedule": 30.0},
     "consensus-settle-ready": {"task": "review.tasks.consensus_settle_ready", "schedule": 60.0},
+    # LLM jobs whose process died between committing them and sending their message.
+    "llm-jobs-redispatch-lost": {
+        "task": "generation.sweep.jobs_redispatch_lost",
+        "schedule": env_float("MEDCOT_JOB_SWEEP_SECONDS", 60.0),
+    },
 }
+# How long a queued job may wait for its message to be sent before the sweep sends it again.
+MEDCOT_JOB_DISPATCH_GRACE = env_float("MEDCOT_JOB_DISPATCH_GRACE", 60.0)
 
 # The LLM. Keys are read from the environment where they are used, never stored or logged.
 MEDCOT_LLM_BASE_URL = env_str("MEDCOT_LLM_BASE_URL")

@@ -57,6 +57,18 @@ def _clear_cache():
 
 
 @pytest.fixture
+def eager_celery():
+    """Run tasks in the calling thread. Set on the Celery app itself: once anything has read
+    the app's configuration, changing Django's CELERY_* settings no longer reaches it."""
+    from medcot.celery import app
+
+    eager = app.conf.task_always_eager
+    app.conf.task_always_eager = True
+    yield
+    app.conf.task_always_eager = eager
+
+
+@pytest.fixture
 def _fail_missing_services():
     pytest.fail("MEDCOT_REQUIRE_SERVICES=1 but PostgreSQL (DATABASE_URL) or Redis is missing")
 

@@ -96,9 +96,8 @@ def test_it_shows_the_import_page_to_admins_only(client, reviewer, admin_user, p
 
 
 def test_it_imports_an_uploaded_file_through_the_worker_task(
-    client, admin_user, project, django_capture_on_commit_callbacks, settings
+    client, admin_user, project, django_capture_on_commit_callbacks, eager_celery
 ):
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     client.force_login(admin_user)
     data = (json.dumps(RECORD) + "\n").encode()
     with django_capture_on_commit_callbacks(execute=True):
@@ -119,9 +118,8 @@ def test_it_imports_an_uploaded_file_through_the_worker_task(
 
 
 def test_it_reports_every_bad_line_of_an_upload(
-    client, admin_user, project, django_capture_on_commit_callbacks, settings
+    client, admin_user, project, django_capture_on_commit_callbacks, eager_celery
 ):
-    settings.CELERY_TASK_ALWAYS_EAGER = True
     client.force_login(admin_user)
     bad = dict(RECORD, id="v2", answer="F")
     data = (json.dumps(RECORD) + "\n" + json.dumps(bad) + "\n").encode()

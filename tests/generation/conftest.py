@@ -3,11 +3,10 @@ import pytest
 from generation import client, prompts
 from generation.models import LLMProfile
 from generation.simulator import run_in_thread
-from medcot.celery import app as celery_app
 
 
 @pytest.fixture(autouse=True)
-def _fresh_generation_state(settings):
+def _fresh_generation_state(settings, eager_celery):
     """Per-test: tiny backoff, eager Celery, and no cached prompt ids or HTTP clients from a
     previous test's (rolled back) database."""
     settings.MEDCOT_LLM_BACKOFF_BASE = 0.01
@@ -15,10 +14,7 @@ def _fresh_generation_state(settings):
     prompts.prompt_cache_clear()
     client.clients_reset()
     client.slots_reset()
-    eager = celery_app.conf.task_always_eager
-    celery_app.conf.task_always_eager = True
     yield
-    celery_app.conf.task_always_eager = eager
     client.clients_reset()
     client.slots_reset()
 

@@ -40,6 +40,9 @@ def _worker(name: str, tmp_path) -> subprocess.Popen:
         CELERY_BROKER_URL=redis_url(),
         # Unacknowledged messages of a dead worker come back after this many seconds.
         CELERY_VISIBILITY_TIMEOUT="3",
+        # A job the killed worker committed but had no time to dispatch is sent again by the
+        # next worker to start, once it is this many seconds old.
+        MEDCOT_JOB_DISPATCH_GRACE="2",
         MEDCOT_VAR_DIR=str(tmp_path / name),
         LOG_LEVEL=os.getenv("GEN_WORKER_LOG_LEVEL", "WARNING"),
     )
@@ -91,15 +94,6 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "Known gap (issue 3): a worker killed between committing a follow-on job and its "
-        "on_commit dispatch leaves that job queued with no message; nothing re-dispatches it "
-        "yet. Seen once in CI as one expand job stuck in 'queued'. Fix: re-dispatch stale "
-        "queued jobs from beat and at worker start."
-    ),
-)
 def test_a_real_worker_finishes_a_run_after_another_was_killed_mid_run(
     project, start_simulator, settings, tmp_path
 ):
@@ -164,3 +158,53 @@ def test_a_real_worker_finishes_a_run_after_another_was_killed_mid_run(
             correct=True
         ).exists()
     assert not Job.objects.exclude(state=Job.State.DONE).exists()
+
+
+@pytest.mark.services
+@pytest.mark.django_db(transaction=True)
+def test_a_job_whose_process_died_before_dispatching_it_is_sent_by_the_next_worker(
+    project, start_simulator, settings, tmp_path
+):
+    redis.Redis.from_url(redis_url()).flushdb()
+    sim = start_simulator(latency_mean=0.05, accuracy=1.0, seed=3)
+    make_profile(sim.base_url, max_in_flight=4, timeout_seconds=10)
+    seeds = [ItemFactory(project=project) for _ in range(3)]
+    env = dict(os.environ, DATABASE_URL=_database_url(), CELERY_BROKER_URL=redis_url())
+    env["MEDCOT_VAR_DIR"] = str(tmp_path / "starter")
+    # Another process starts a run and dies the moment its transaction has committed, before
+    # the on-commit dispatch sends a single message.
+    code = (
+        "import os, django\n"
+        "django.setup()\n"
+        "from generation import services\n"
+        "from medcot.models import Project\n"
+        "services._dispatch = lambda job_ids: os._exit(9)\n"
+        f"services.run_start(project=Project.objects.get(pk={project.pk}), stage='cot')\n"
+    )
+    starter = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, timeout=120)
+    assert starter.returncode == 9
+    jobs = Job.objects.filter(run__project=project)
+    assert jobs.count() == 3
+    assert set(jobs.values_list("state", flat=True)) == {Job.State.QUEUED}
+    assert not jobs.filter(dispatched_at__isnull=False).exists()
+    assert redis.Redis.from_url(redis_url()).llen("llm") == 0
+
+    time.sleep(2.5)  # past the worker's dispatch grace (MEDCOT_JOB_DISPATCH_GRACE=2)
+    worker = _worker("gen-after-crash", tmp_path)
+    try:
+        _wait_for(
+            lambda: (
+                not Item.objects.filter(pk__in=[s.pk for s in seeds])
+                .exclude(status=Status.GENERATED)
+                .exists()
+            ),
+            120,
+            "the lost jobs to be sent and done",
+        )
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(30)
+    assert set(jobs.values_list("state", flat=True)) == {Job.State.DONE}
+    assert not jobs.filter(dispatched_at__isnull=True).exists()
+    for seed in seeds:
+        assert ItemVersion.objects.filter(item=seed).count() == 2

@@ -1,0 +1,139 @@
+"""A job committed by a process that died before sending its message is sent again by the
+sweep (beat, and every worker at start-up); a job whose message went out is left alone."""
+
+from datetime import timedelta
+
+from django.utils import timezone
+from kombu.exceptions import OperationalError
+
+from generation import services, tasks
+from generation.models import Job, Run
+from medcot.celery import app as celery_app
+from medcot.lifecycle import Status
+from tests.factories import ItemFactory
+
+
+def _age(jobs, seconds: float = 120) -> None:
+    """Make queued jobs look as if they were queued `seconds` ago."""
+    jobs.update(updated_at=timezone.now() - timedelta(seconds=seconds))
+
+
+def _start_and_die(django_capture_on_commit_callbacks, project, stage="cot") -> Run:
+    """Start a run whose process dies right after the commit: the on-commit dispatch never
+    runs."""
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        run = services.run_start(project=project, stage=stage)
+    assert callbacks, "run_start dispatches after commit"
+    return run
+
+
+def test_a_dispatched_job_is_marked(sim_profile, project, django_capture_on_commit_callbacks):
+    ItemFactory(project=project)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.run_start(project=project, stage="cot")
+    job = Job.objects.get(run=run)
+    assert job.state == Job.State.DONE and job.dispatched_at is not None
+    _age(Job.objects.all())
+    assert services.jobs_redispatch_lost() == 0
+
+
+def test_the_sweep_sends_a_lost_job_once_its_grace_has_passed(
+    sim_profile, project, django_capture_on_commit_callbacks
+):
+    seeds = [ItemFactory(project=project) for _ in range(3)]
+    run = _start_and_die(django_capture_on_commit_callbacks, project)
+    jobs = Job.objects.filter(run=run)
+    assert [j.state for j in jobs] == [Job.State.QUEUED] * 3
+    assert not jobs.filter(dispatched_at__isnull=False).exists()
+
+    # Too recent: the dispatch may still be on its way.
+    assert services.jobs_redispatch_lost(grace_seconds=60) == 0
+    _age(jobs)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_redispatch_lost(grace_seconds=60) == 3
+
+    for seed in seeds:
+        seed.refresh_from_db()
+        assert seed.status == Status.GENERATED
+    assert all(j.state == Job.State.DONE and j.dispatched_at for j in jobs)
+    assert services.jobs_redispatch_lost(grace_seconds=0) == 0
+
+
+def test_the_sweep_leaves_paused_and_cancelled_runs_alone(
+    sim_profile, project, django_capture_on_commit_callbacks
+):
+    ItemFactory(project=project)
+    paused = _start_and_die(django_capture_on_commit_callbacks, project)
+    services.run_pause(run=paused)
+    _age(Job.objects.all())
+    assert services.jobs_redispatch_lost(grace_seconds=0) == 0
+
+    services.run_cancel(run=paused)
+    assert services.jobs_redispatch_lost(grace_seconds=0) == 0
+
+
+def test_resuming_dispatches_again_and_a_lost_resume_is_swept(
+    sim_profile, project, django_capture_on_commit_callbacks
+):
+    seed = ItemFactory(project=project)
+    run = _start_and_die(django_capture_on_commit_callbacks, project)
+    Job.objects.filter(run=run).update(dispatched_at=timezone.now())
+    services.run_pause(run=run)
+    # The resume commits, then its process dies before dispatching.
+    with django_capture_on_commit_callbacks(execute=False):
+        services.run_resume(run=run)
+    job = Job.objects.get(run=run)
+    assert job.state == Job.State.QUEUED and job.dispatched_at is None
+    _age(Job.objects.filter(pk=job.pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_redispatch_lost(grace_seconds=30) == 1
+    seed.refresh_from_db()
+    assert seed.status == Status.GENERATED
+
+
+def test_an_unreachable_broker_leaves_the_run_started_and_the_sweep_catches_up(
+    sim_profile, project, django_capture_on_commit_callbacks, monkeypatch
+):
+    seed = ItemFactory(project=project)
+
+    def broker_down(*args, **kwargs):
+        raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(tasks.job_execute_task, "delay", broker_down)
+        with django_capture_on_commit_callbacks(execute=True):
+            run = services.run_start(project=project, stage="cot")
+    job = Job.objects.get(run=run)
+    assert run.state == Run.State.RUNNING
+    assert job.state == Job.State.QUEUED and job.dispatched_at is None
+
+    _age(Job.objects.filter(pk=job.pk))
+    with django_capture_on_commit_callbacks(execute=True):
+        assert tasks.jobs_redispatch_lost_task() == 1
+    seed.refresh_from_db()
+    assert seed.status == Status.GENERATED
+
+
+def test_retrying_a_failed_job_marks_it_for_dispatch_again(
+    sim_profile, project, django_capture_on_commit_callbacks
+):
+    ItemFactory(project=project)
+    run = _start_and_die(django_capture_on_commit_callbacks, project)
+    job = Job.objects.get(run=run)
+    Job.objects.filter(pk=job.pk).update(
+        state=Job.State.ERROR, error="boom", dispatched_at=timezone.now()
+    )
+    job.refresh_from_db()
+    with django_capture_on_commit_callbacks(execute=False):
+        services.job_retry(job=job)
+    job.refresh_from_db()
+    assert job.state == Job.State.QUEUED and job.dispatched_at is None
+
+
+def test_beat_runs_the_sweep_on_the_default_queue(settings):
+    entry = settings.CELERY_BEAT_SCHEDULE["llm-jobs-redispatch-lost"]
+    assert entry["task"] == tasks.jobs_redispatch_lost_task.name
+    route = celery_app.amqp.router.route({}, entry["task"], args=(), kwargs={})
+    assert route["queue"].name == "default"
+    llm = celery_app.amqp.router.route({}, tasks.job_execute_task.name, args=(), kwargs={})
+    assert llm["queue"].name == "llm"

@@ -10,13 +10,13 @@ Fills a fresh project with N queued items (20 specialties), then lets reviewers 
 the way people do: each claim leases the next item; the item claimed two turns earlier is
 reviewed (it leaves the queue), so every reviewer holds about two leases at a time. Only the
 claim itself is timed, sequentially and then from several threads at once. Target: p95 < 25 ms.
+The queue and the reviewers are made by tests/claim_queue.py, as for the concurrent-claim test.
 """
 
 import argparse
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -47,65 +47,26 @@ def recreate_database(url: str) -> None:
 def fill(n: int):
     from django.db import connection
 
-    from medcot.lifecycle import Status
-    from medcot.models import AuthorKind, Item, ItemVersion
     from medcot.services import project_create
+    from tests.claim_queue import queue_fill
 
     project = project_create(name=f"Queue bench {time.time_ns()}")
     started = time.perf_counter()
-    for start in range(0, n, 10_000):
-        items = Item.objects.bulk_create(
-            [
-                Item(
-                    project=project,
-                    external_id=f"qb-{i}",
-                    language="en",
-                    specialty=SPECIALTIES[i % len(SPECIALTIES)],
-                    status=Status.FIRST_REVIEW,
-                )
-                for i in range(start, min(n, start + 10_000))
-            ]
-        )
-        ItemVersion.objects.bulk_create(
-            [
-                ItemVersion(
-                    item=item,
-                    number=1,
-                    stem=f"Question {item.external_id}",
-                    option_a="a",
-                    option_b="b",
-                    option_c="c",
-                    option_d="d",
-                    answer="A",
-                    author_kind=AuthorKind.IMPORT,
-                )
-                for item in items
-            ]
-        )
+    queue_fill(project=project, n=n, specialties=SPECIALTIES, prefix="qb")
     with connection.cursor() as cursor:
-        cursor.execute(
-            "UPDATE medcot_item SET current_version_id = v.id FROM medcot_itemversion v "
-            "WHERE v.item_id = medcot_item.id AND medcot_item.project_id = %s",
-            [project.pk],
-        )
         cursor.execute("ANALYZE medcot_item; ANALYZE medcot_itemversion;")
     print(f"filled {n:,} queued items in {time.perf_counter() - started:.1f} s")
     return project
 
 
 def reviewers(count: int, tag: str):
-    from review.roles import REVIEWER
-    from review.services import person_create
+    from tests.claim_queue import reviewers_create
 
-    return [
-        person_create(
-            username=f"qb-{tag}-{n}",
-            password="x",  # noqa: S106 — throwaway bench users
-            roles=[REVIEWER],
-            specialties=[SPECIALTIES[n % len(SPECIALTIES)]] if n % 4 else [],
-        )
-        for n in range(count)
-    ]
+    # One in four reviewers has no specialty, so claims from every specialty.
+    return reviewers_create(
+        prefix=f"qb-{tag}",
+        specialty_sets=[[SPECIALTIES[n % len(SPECIALTIES)]] if n % 4 else [] for n in range(count)],
+    )
 
 
 def work(person, project_id: int, claims: int, timings: list[float]) -> None:
@@ -152,6 +113,8 @@ def main() -> None:
         recreate_database(os.environ["DATABASE_URL"])
     from django.core.management import call_command
 
+    from tests.claim_queue import run_together
+
     call_command("migrate", verbosity=0)
     project = fill(args.items)
     tag = str(time.time_ns())
@@ -169,16 +132,17 @@ def main() -> None:
 
     crowd = reviewers(args.threads, tag + "c")
     lists: list[list[float]] = [[] for _ in crowd]
-    threads = [
-        threading.Thread(target=work, args=(person, project.pk, args.per_thread, timings))
-        for person, timings in zip(crowd, lists, strict=True)
-    ]
     started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    errors = run_together(
+        work,
+        [
+            (person, project.pk, args.per_thread, timings)
+            for person, timings in zip(crowd, lists, strict=True)
+        ],
+    )
     elapsed = time.perf_counter() - started
+    if errors:
+        raise errors[0]
     concurrent = [t for timings in lists for t in timings]
     print(
         f"{args.threads} threads: {len(concurrent):,} claims in {elapsed:.1f} s  "

@@ -71,49 +71,28 @@ def _ordered(pairs: list, choices) -> list[tuple[str, int]]:
     return ordered
 
 
+def _items_bar_chart(title: str, data: list[tuple[str, int]], width: int) -> Chart:
+    return bar_chart(title=title, data=data, width=width, empty_message=_("No items yet."))
+
+
 def cognitive_chart(pairs: list) -> Chart:
-    return bar_chart(
-        title=_("Cognitive level"),
-        data=_ordered(pairs, CognitiveLevel),
-        width=420,
-        empty_message=_("No items yet."),
-    )
+    return _items_bar_chart(_("Cognitive level"), _ordered(pairs, CognitiveLevel), 420)
 
 
 def difficulty_chart(pairs: list) -> Chart:
-    return bar_chart(
-        title=_("Difficulty"),
-        data=_ordered(pairs, Difficulty),
-        width=420,
-        empty_message=_("No items yet."),
-    )
+    return _items_bar_chart(_("Difficulty"), _ordered(pairs, Difficulty), 420)
 
 
 def language_chart(pairs: list) -> Chart:
-    return bar_chart(
-        title=_("Language"),
-        data=_ordered(pairs, Language),
-        width=300,
-        empty_message=_("No items yet."),
-    )
+    return _items_bar_chart(_("Language"), _ordered(pairs, Language), 300)
 
 
 def question_type_chart(pairs: list) -> Chart:
-    return bar_chart(
-        title=_("Question type"),
-        data=[(str(v), n) for v, n in pairs],
-        width=300,
-        empty_message=_("No items yet."),
-    )
+    return _items_bar_chart(_("Question type"), [(str(v), n) for v, n in pairs], 300)
 
 
 def revision_chart(pairs: list) -> Chart:
-    return bar_chart(
-        title=_("Revision status"),
-        data=_ordered(pairs, RevisionStatus),
-        width=300,
-        empty_message=_("No items yet."),
-    )
+    return _items_bar_chart(_("Revision status"), _ordered(pairs, RevisionStatus), 300)
 
 
 def rubric_means_chart(rubric: dict) -> Chart:

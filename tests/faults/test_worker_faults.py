@@ -3,10 +3,7 @@ request in five with a fault (429, 500, timeout, malformed), and Redis is restar
 middle. The run completes: every item is accounted for exactly once — generated, or in `error`
 with the reason — none duplicated, none stuck."""
 
-import shutil
 import signal
-import socket
-import subprocess
 import time
 
 import pytest
@@ -25,59 +22,25 @@ from tests.generation.test_worker import (
     _wait_for,
     _worker,
 )
+from tests.redis_server import RedisServer, needs_redis_server
 
 pytestmark = [
     pytest.mark.services,
     pytest.mark.django_db(transaction=True),
-    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
+    needs_redis_server,
 ]
 
 ITEMS = 16
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _redis(port: int, data_dir) -> subprocess.Popen:
-    # Append-only with fsync on every write, so queued messages survive the restart.
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(data_dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    pytest.fail("the private redis-server did not start")
-
-
 def test_a_run_survives_llm_faults_and_a_redis_restart(
     project, start_simulator, monkeypatch, tmp_path, settings
 ):
-    port = _free_port()
-    url = f"redis://127.0.0.1:{port}/0"
+    redis_dir = tmp_path / "redis"
+    redis_dir.mkdir()
+    # Durable: the messages queued before the restart must still be there after it.
+    server = RedisServer(redis_dir, durable=True)
+    url = server.url
     # The worker helper reads the broker from here; the run's dispatch uses the same Redis.
     monkeypatch.setenv("MEDCOT_TEST_REDIS_URL", url)
     saved = _celery_conf_save()
@@ -98,18 +61,15 @@ def test_a_run_survives_llm_faults_and_a_redis_restart(
     make_profile(sim.base_url, max_in_flight=8, timeout_seconds=1.5, max_retries=3)
     items = [ItemFactory(project=project) for _ in range(ITEMS)]
 
-    redis_dir = tmp_path / "redis"
-    redis_dir.mkdir()
-    server = _redis(port, redis_dir)
+    server.start()
     worker = None
     try:
         worker = _worker("faults", tmp_path)
         run = run_start(project=project, stage="cot")
         _wait_for(lambda: LLMCall.objects.count() >= 3, 60, "the first calls")
-        server.send_signal(signal.SIGTERM)
-        server.wait(10)
+        server.stop()
         time.sleep(2)
-        server = _redis(port, redis_dir)
+        server.start()
         everyone = Item.objects.filter(pk__in=[i.pk for i in items])
         _wait_for(
             lambda: not everyone.filter(status__in=[Status.IMPORTED, Status.GENERATING]).exists(),
@@ -123,8 +83,7 @@ def test_a_run_survives_llm_faults_and_a_redis_restart(
         if worker is not None and worker.poll() is None:
             worker.send_signal(signal.SIGTERM)
             worker.wait(30)
-        server.send_signal(signal.SIGTERM)
-        server.wait(10)
+        server.stop()
         _celery_conf_restore(saved)
 
     jobs = Job.objects.filter(run=run)

@@ -1,8 +1,5 @@
 """The Redis in-flight limiter rides out a Redis restart instead of failing the call."""
 
-import shutil
-import socket
-import subprocess
 import threading
 import time
 
@@ -10,50 +7,9 @@ import pytest
 import redis
 
 from generation.client import ProfileSnapshot, SlotsUnavailable, _RedisSlots
+from tests.redis_server import RedisServer, free_port, needs_redis_server
 
-pytestmark = pytest.mark.skipif(
-    shutil.which("redis-server") is None, reason="needs the redis-server binary"
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_redis(port: int, tmp_path) -> subprocess.Popen:
-    proc = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            return proc
-        except OSError:
-            time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("redis-server did not start")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    proc.wait(timeout=10)
+pytestmark = needs_redis_server
 
 
 def _profile(max_in_flight: int = 2) -> ProfileSnapshot:
@@ -77,13 +33,12 @@ def _profile(max_in_flight: int = 2) -> ProfileSnapshot:
 
 
 def test_it_waits_for_redis_to_come_back_during_a_restart(tmp_path):
-    port = _free_port()
-    server = _start_redis(port, tmp_path)
+    server = RedisServer(tmp_path).start()
     try:
-        slots = _RedisSlots(f"redis://127.0.0.1:{port}/0", outage_seconds=30)
+        slots = _RedisSlots(server.url, outage_seconds=30)
         slots.acquire(_profile())()  # the limiter works while Redis is up
 
-        _stop(server)
+        server.stop()
         result: dict = {}
 
         def take():
@@ -97,21 +52,21 @@ def test_it_waits_for_redis_to_come_back_during_a_restart(tmp_path):
         time.sleep(1.5)
         assert worker.is_alive(), f"acquire gave up while Redis was down: {result}"
 
-        server = _start_redis(port, tmp_path)
+        server.start()
         worker.join(timeout=20)
         assert not worker.is_alive()
         assert "error" not in result, result.get("error")
 
-        conn = redis.Redis(port=port)
+        conn = redis.Redis(port=server.port)
         assert conn.zcard("medcot:llm:inflight:4242") == 1
         result["release"]()
         assert conn.zcard("medcot:llm:inflight:4242") == 0
     finally:
-        _stop(server)
+        server.stop()
 
 
 def test_it_gives_up_after_the_outage_grace_period():
-    port = _free_port()  # nothing listens here
+    port = free_port()  # nothing listens here
     slots = _RedisSlots(f"redis://127.0.0.1:{port}/0", outage_seconds=1.0)
     started = time.monotonic()
     with pytest.raises(SlotsUnavailable, match="unreachable"):
@@ -120,9 +75,8 @@ def test_it_gives_up_after_the_outage_grace_period():
 
 
 def test_a_release_while_redis_is_down_does_not_raise(tmp_path):
-    port = _free_port()
-    server = _start_redis(port, tmp_path)
-    slots = _RedisSlots(f"redis://127.0.0.1:{port}/0", outage_seconds=5)
+    server = RedisServer(tmp_path).start()
+    slots = _RedisSlots(server.url, outage_seconds=5)
     release = slots.acquire(_profile())
-    _stop(server)
+    server.stop()
     release()  # the lease would expire on its own; the call must not fail for it

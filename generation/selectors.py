@@ -8,6 +8,7 @@ from decimal import Decimal
 from django.db.models import Count, Max, Min, Q, QuerySet, Sum
 
 from generation.models import Job, LLMCall, LLMProfile, PromptVersion, ReanswerAttempt, Run
+from medcot.lifecycle import Status
 from medcot.models import Item, Project
 
 
@@ -28,6 +29,9 @@ def runs_for_project(*, project: Project, limit: int = 50) -> QuerySet[Run]:
                 "jobs", filter=Q(jobs__state__in=[Job.State.DONE, Job.State.CANCELLED])
             ),
             jobs_error=Count("jobs", filter=Q(jobs__state=Job.State.ERROR)),
+            jobs_active=Count(
+                "jobs", filter=Q(jobs__state__in=[Job.State.QUEUED, Job.State.RUNNING])
+            ),
         )
         .order_by("-created_at", "-id")[:limit]
     )
@@ -52,6 +56,18 @@ class StageProgress:
     def percent(self) -> int:
         return int(100 * self.finished / self.total) if self.total else 100
 
+    @property
+    def breakdown(self) -> list[tuple[str, int]]:
+        """The job counts that are not zero, by state, in the order jobs move through them."""
+        counts = [
+            ("running", self.running),
+            ("queued", self.queued),
+            ("done", self.done),
+            ("error", self.error),
+            ("cancelled", self.cancelled),
+        ]
+        return [(state, n) for state, n in counts if n]
+
 
 def run_progress(*, run: Run) -> list[StageProgress]:
     rows = Job.objects.filter(run=run).values("kind", "state").annotate(n=Count("id"))
@@ -74,8 +90,10 @@ def run_progress(*, run: Run) -> list[StageProgress]:
     return stages
 
 
-def run_totals(*, run: Run) -> StageProgress:
-    stages = run_progress(run=run)
+def run_totals(*, run: Run, stages: list[StageProgress] | None = None) -> StageProgress:
+    """All stages added up; pass the stages when they are at hand to save the query."""
+    if stages is None:
+        stages = run_progress(run=run)
     return StageProgress(
         kind="all",
         label="",
@@ -86,6 +104,30 @@ def run_totals(*, run: Run) -> StageProgress:
         error=sum(s.error for s in stages),
         cancelled=sum(s.cancelled for s in stages),
     )
+
+
+@dataclass
+class StatusCount:
+    status: str
+    label: str
+    count: int
+
+
+def run_item_statuses(*, run: Run) -> list[StatusCount]:
+    """Where the items this run worked on are now, in lifecycle order: every item with a job
+    in the run, and the questions its expansion jobs wrote (they have no job of their own
+    until the reviewers pass them on)."""
+    jobs = Job.objects.filter(run=run)
+    items = Item.objects.filter(
+        Q(pk__in=jobs.values("item_id"))
+        | Q(family_id__in=jobs.filter(kind=Job.Kind.EXPAND).values("item_id"))
+    )
+    counts = dict(items.order_by().values_list("status").annotate(n=Count("id")))
+    return [
+        StatusCount(status=value, label=str(label), count=counts[value])
+        for value, label in Status.choices
+        if counts.get(value)
+    ]
 
 
 def percentile(sorted_values: list[int], p: float) -> int | None:

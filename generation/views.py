@@ -30,7 +30,6 @@ def _run(request: HttpRequest, slug: str, pk: int) -> Run:
 @login_required
 def run_list(request: HttpRequest, slug: str) -> HttpResponse:
     project = _project(request, slug)
-    services.profile_default_get()
     form = RunStartForm(initial={"profile": services.profile_default_get()})
     return _render_list(request, project, form)
 
@@ -63,12 +62,20 @@ def run_start_view(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 def _detail_context(run: Run) -> dict:
+    stages = selectors.run_progress(run=run)
+    totals = selectors.run_totals(run=run, stages=stages)
     return {
         "run": run,
         "project": run.project,
-        "stages": selectors.run_progress(run=run),
-        "totals": selectors.run_totals(run=run),
+        "stages": stages,
+        "totals": totals,
+        # A hands-off run stays open after its work is done, for what reviewers pass on later.
+        "idle": run.state == Run.State.RUNNING
+        and run.hands_off
+        and totals.queued == 0
+        and totals.running == 0,
         "stats": selectors.run_stats(run=run),
+        "outcomes": selectors.run_item_statuses(run=run),
         "failed": selectors.run_failed_jobs(run=run),
     }
 

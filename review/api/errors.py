@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
+
+from review.services.common import ReviewError
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +53,16 @@ def _first_code(detail) -> str | None:
     elif isinstance(detail, exceptions.ErrorDetail):
         return detail.code
     return None
+
+
+@contextmanager
+def review_refusals() -> Iterator[None]:
+    """A workflow rule a review service enforces becomes the API's 400, in the service's words
+    (`details.non_field_errors`), the same message the browser shows."""
+    try:
+        yield
+    except ReviewError as exc:
+        raise exceptions.ValidationError({"non_field_errors": exc.messages}) from exc
 
 
 def error_body(code: str, message: str, details=None) -> dict:

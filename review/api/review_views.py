@@ -1,21 +1,22 @@
-"""API views over the review trail of an item and panel assignment. Admins only: experts score
-blind in the browser, so the API gives nobody else these rows."""
+"""API views over the review trail of an item, panel assignment and adjudication. Admins only:
+experts score blind in the browser, so the API gives nobody else these rows."""
 
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, status
+from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 
 from medcot import permissions as rules
 from review import selectors as review_selectors
 from review.api import serializers as s
+from review.api.errors import review_refusals
 from review.api.permissions import IsAdminRole
-from review.api.views import ERRORS, READ_ERRORS, _invalid
-from review.models import RubricDimension
+from review.api.views import ERRORS, READ_ERRORS, _invalid, valid_input
+from review.models import Adjudication, Panel, RubricDimension
 from review.services.common import ReviewError
-from review.services.panels import panel_assign
+from review.services.panels import adjudication_decide, panel_assign
 
 
 def _item(request, slug: str, pk: int):
@@ -63,3 +64,68 @@ class PanelAssign(generics.GenericAPIView):
         except ReviewError as exc:
             return _invalid({"experts": exc.messages})
         return Response(s.PanelSerializer(panel).data, status=status.HTTP_201_CREATED)
+
+
+class AdjudicateSerializer(serializers.Serializer):
+    outcome = serializers.ChoiceField(
+        choices=Adjudication.Outcome.values,
+        help_text="accept: approve with the experts who accepted the current key (needs the "
+        "consensus minimum of them); discard; new_round: send back to the panel; add_expert: "
+        "seat `expert` on the panel.",
+    )
+    reason = serializers.CharField(max_length=4000, help_text="Why; kept with the decision.")
+    expert = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=150,
+        help_text="Username of the expert to add; required with add_expert.",
+    )
+
+
+class AdjudicationResultSerializer(serializers.Serializer):
+    id = serializers.IntegerField()
+    item = serializers.IntegerField(source="item_id")
+    outcome = serializers.CharField()
+    reason = serializers.CharField()
+    expert = serializers.CharField(allow_null=True, help_text="The expert added, if any.")
+    item_status = serializers.CharField()
+    panel_state = serializers.CharField(allow_null=True)
+    panel_round = serializers.IntegerField(allow_null=True)
+    created_at = serializers.DateTimeField()
+
+
+class Adjudicate(generics.GenericAPIView):
+    """Decide an item its panel could not agree on (panel state `adjudication`), or discard an
+    item at consensus, always with a reason. Accepting still needs the consensus minimum of
+    experts behind the current key: the admin picks a side, never overrules the gate."""
+
+    permission_classes = [IsAdminRole]
+    serializer_class = AdjudicateSerializer
+
+    @extend_schema(
+        request=AdjudicateSerializer, responses={201: AdjudicationResultSerializer, **ERRORS}
+    )
+    def post(self, request, slug: str, pk: int):
+        item = _item(request, slug, pk)
+        data = valid_input(AdjudicateSerializer, request)
+        expert = None
+        if data["expert"]:
+            expert = get_user_model().objects.filter(username=data["expert"]).first()
+            if expert is None:
+                return _invalid({"expert": [f"No such user: {data['expert']}"]})
+        with review_refusals():
+            record = adjudication_decide(
+                item=item,
+                admin=request.user,
+                outcome=data["outcome"],
+                reason=data["reason"],
+                expert=expert,
+            )
+        item.refresh_from_db(fields=["status"])
+        panel = Panel.objects.filter(item=item).first()
+        record.item_status = item.status
+        record.expert = expert.get_username() if "expert" in record.data else None
+        record.panel_state = panel.state if panel else None
+        record.panel_round = panel.round if panel else None
+        return Response(AdjudicationResultSerializer(record).data, status=status.HTTP_201_CREATED)

@@ -19,10 +19,12 @@ from medcot.models import (
 
 
 class UsernameField(serializers.CharField):
-    """A user shown by login name (admins read these; releases use pseudonyms instead)."""
+    """A user shown by login name (admins read these; releases use pseudonyms instead). Where
+    the column may be empty (an imported or LLM-written version, a system event), declare the
+    field with `allow_null=True`: DRF answers null for a missing user without asking the field."""
 
     def to_representation(self, value) -> str:
-        return value.get_username() if value is not None else ""
+        return value.get_username()
 
 
 class ProjectSerializer(serializers.ModelSerializer):
@@ -66,7 +68,7 @@ class ProjectDetailSerializer(ProjectSerializer):
 
 
 class ImportBatchSerializer(serializers.ModelSerializer):
-    created_by = UsernameField(read_only=True)
+    created_by = UsernameField(read_only=True, allow_null=True)
     errors = serializers.ListField(child=serializers.DictField(), read_only=True)
     is_finished = serializers.BooleanField(read_only=True)
 
@@ -134,7 +136,7 @@ class ImportUploadSerializer(serializers.Serializer):
 
 
 class ItemVersionSerializer(serializers.ModelSerializer):
-    author = UsernameField(read_only=True)
+    author = UsernameField(read_only=True, allow_null=True)
     options = serializers.DictField(child=serializers.CharField(), read_only=True)
 
     class Meta:
@@ -156,7 +158,7 @@ class ItemVersionSerializer(serializers.ModelSerializer):
 
 
 class EventSerializer(serializers.ModelSerializer):
-    actor = UsernameField(read_only=True)
+    actor = UsernameField(read_only=True, allow_null=True)
 
     class Meta:
         model = Event
@@ -244,7 +246,7 @@ class RunSerializer(serializers.Serializer):
     message = serializers.CharField()
     limit = serializers.IntegerField(allow_null=True)
     profile = serializers.CharField(source="profile.name")
-    created_by = UsernameField()
+    created_by = UsernameField(allow_null=True)
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
     totals = RunProgressSerializer()
@@ -282,7 +284,7 @@ class ReleaseSerializer(serializers.Serializer):
     files = serializers.DictField(child=serializers.DictField())
     error = serializers.CharField()
     build_seconds = serializers.FloatField(allow_null=True)
-    created_by = UsernameField()
+    created_by = UsernameField(allow_null=True)
     created_at = serializers.DateTimeField()
     built_at = serializers.DateTimeField(allow_null=True)
     download = serializers.SerializerMethodField()

@@ -2,7 +2,14 @@ from django.contrib.auth.decorators import login_required
 from django.urls import path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from review.api import audit_views, pipeline_views, review_views, views, workflow_views
+from review.api import (
+    audit_views,
+    panel_views,
+    pipeline_views,
+    review_views,
+    views,
+    workflow_views,
+)
 from review.api.permissions import IsMember
 
 urlpatterns = [
@@ -22,6 +29,11 @@ urlpatterns = [
         "projects/<slug:slug>/items/<int:pk>/panel/",
         review_views.PanelAssign.as_view(),
         name="api-item-panel",
+    ),
+    path(
+        "projects/<slug:slug>/items/<int:pk>/adjudication/",
+        review_views.Adjudicate.as_view(),
+        name="api-item-adjudication",
     ),
     path("projects/<slug:slug>/runs/", pipeline_views.RunList.as_view(), name="api-runs"),
     path("projects/<slug:slug>/runs/<int:pk>/", pipeline_views.RunDetail.as_view(), name="api-run"),
@@ -65,13 +77,33 @@ urlpatterns = [
     ),
     path(
         "review/items/<int:pk>/scores/",
-        workflow_views.PanelScores.as_view(),
+        panel_views.PanelScores.as_view(),
         name="api-panel-scores",
     ),
     path(
         "review/items/<int:pk>/consensus/",
         workflow_views.ConsensusVote.as_view(),
         name="api-consensus-vote",
+    ),
+    path(
+        "review/first-pass/undo/",
+        workflow_views.FirstPassUndo.as_view(),
+        name="api-first-pass-undo",
+    ),
+    path(
+        "review/items/<int:pk>/first-pass/skip/",
+        workflow_views.FirstPassSkip.as_view(),
+        name="api-first-pass-skip",
+    ),
+    path(
+        "review/items/<int:pk>/revision/",
+        panel_views.PanelRevision.as_view(),
+        name="api-panel-revision",
+    ),
+    path(
+        "review/items/<int:pk>/regeneration/",
+        panel_views.PanelRegeneration.as_view(),
+        name="api-panel-regeneration",
     ),
     path(
         "projects/<slug:slug>/releases/<str:version>/diff/",

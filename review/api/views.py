@@ -251,6 +251,13 @@ class ItemDetail(generics.GenericAPIView):
         return Response(self.get_serializer(item).data)
 
 
+def valid_input(serializer_class, request) -> dict:
+    """The request body, validated; a 400 with the fields named otherwise."""
+    form = serializer_class(data=request.data)
+    form.is_valid(raise_exception=True)
+    return form.validated_data
+
+
 def _invalid(details: dict) -> Response:
     from review.api.errors import error_body
 

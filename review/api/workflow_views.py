@@ -1,6 +1,6 @@
-"""API writes of the review workflow: claim a first-pass item, submit a first-pass verdict,
-score a panel item, vote at consensus. Each view checks access with the same selector as the
-browser view and leaves every rule to the review services."""
+"""API writes of the first-pass and consensus queues: claim a first-pass item, submit, undo or
+skip a verdict, vote at consensus. Each view checks access with the same selector as the
+browser view and leaves every rule to the review services (panel writes: `panel_views`)."""
 
 from __future__ import annotations
 
@@ -13,20 +13,42 @@ from medcot import permissions as rules
 from medcot.models import OPTION_LABELS, Item
 from review import selectors
 from review.api import serializers as s
+from review.api.errors import review_refusals
 from review.api.permissions import IsMember
-from review.api.views import ERRORS, _invalid
-from review.models import Decision, RubricDimension, Stage
+from review.api.views import ERRORS, READ_ERRORS, valid_input
+from review.models import Stage
 from review.services.common import ReviewError
 from review.services.consensus import consensus_vote
-from review.services.first_pass import ContentFix, first_pass_apply_due, first_pass_submit
-from review.services.panels import panel_submit
-from review.services.queue import queue_check_role, queue_next
+from review.services.first_pass import (
+    ContentFix,
+    first_pass_apply_due,
+    first_pass_submit,
+    first_pass_undo,
+    first_pass_undoable,
+)
+from review.services.queue import lease_release, queue_check_role, queue_next
+
+# Item ids are BigAutoField keys; a larger number is a 400, not an overflow in SQL.
+ITEM_ID_MAX = 2**63 - 1
+# The browser remembers this many skipped items per person; the API takes as many back.
+EXCLUDE_MAX = 200
+# Undo names no item, so there is nothing to be missing: no 404.
+UNDO_ERRORS = {code: answer for code, answer in ERRORS.items() if code != 404}
+UNDOABLE_ERRORS = {code: answer for code, answer in READ_ERRORS.items() if code != 404}
 
 # --- Input ---------------------------------------------------------------------------------
 
 
 class FirstPassNextSerializer(serializers.Serializer):
     project = serializers.SlugField(required=False, help_text="Only claim from this project.")
+    exclude = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=ITEM_ID_MAX),
+        required=False,
+        default=list,
+        max_length=EXCLUDE_MAX,
+        help_text="Item ids not to hand out (the ones you skipped). When only these are left "
+        "the answer is empty; ask without them to be offered them again.",
+    )
 
 
 class ContentFixSerializer(serializers.Serializer):
@@ -55,29 +77,6 @@ class FirstPassSubmitSerializer(serializers.Serializer):
     )
 
 
-class RubricScoresSerializer(serializers.Serializer):
-    scores = serializers.DictField(
-        child=serializers.IntegerField(min_value=0, max_value=2),
-        help_text=f"One score (0, 1 or 2) for each of: {', '.join(RubricDimension.values)}.",
-    )
-    decision = serializers.ChoiceField(choices=Decision.values)
-    answer = serializers.ChoiceField(choices=list(OPTION_LABELS))
-    comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
-    first_wrong_step = serializers.IntegerField(
-        required=False, allow_null=True, min_value=1, max_value=32_767
-    )
-    seconds_on_item = serializers.IntegerField(
-        required=False, default=0, min_value=0, max_value=2_147_483_647
-    )
-
-    def validate_scores(self, value: dict) -> dict:
-        if set(value) != set(RubricDimension.values):
-            raise serializers.ValidationError(
-                f"Score exactly these dimensions: {', '.join(RubricDimension.values)}."
-            )
-        return value
-
-
 class ConsensusVoteInputSerializer(serializers.Serializer):
     answer = serializers.ChoiceField(choices=list(OPTION_LABELS))
     approve_phrasing = serializers.BooleanField()
@@ -103,20 +102,8 @@ class FirstPassReviewOutSerializer(serializers.Serializer):
     item_status = serializers.CharField()
 
 
-class MyRoundSerializer(serializers.Serializer):
-    number = serializers.IntegerField()
-    complete = serializers.BooleanField()
-    submitted_count = serializers.IntegerField()
-    expected_count = serializers.IntegerField()
-    hidden_count = serializers.IntegerField()
-    decisions = serializers.ListField(child=serializers.DictField())
-
-
-class PanelScoreOutSerializer(serializers.Serializer):
-    item = serializers.IntegerField()
-    item_status = serializers.CharField()
-    panel_state = serializers.CharField()
-    rounds = MyRoundSerializer(many=True)
+class UndoableSerializer(serializers.Serializer):
+    undoable = FirstPassReviewOutSerializer(allow_null=True)
 
 
 class ConsensusVoteOutSerializer(serializers.Serializer):
@@ -128,8 +115,22 @@ class ConsensusVoteOutSerializer(serializers.Serializer):
     item_status = serializers.CharField()
 
 
-def _review_error(exc: ReviewError) -> Response:
-    return _invalid({"non_field_errors": exc.messages})
+# --- Shared --------------------------------------------------------------------------------
+
+
+def answer_with_status(serializer_class, made, *, item: Item, code: int = 201) -> Response:
+    """Present what a service made, with the item's status after it (the write may have moved
+    the item on: a verdict without an undo window, the vote that settles consensus)."""
+    item.refresh_from_db(fields=["status"])
+    made.item_status = item.status
+    return Response(serializer_class(made).data, status=code)
+
+
+def _check_first_pass_role(user) -> None:
+    try:
+        queue_check_role(user=user, stage=Stage.FIRST_REVIEW)
+    except ReviewError as exc:
+        raise PermissionDenied(exc.messages[0]) from exc
 
 
 # --- Views ---------------------------------------------------------------------------------
@@ -149,21 +150,18 @@ class FirstPassNext(generics.GenericAPIView):
         responses={200: ClaimedSerializer, **ERRORS},
     )
     def post(self, request):
-        form = FirstPassNextSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        try:
-            queue_check_role(user=request.user, stage=Stage.FIRST_REVIEW)
-        except ReviewError as exc:
-            raise PermissionDenied(exc.messages[0]) from exc
+        data = valid_input(FirstPassNextSerializer, request)
+        _check_first_pass_role(request.user)
         project_id = None
-        if form.validated_data.get("project"):
-            project_id = rules.project_get_for_user(
-                user=request.user, slug=form.validated_data["project"]
-            ).pk
+        if data.get("project"):
+            project_id = rules.project_get_for_user(user=request.user, slug=data["project"]).pk
         # Verdicts past their undo window take effect first, as on the browser's queue page.
         first_pass_apply_due(limit=50)
         current, following = queue_next(
-            user=request.user, stage=Stage.FIRST_REVIEW, project_id=project_id
+            user=request.user,
+            stage=Stage.FIRST_REVIEW,
+            project_id=project_id,
+            exclude_ids=data["exclude"],
         )
         return Response(ClaimedSerializer({"item": current, "following": following}).data)
 
@@ -183,19 +181,17 @@ class FirstPassSubmit(generics.GenericAPIView):
     )
     def post(self, request, pk: int):
         item = selectors.item_get_for_reviewer(user=request.user, pk=pk)
-        form = FirstPassSubmitSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
+        data = valid_input(FirstPassSubmitSerializer, request)
+        given = data.get("fix")
         fix = None
-        if data.get("fix") is not None:
-            given = data["fix"]
+        if given is not None:
             fix = ContentFix(
                 stem=given["stem"],
                 options=given["options"],
                 answer=given["answer"],
                 cot=given["cot"],
             )
-        try:
+        with review_refusals():
             review = first_pass_submit(
                 item=item,
                 reviewer=request.user,
@@ -208,84 +204,53 @@ class FirstPassSubmit(generics.GenericAPIView):
                 fix=fix,
                 seconds_on_item=data["seconds_on_item"],
             )
-        except ReviewError as exc:
-            return _review_error(exc)
-        item.refresh_from_db(fields=["status"])
-        review.item_status = item.status
-        return Response(FirstPassReviewOutSerializer(review).data, status=status.HTTP_201_CREATED)
+        return answer_with_status(FirstPassReviewOutSerializer, review, item=item)
 
 
-def _my_rounds(*, panel, user) -> list[dict]:
-    """The panel's rounds as `user` may see them (`panel_round_view` keeps scoring blind)."""
-    view = selectors.panel_round_view(panel=panel, user=user)
-    dimensions = list(RubricDimension.values)
-    rounds = []
-    for row in view["rounds"]:
-        rounds.append(
-            {
-                "number": row["number"],
-                "complete": row["complete"],
-                "submitted_count": row["submitted_count"],
-                "expected_count": row["expected_count"],
-                "hidden_count": row["hidden_count"],
-                "decisions": [
-                    {
-                        "expert": seen["decision"].expert.get_username(),
-                        "mine": seen["mine"],
-                        "decision": seen["decision"].decision,
-                        "answer": seen["decision"].answer,
-                        "scores": dict(zip(dimensions, seen["scores"], strict=True)),
-                    }
-                    for seen in row["visible"]
-                ],
-            }
-        )
-    return rounds
-
-
-class PanelScores(generics.GenericAPIView):
-    """Submit the caller's rubric scores and decision for the current round of a panel they sit
-    on. The answer shows other experts' scores only once the round is complete."""
+class FirstPassUndo(generics.GenericAPIView):
+    """Take back your last first-pass verdict while its undo window lasts (GET: which one that
+    would be). The item is yours again, first in line on `first-pass/next/`."""
 
     permission_classes = [IsMember]
-    serializer_class = RubricScoresSerializer
+
+    @extend_schema(responses={200: UndoableSerializer, **UNDOABLE_ERRORS})
+    def get(self, request):
+        _check_first_pass_role(request.user)
+        review = first_pass_undoable(reviewer=request.user)
+        if review is not None:
+            review.item_status = review.item.status
+        return Response(UndoableSerializer({"undoable": review}).data)
+
+    @extend_schema(request=None, responses={200: FirstPassReviewOutSerializer, **UNDO_ERRORS})
+    def post(self, request):
+        _check_first_pass_role(request.user)
+        with review_refusals():
+            review = first_pass_undo(reviewer=request.user)
+        return answer_with_status(
+            FirstPassReviewOutSerializer, review, item=review.item, code=status.HTTP_200_OK
+        )
+
+
+class FirstPassSkip(generics.GenericAPIView):
+    """Give a first-pass item you hold back to the queue, unjudged. Pass its id in `exclude`
+    to `first-pass/next/` so it is not handed straight back to you."""
+
+    permission_classes = [IsMember]
     # Only so the schema types the path's item id as an integer.
     queryset = Item.objects.none()
 
-    @extend_schema(
-        request=RubricScoresSerializer,
-        responses={201: PanelScoreOutSerializer, **ERRORS},
-    )
+    @extend_schema(request=None, responses={204: None, **ERRORS})
     def post(self, request, pk: int):
-        item, panel = selectors.item_get_for_panel_member(user=request.user, pk=pk)
-        if not panel.memberships.filter(expert=request.user).exists():
-            # Admins may look at any panel in the browser, but only its experts score.
-            raise PermissionDenied("You are not on this item's panel.")
-        form = RubricScoresSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        try:
-            panel_submit(
-                item=item,
-                expert=request.user,
-                scores=data["scores"],
-                decision=data["decision"],
-                answer=data["answer"],
-                comment=data["comment"],
-                first_wrong_step=data.get("first_wrong_step"),
-                seconds_on_item=data["seconds_on_item"],
+        item = selectors.item_get_for_reviewer(user=request.user, pk=pk)
+        if selectors.first_pass_already_submitted(user=request.user, pk=item.pk):
+            # The lease outlives a held verdict (see `first_pass_submit`); releasing it would
+            # not take the verdict back.
+            raise serializers.ValidationError(
+                {"non_field_errors": ["You have judged this item; undo the verdict instead."]}
             )
-        except ReviewError as exc:
-            return _review_error(exc)
-        item.refresh_from_db(fields=["status"])
-        panel.refresh_from_db()
-        body = {
-            "item": item.pk,
-            "item_status": item.status,
-            "panel_state": panel.state,
-            "rounds": _my_rounds(panel=panel, user=request.user),
-        }
-        return Response(PanelScoreOutSerializer(body).data, status=status.HTTP_201_CREATED)
+        if not lease_release(user=request.user, item_id=item.pk, stage=Stage.FIRST_REVIEW):
+            raise PermissionDenied("You do not hold this item; claim items with first-pass/next/.")
+        return Response(status=status.HTTP_204_NO_CONTENT)
 
 
 class ConsensusVote(generics.GenericAPIView):
@@ -302,10 +267,8 @@ class ConsensusVote(generics.GenericAPIView):
     )
     def post(self, request, pk: int):
         item = selectors.item_get_for_consensus(user=request.user, pk=pk)
-        form = ConsensusVoteInputSerializer(data=request.data)
-        form.is_valid(raise_exception=True)
-        data = form.validated_data
-        try:
+        data = valid_input(ConsensusVoteInputSerializer, request)
+        with review_refusals():
             vote = consensus_vote(
                 item=item,
                 expert=request.user,
@@ -313,8 +276,4 @@ class ConsensusVote(generics.GenericAPIView):
                 approve_phrasing=data["approve_phrasing"],
                 comment=data["comment"],
             )
-        except ReviewError as exc:
-            return _review_error(exc)
-        item.refresh_from_db(fields=["status"])
-        vote.item_status = item.status
-        return Response(ConsensusVoteOutSerializer(vote).data, status=status.HTTP_201_CREATED)
+        return answer_with_status(ConsensusVoteOutSerializer, vote, item=item)

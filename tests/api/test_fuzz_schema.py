@@ -25,6 +25,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from review.models import RubricDimension
+from review.services.panels import panel_assign, panel_submit
 from tests.factories import ItemFactory
 
 EXAMPLES = int(os.getenv("MEDCOT_FUZZ_EXAMPLES", "6"))
@@ -58,14 +60,27 @@ schema.app = get_wsgi_application()
 
 
 @pytest.fixture
-def world(db, project, admin_user):
+def world(db, project, admin_user, expert_a, expert_b):
     item = ItemFactory(project=project, status="first_review")
+    # An item whose panel (expert_a, expert_b) asked for a revision: the panel endpoints get
+    # past their 404 to the rules, and an admin has something to adjudicate.
+    panel_item = ItemFactory(project=project, status="panel")
+    panel_assign(item=panel_item, experts=[expert_a, expert_b], actor=admin_user)
+    for expert in (expert_a, expert_b):
+        panel_submit(
+            item=panel_item,
+            expert=expert,
+            scores=dict.fromkeys(RubricDimension.values, 1),
+            decision="revise",
+            answer="A",
+            comment="Step 2 is vague",
+        )
     # The WSGI app is called directly, not through Django's test client, so Django's
     # end-of-request hook would close the database connection that holds the test's
     # transaction (it does on PostgreSQL). Detach it for the test, as the test client does.
     signals.request_started.disconnect(close_old_connections)
     signals.request_finished.disconnect(close_old_connections)
-    yield {"slug": project.slug, "item": item.pk}
+    yield {"slug": project.slug, "item": item.pk, "panel_item": panel_item.pk}
     signals.request_started.connect(close_old_connections)
     signals.request_finished.connect(close_old_connections)
 
@@ -85,9 +100,12 @@ def test_it_answers_every_generated_request_as_the_schema_says(case, role, world
         user = request.getfixturevalue(USER_FIXTURES[role])
         token, _ = Token.objects.get_or_create(user=user)
         headers["Authorization"] = f"Token {token.key}"
-    # Aim at the real project so requests get past the 404 and into the views' own logic.
+    # Aim at the real project and items so requests get past the 404 and into the views' own
+    # logic: experts and admins at the panel item, everyone else at the first-pass item.
     if case.path_parameters and "slug" in case.path_parameters:
         case.path_parameters["slug"] = world["slug"]
+    if case.path_parameters and "id" in case.path_parameters:
+        case.path_parameters["id"] = world["panel_item" if role in {"expert", "admin"} else "item"]
     CASES[role] = CASES.get(role, 0) + 1
     case.call_and_validate(headers=headers, checks=CHECKS)
 

@@ -19,7 +19,7 @@ from review.models import (
 )
 from review.releases.services import release_build, release_create
 from review.services.panels import panel_assign
-from tests.api.conftest import token_client
+from tests.api.conftest import assert_error, token_client
 from tests.factories import ItemFactory
 from tests.releases.conftest import reviewed_item
 
@@ -41,29 +41,10 @@ def consensus_url(item) -> str:
     return f"/api/review/items/{item.pk}/consensus/"
 
 
-def assert_error(response, status: int, code: str) -> dict:
-    assert response.status_code == status, response.content
-    body = response.json()
-    assert set(body) == {"error"}
-    assert body["error"]["code"] == code
-    assert body["error"]["message"]
-    return body["error"]["details"]
-
-
 @pytest.fixture
 def immediate(settings):
     # No undo window: a verdict takes effect as it is submitted.
     settings.REVIEW_UNDO_SECONDS = 0
-
-
-@pytest.fixture
-def queued(project):
-    return [ItemFactory(project=project, status=Status.FIRST_REVIEW) for _ in range(3)]
-
-
-@pytest.fixture
-def expert_api(expert_a):
-    return token_client(expert_a)
 
 
 @pytest.fixture

@@ -206,6 +206,11 @@ EXPECTED |= {
         "POST": ADMIN_API | {"admin": "400"},
         "args": {"pk": "item"},
     },
+    "api/projects/<slug:slug>/items/<int:pk>/adjudication/": {
+        "GET": _row("401", "403", "403", "403", "405"),
+        "POST": ADMIN_API | {"admin": "400"},
+        "args": {"pk": "item"},
+    },
     "api/projects/<slug:slug>/runs/": {"GET": ADMIN_API, "POST": ADMIN_API | {"admin": "400"}},
     "api/projects/<slug:slug>/runs/<int:pk>/": {"GET": ADMIN_API, "args": {"pk": "run"}},
     "api/projects/<slug:slug>/runs/<int:pk>/pause/": API_CONTROL,
@@ -225,7 +230,10 @@ EXPECTED |= {
 # already holds the context item (see the item row above): the expert is refused its
 # first-pass submission (someone else's item) while the reviewer gets a 400 for the empty
 # body. The item is at first review, so it has no panel (404) and no consensus (404).
+# Undo names no item: reviewers and experts are told there is nothing to undo (400). Skip
+# releases the reviewer's lease (204); the expert, holding nothing, is refused (403).
 API_POST_ONLY = _row("401", "403", "405", "405", "405")
+API_PANEL_MEMBERS = _row("401", "403", "403", "404", "404")
 EXPECTED |= {
     "api/review/first-pass/next/": {
         "GET": API_POST_ONLY,
@@ -238,12 +246,31 @@ EXPECTED |= {
     },
     "api/review/items/<int:pk>/scores/": {
         "GET": API_POST_ONLY,
-        "POST": _row("401", "403", "403", "404", "404"),
+        "POST": API_PANEL_MEMBERS,
         "args": {"pk": "item"},
     },
     "api/review/items/<int:pk>/consensus/": {
         "GET": API_POST_ONLY,
         "POST": _row("401", "403", "403", "404", "403"),
+        "args": {"pk": "item"},
+    },
+    "api/review/first-pass/undo/": {
+        "GET": _row("401", "403", "200", "200", "403"),
+        "POST": _row("401", "403", "400", "400", "403"),
+    },
+    "api/review/items/<int:pk>/first-pass/skip/": {
+        "GET": API_POST_ONLY,
+        "POST": _row("401", "403", "204", "403", "403"),
+        "args": {"pk": "item"},
+    },
+    "api/review/items/<int:pk>/revision/": {
+        "GET": API_POST_ONLY,
+        "POST": API_PANEL_MEMBERS,
+        "args": {"pk": "item"},
+    },
+    "api/review/items/<int:pk>/regeneration/": {
+        "GET": API_POST_ONLY,
+        "POST": API_PANEL_MEMBERS,
         "args": {"pk": "item"},
     },
 }

@@ -16,6 +16,7 @@ again, and the two files are byte-identical.
 
 from __future__ import annotations
 
+import datetime as dt
 import gzip
 import json
 from collections import defaultdict, deque
@@ -41,6 +42,25 @@ class TransferError(Exception):
     """The file cannot be loaded here; the message says why."""
 
 
+class ExportEncoder(DjangoJSONEncoder):
+    """DjangoJSONEncoder, but times keep all six digits of their microseconds.
+
+    Django's encoder cuts datetimes to milliseconds and drops the fraction when it is zero, so
+    a timestamp at .000500 s was written as ".000", loaded as .000000, and written the second
+    time with no fraction at all: the round trip lost data and the two files differed for any
+    row stamped in the first millisecond of a second (about one timestamp in a thousand).
+    """
+
+    def default(self, o):
+        if isinstance(o, dt.datetime):
+            if o.tzinfo is not None:
+                o = o.astimezone(dt.UTC)
+            return o.isoformat(timespec="microseconds")
+        if isinstance(o, dt.time):
+            return o.isoformat(timespec="microseconds")
+        return super().default(o)
+
+
 def _our_models() -> list[type[models.Model]]:
     found = []
     for label in APP_LABELS:
@@ -58,7 +78,9 @@ def _label(model) -> str:
 
 def _project_paths() -> dict[type[models.Model], str]:
     """For each model with a foreign-key chain to Project, the lookup that reaches it."""
-    ours = set(_our_models())
+    # A list, not a set: when a model reaches Project along two chains, the one found first
+    # wins, and that must not depend on the hash order of model classes in this process.
+    ours = _our_models()
     paths: dict[type[models.Model], str] = {Project: "pk"}
     queue = deque([Project])
     while queue:
@@ -111,12 +133,13 @@ def project_export_rows(*, project: Project) -> Iterator[dict]:
         for obj in model._base_manager.filter(**{lookup: project.pk}).order_by("pk"):
             rows[model][obj.pk] = _serialize(obj)
     # Rows outside any project that exported rows point at (profiles, prompts, rubric guides).
+    ours = set(_our_models())
     pending = deque(m for m in list(rows))
     while pending:
         model = pending.popleft()
         for field in model._meta.concrete_fields:
             target = field.related_model
-            if not field.is_relation or target not in set(_our_models()) or target in paths:
+            if not field.is_relation or target not in ours or target in paths:
                 continue
             wanted = (
                 {r["fields"].get(field.name) for r in rows[model].values()}
@@ -195,7 +218,7 @@ def project_export(*, project: Project, path: Path) -> dict:
         try:
             for row in project_export_rows(project=project):
                 header = header or row
-                line = json.dumps(row, cls=DjangoJSONEncoder, sort_keys=True, ensure_ascii=False)
+                line = json.dumps(row, cls=ExportEncoder, sort_keys=True, ensure_ascii=False)
                 out.write(line.encode() + b"\n")
         finally:
             if out is not raw:

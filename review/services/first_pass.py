@@ -41,16 +41,36 @@ class ContentFix:
     cot: str
 
 
+def content_check(*, stem: str, options: dict[str, str], answer: str) -> tuple[str, dict]:
+    """Check item content against what `ItemVersion`'s constraints will accept, so a bad edit
+    is refused with a message instead of reaching the database as an IntegrityError: a stem,
+    options A to D (E optional), and a key that names a given option. Returns the stem and all
+    five options, stripped ("" for an absent E)."""
+    if not isinstance(stem, str) or not stem.strip():
+        raise ReviewError(_("The question stem cannot be empty."))
+    if not isinstance(options, dict):
+        raise ReviewError(_("Give the options as a mapping from A to E to their text."))
+    unknown = sorted(str(label) for label in set(options) - set(OPTION_LABELS))
+    if unknown:
+        raise ReviewError(
+            _("There is no option %(labels)s: options are A to E.") % {"labels": ", ".join(unknown)}
+        )
+    if any(text is not None and not isinstance(text, str) for text in options.values()):
+        raise ReviewError(_("Every option must be text."))
+    cleaned = {label: (options.get(label) or "").strip() for label in OPTION_LABELS}
+    empty = [label for label in "ABCD" if not cleaned[label]]
+    if empty:
+        raise ReviewError(
+            _("Options A to D are required; %(labels)s is empty.") % {"labels": ", ".join(empty)}
+        )
+    if answer not in OPTION_LABELS or not cleaned[answer]:
+        raise ReviewError(_("The key must name one of the options."))
+    return stem.strip(), cleaned
+
+
 def content_fix_check(*, fix: ContentFix, current: ItemVersion) -> dict:
     """Validate an edit and return it as the JSON kept on the review until it takes effect."""
-    stem = fix.stem.strip()
-    options = {label: (fix.options.get(label) or "").strip() for label in OPTION_LABELS}
-    if not stem:
-        raise ReviewError(_("The question stem cannot be empty."))
-    if any(not options[label] for label in "ABCD"):
-        raise ReviewError(_("Options A to D are required."))
-    if fix.answer not in OPTION_LABELS or not options[fix.answer]:
-        raise ReviewError(_("The key must name one of the options."))
+    stem, options = content_check(stem=fix.stem, options=fix.options, answer=fix.answer)
     data = {"stem": stem, "options": options, "answer": fix.answer, "cot": fix.cot.strip()}
     unchanged = (
         stem == current.stem.strip()
@@ -230,6 +250,21 @@ def first_pass_apply_due(
     return applied
 
 
+def _nothing_to_undo(*, reviewer) -> str:
+    """Why the reviewer has nothing to undo, judged by their latest submission."""
+    latest = (
+        FirstPassReview.objects.filter(reviewer=reviewer)
+        .order_by("-created_at", "-id")
+        .values_list("state", flat=True)
+        .first()
+    )
+    if latest is None:
+        return _("There is nothing left to undo: you have not submitted a review yet.")
+    if latest == FirstPassState.UNDONE:
+        return _("There is nothing left to undo: your last submission was already undone.")
+    return _("There is nothing left to undo: your last submission has taken effect.")
+
+
 def first_pass_undo(*, reviewer, now: datetime | None = None) -> FirstPassReview:
     """Take back the reviewer's last submission while it is still held. The item returns to
     the reviewer (their lease is renewed) so the view can show it again."""
@@ -241,13 +276,12 @@ def first_pass_undo(*, reviewer, now: datetime | None = None) -> FirstPassReview
             .first()
         )
         if review is None or review.effective_at <= now:
-            raise ReviewError(
-                _("There is nothing left to undo: the last submission has taken effect.")
-            )
+            raise ReviewError(_nothing_to_undo(reviewer=reviewer))
         Item.objects.select_for_update().get(pk=review.item_id)
         review = FirstPassReview.objects.select_for_update().get(pk=review.pk)
         if review.state != FirstPassState.HELD:
-            raise ReviewError(_("There is nothing left to undo."))
+            # It took effect (or was undone in another tab) while this request waited.
+            raise ReviewError(_nothing_to_undo(reviewer=reviewer))
         FirstPassReview.objects.filter(pk=review.pk).update(state=FirstPassState.UNDONE)
         Lease.objects.update_or_create(
             item_id=review.item_id,

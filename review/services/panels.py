@@ -34,6 +34,7 @@ from review.models import (
 from review.roles import ADMIN, EXPERT, has_role, require_role
 from review.services.common import ReviewError, actor_or_none, regeneration_start
 from review.services.consensus import consensus_evaluate
+from review.services.first_pass import content_check
 
 # A panel that keeps disagreeing grows by one expert at a time up to panel_size + this many;
 # after that an admin decides.
@@ -339,10 +340,15 @@ def panel_revise(
     stem: str | None = None,
     options: dict[str, str] | None = None,
 ) -> Panel:
-    """A member's edit of the CoT or key; the new version goes back to the same panel."""
+    """A member's edit of the CoT or key (and, when given, the stem or the whole set of
+    options); the new version goes back to the same panel. The content is checked against what
+    the database accepts, so a bad edit is a ReviewError for every caller, never an
+    IntegrityError."""
     reason = reason.strip()
     if not reason:
         raise ReviewError(_("Say what the revision changes and why."))
+    if not isinstance(cot, str):
+        raise ReviewError(_("The chain of thought must be text."))
     with transaction.atomic():
         locked = _lock(item)
         panel = Panel.objects.select_for_update().filter(item=locked).first()
@@ -352,14 +358,17 @@ def panel_revise(
         if panel.state != PanelState.REVISING:
             raise ReviewError(_("The panel has not asked for a revision."))
         current = locked.current_version
-        new_options = options if options is not None else current.options
-        if answer not in OPTION_LABELS or not new_options.get(answer):
-            raise ReviewError(_("The key must name one of the options."))
+        new_stem, new_options = content_check(
+            stem=current.stem if stem is None else stem,
+            options=current.options if options is None else options,
+            answer=answer,
+        )
+        old_options = {label: current.options.get(label, "").strip() for label in OPTION_LABELS}
         if (
             cot.strip() == current.cot.strip()
             and answer == current.answer
-            and (stem is None or stem.strip() == current.stem.strip())
-            and new_options == current.options
+            and new_stem == current.stem.strip()
+            and new_options == old_options
         ):
             raise ReviewError(_("The revision changes nothing."))
         item_version_create(
@@ -367,8 +376,8 @@ def panel_revise(
             author_kind=AuthorKind.HUMAN,
             author=expert,
             reason=reason,
-            stem=stem.strip() if stem is not None else None,
-            options=options,
+            stem=None if stem is None else new_stem,
+            options=None if options is None else new_options,
             answer=answer,
             cot=cot.strip(),
             marks_modified=True,

@@ -3,6 +3,7 @@ database, losslessly (export → flush → load → export gives the same bytes)
 
 import gzip
 import json
+from datetime import UTC, datetime
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -111,6 +112,52 @@ def test_it_exports_and_loads_a_project_losslessly(rich_project, tmp_path):
     assert Profile.objects.filter(user__username="expert_a").exists()
     assert get_user_model().objects.get(username="expert_a").groups.filter(name="expert").exists()
     assert not get_user_model().objects.get(username="admin").has_usable_password()
+
+    call_command("project_export", rich_project.slug, str(second))
+    assert first.read_bytes() == second.read_bytes()
+
+
+# Django's JSON encoder cut datetimes to milliseconds and dropped a zero fraction, so a row
+# stamped in the first millisecond of a second (one in a thousand, by chance) made the two
+# exports differ. Stamping rows there on purpose makes that case certain.
+EDGE_STAMPS = [
+    datetime(2025, 3, 1, 8, 0, 0, 0, tzinfo=UTC),
+    datetime(2025, 3, 1, 8, 0, 0, 500, tzinfo=UTC),
+    datetime(2025, 3, 1, 8, 0, 1, 999, tzinfo=UTC),
+    datetime(2025, 3, 1, 8, 0, 2, 123456, tzinfo=UTC),
+]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_it_keeps_timestamps_to_the_microsecond(rich_project, tmp_path):
+    first = tmp_path / "first.jsonl.gz"
+    second = tmp_path / "second.jsonl.gz"
+    # Items, not events: history rows refuse updates (a trigger on PostgreSQL).
+    items = list(Item.objects.filter(project=rich_project).order_by("pk"))
+    assert len(items) == len(EDGE_STAMPS)
+    for item, stamp in zip(items, EDGE_STAMPS, strict=True):
+        Item.objects.filter(pk=item.pk).update(status_changed_at=stamp)
+    # Several rows with one equal timestamp, too.
+    jobs = Job.objects.filter(run__project=rich_project)
+    assert jobs.update(dispatched_at=EDGE_STAMPS[1]) >= 3
+    call_command("project_export", rich_project.slug, str(first))
+    exported = {
+        row["pk"]: row["fields"]["status_changed_at"]
+        for row in _lines(first)
+        if row.get("model") == "medcot.item"
+    }
+    assert [exported[item.pk] for item in items] == [
+        "2025-03-01T08:00:00.000000+00:00",
+        "2025-03-01T08:00:00.000500+00:00",
+        "2025-03-01T08:00:01.000999+00:00",
+        "2025-03-01T08:00:02.123456+00:00",
+    ]
+
+    call_command("flush", interactive=False, verbosity=0)
+    call_command("project_load", str(first))
+    loaded = dict(Item.objects.values_list("pk", "status_changed_at"))
+    assert [loaded[item.pk] for item in items] == EDGE_STAMPS
+    assert set(Job.objects.values_list("dispatched_at", flat=True)) == {EDGE_STAMPS[1]}
 
     call_command("project_export", rich_project.slug, str(second))
     assert first.read_bytes() == second.read_bytes()

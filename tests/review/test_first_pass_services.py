@@ -184,3 +184,59 @@ def test_a_held_submission_leaves_the_screen_at_once(reviewer, make_item):
     submit(current, reviewer, action="pass")
     current, _ = queue_next(user=reviewer, stage=Stage.FIRST_REVIEW)
     assert current.pk == second.pk != first.pk
+
+
+@override_settings(REVIEW_UNDO_SECONDS=30)
+def test_it_says_there_is_nothing_to_undo_before_any_submission(reviewer, make_item):
+    make_item()
+    with pytest.raises(ReviewError) as refused:
+        first_pass_undo(reviewer=reviewer)
+    message = " ".join(refused.value.messages)
+    assert "you have not submitted a review yet" in message
+    assert "taken effect" not in message
+
+
+@override_settings(REVIEW_UNDO_SECONDS=30)
+def test_it_says_the_last_submission_has_taken_effect(reviewer, make_item):
+    item = make_item()
+    submit(item, reviewer, action="pass")
+    # Past the window, whether or not the periodic task has applied it yet.
+    later = timezone.now() + timedelta(seconds=31)
+    with pytest.raises(ReviewError, match="your last submission has taken effect"):
+        first_pass_undo(reviewer=reviewer, now=later)
+    assert first_pass_apply_due(now=later) == 1
+    with pytest.raises(ReviewError, match="your last submission has taken effect"):
+        first_pass_undo(reviewer=reviewer, now=later)
+
+
+@override_settings(REVIEW_UNDO_SECONDS=30)
+def test_it_says_the_last_submission_was_already_undone(reviewer, make_item):
+    item = make_item()
+    submit(item, reviewer, action="pass")
+    first_pass_undo(reviewer=reviewer)
+    with pytest.raises(ReviewError, match="your last submission was already undone"):
+        first_pass_undo(reviewer=reviewer)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"stem": " "}, "stem cannot be empty"),
+        ({"options": {"A": "a", "B": "", "C": "c", "D": "d"}}, "B is empty"),
+        ({"options": {"A": "a", "B": "b", "C": "c", "D": "d", "X": "x"}}, "no option X"),
+    ],
+)
+def test_it_refuses_a_fix_the_database_would_refuse(reviewer, make_item, change, message):
+    item = make_item()
+    v = item.current_version
+    fields = {"stem": v.stem, "options": v.options, "answer": "A", "cot": "new", **change}
+    with pytest.raises(ReviewError, match=message):
+        submit(
+            item,
+            reviewer,
+            ones=(False, True, True),
+            action="fix",
+            reason="x",
+            fix=ContentFix(**fields),
+        )
+    assert not FirstPassReview.objects.filter(item=item).exists()

@@ -2,7 +2,7 @@ import pytest
 from django.db import IntegrityError
 
 from medcot.lifecycle import Status
-from medcot.models import Event
+from medcot.models import Event, Item
 from review.models import (
     ConsensusVote,
     FirstPassReview,
@@ -197,3 +197,74 @@ def test_it_refuses_non_members(panel_item, admin_user, expert_a, expert_b, expe
     with pytest.raises(ReviewError, match="not on"):
         score(panel_item, expert_c)
     assert Panel.objects.get(item=panel_item).decisions.count() == 0
+
+
+@pytest.fixture
+def revising(panel_item, admin_user, expert_a, expert_b):
+    panel_assign(item=panel_item, experts=[expert_a, expert_b], actor=admin_user)
+    score(panel_item, expert_a, decision="revise", comment="Step 2 is wrong")
+    score(panel_item, expert_b, decision="revise", comment="Agree")
+    return panel_item
+
+
+FOUR = {"A": "Aspirin and ECG", "B": "Discharge home", "C": "Ultrasound", "D": "Antacid"}
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"stem": ""}, "stem cannot be empty"),
+        ({"stem": "  \n "}, "stem cannot be empty"),
+        ({"options": {"A": "a", "B": "b", "C": "c"}}, "Options A to D are required; D is empty"),
+        ({"options": {**FOUR, "B": "   "}}, "Options A to D are required; B is empty"),
+        ({"options": {**FOUR, "F": "f"}}, "There is no option F"),
+        ({"options": {**FOUR, "C": 3}}, "must be text"),
+        ({"options": ["a", "b", "c", "d"]}, "mapping"),
+        ({"options": {**FOUR, "E": "  "}, "answer": "E"}, "key must name one of the options"),
+        ({"answer": "E"}, "key must name one of the options"),
+        ({"answer": "Z"}, "key must name one of the options"),
+        ({"cot": None}, "must be text"),
+    ],
+)
+def test_it_refuses_a_revision_the_database_would_refuse(revising, expert_a, change, message):
+    """Every rule of ItemVersion's constraints is a clear ReviewError here, not an
+    IntegrityError for the caller to turn into a 500."""
+    before = revising.current_version_id
+    kwargs = {"reason": "Fix", "cot": "1. ECG", "answer": "A", **change}
+    with pytest.raises(ReviewError, match=message):
+        panel_revise(item=revising, expert=expert_a, **kwargs)
+    revising.refresh_from_db()
+    assert revising.current_version_id == before
+    panel = Panel.objects.get(item=revising)
+    assert (panel.round, panel.state) == (1, PanelState.REVISING)
+
+
+def test_it_saves_a_revised_stem_and_options_stripped(revising, expert_a):
+    options = {**FOUR, "A": "  Aspirin, then ECG  ", "E": "Echo"}
+    panel_revise(
+        item=revising,
+        expert=expert_a,
+        reason="Clearer",
+        cot="1. ECG",
+        answer="E",
+        stem="  A 54-year-old man has chest pain. First step?  ",
+        options=options,
+    )
+    version = Item.objects.get(pk=revising.pk).current_version
+    assert version.stem == "A 54-year-old man has chest pain. First step?"
+    assert version.options == {**FOUR, "A": "Aspirin, then ECG", "E": "Echo"}
+    assert (version.answer, version.cot, version.number) == ("E", "1. ECG", 2)
+
+
+def test_it_refuses_a_revision_that_only_adds_whitespace(revising, expert_a):
+    current = revising.current_version
+    with pytest.raises(ReviewError, match="changes nothing"):
+        panel_revise(
+            item=revising,
+            expert=expert_a,
+            reason="Nothing really",
+            cot=f"  {current.cot}  ",
+            answer=current.answer,
+            stem=f"{current.stem}  ",
+            options={label: f" {text} " for label, text in current.options.items()},
+        )

@@ -48,7 +48,26 @@ def test_undo_with_nothing_to_undo_is_a_clear_error(client, reviewer):
     client.force_login(reviewer)
     response = client.post(reverse("review:first_pass_undo"), **HTMX)
     assert response.status_code == 422 and b"nothing left to undo" in response.content
+    # Nothing was ever submitted, so the page must not claim a submission took effect.
+    assert b"you have not submitted a review yet" in response.content
+    assert b"taken effect" not in response.content
     assert client.get(reverse("review:first_pass_undo")).status_code == 405
+
+
+@override_settings(REVIEW_UNDO_SECONDS=0)
+def test_undo_after_the_submission_took_effect_says_so(client, reviewer, make_item):
+    item = make_item()
+    client.force_login(reviewer)
+    client.get(reverse("review:first_pass"))
+    client.post(
+        reverse("review:first_pass_submit", args=[item.pk]),
+        {"relevance": "1", "correctness": "1", "sufficiency": "1"},
+        **HTMX,
+    )
+    assert FirstPassReview.objects.get(item=item).state == "applied"
+    response = client.post(reverse("review:first_pass_undo"), **HTMX)
+    assert response.status_code == 422
+    assert b"your last submission has taken effect" in response.content
 
 
 def test_a_member_revises_and_a_new_round_starts(client, make_item, admin_user, expert_a, expert_b):
@@ -75,6 +94,41 @@ def test_a_revision_without_a_reason_is_refused(client, make_item, admin_user, e
         reverse("review:panel_revise", args=[item.pk]), {"cot": "x", "answer": "A"}, **HTMX
     )
     assert response.status_code == 422
+    assert Panel.objects.get(item=item).round == 1
+
+
+@pytest.mark.parametrize("htmx", [True, False])
+def test_a_revision_whose_key_names_no_option_is_a_clear_error(
+    client, make_item, admin_user, expert_a, expert_b, htmx
+):
+    item = make_item(status=Status.PANEL)  # four options: A to D
+    revising_panel(item, admin_user, [expert_a, expert_b])
+    client.force_login(expert_a)
+    response = client.post(
+        reverse("review:panel_revise", args=[item.pk]),
+        {"cot": "1. ECG.", "answer": "E", "reason": "Key is E"},
+        **(HTMX if htmx else {}),
+    )
+    assert response.status_code == 422
+    assert b"The key must name one of the options." in response.content
+    panel = Panel.objects.get(item=item)
+    assert (panel.round, panel.state) == (1, PanelState.REVISING)
+    assert item.versions.count() == 1
+
+
+def test_a_revision_that_changes_nothing_is_a_clear_error(
+    client, make_item, admin_user, expert_a, expert_b
+):
+    item = make_item(status=Status.PANEL)
+    item_version_create(item=item, author_kind=AuthorKind.LLM, reason="draft", cot="Same")
+    revising_panel(item, admin_user, [expert_a, expert_b])
+    client.force_login(expert_a)
+    response = client.post(
+        reverse("review:panel_revise", args=[item.pk]),
+        {"cot": "  Same ", "answer": "A", "reason": "Tidy"},
+        **HTMX,
+    )
+    assert response.status_code == 422 and b"The revision changes nothing." in response.content
     assert Panel.objects.get(item=item).round == 1
 
 

@@ -204,6 +204,14 @@ def run_bench(args: argparse.Namespace, threads: int, sim_port: int) -> int:
         f"({args.latency_dist}), {args.workers} workers × {threads} threads, "
         f"{args.db_threads} DB threads each"
     )
+    # Time the pipeline, not the workers' start-up: wait until every worker answers a ping.
+    from medcot.celery import app as celery_app
+
+    deadline = time.time() + 120
+    while len(celery_app.control.ping(timeout=0.5)) < args.workers:
+        if time.time() > deadline:
+            print("the workers did not start")
+            return 1
     started = time.time()
     run = run_start(project=project, stage="all", profile=profile)
     machine_done = {Status.CONSENSUS, Status.PANEL, Status.ERROR, Status.DISCARDED}

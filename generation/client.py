@@ -206,19 +206,50 @@ class SlotsUnavailable(Exception):
     """The in-flight limiter's Redis stayed unreachable for longer than its grace period."""
 
 
+# Take a lease when fewer than the limit are held, in one atomic step: with separate ZADD and
+# ZRANK calls, two workers whose clocks (scores) disagree could both see a free place.
+_ACQUIRE_LUA = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
+  return 1
+end
+return 0
+"""
+
+# Give a lease back and wake one waiter, in whichever process it is. The wake list is kept
+# short and expires, so wake-ups nobody waited for do not pile up.
+_RELEASE_LUA = """
+if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
+  redis.call('LPUSH', KEYS[2], 1)
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+  redis.call('EXPIRE', KEYS[2], 60)
+end
+return 0
+"""
+
+
 class _RedisSlots:
     """A counting semaphore shared by every worker process: a sorted set of leases scored by
     their start time. A lease older than the call timeout belongs to a worker that died and
     is swept, so a killed worker cannot leak capacity for ever.
 
+    A thread that finds every place taken blocks on a wake list (BLPOP) that each release
+    pushes to, so a freed place is taken within a round trip and waiting costs no polling;
+    the short block timeout covers leases freed by expiry instead of by a release.
+
     Redis going away for a moment (a restart, a failover) is not a reason to fail a call:
     connection and timeout errors are retried with capped backoff for up to `outage_seconds`
     before `SlotsUnavailable` is raised."""
+
+    WAIT_SECONDS = 0.25
 
     def __init__(self, url: str, *, outage_seconds: float | None = None) -> None:
         import redis
 
         self._redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+        self._take = self._redis.register_script(_ACQUIRE_LUA)
+        self._give = self._redis.register_script(_RELEASE_LUA)
         self._transient = (redis.ConnectionError, redis.TimeoutError)
         if outage_seconds is None:
             outage_seconds = float(getattr(settings, "MEDCOT_LLM_SLOTS_OUTAGE_SECONDS", 60.0))
@@ -226,23 +257,23 @@ class _RedisSlots:
 
     def acquire(self, profile: ProfileSnapshot) -> Callable[[], None]:
         key = f"medcot:llm:inflight:{profile.id}"
+        wake = f"{key}:wake"
         token = uuid.uuid4().hex
         # A slot is held for one HTTP try, which the client's timeout bounds.
         lease = profile.timeout_seconds + 30
-        delay = 0.005
         outage_started: float | None = None
         outage_delay = 0.1
         while True:
             now = time.time()
             try:
-                pipe = self._redis.pipeline()
-                pipe.zremrangebyscore(key, "-inf", now - lease)
-                pipe.zadd(key, {token: now})
-                pipe.zrank(key, token)
-                _, _, rank = pipe.execute()
-                if rank is not None and rank < profile.max_in_flight:
-                    return lambda: self._release(key, token)
-                self._redis.zrem(key, token)
+                args = [now - lease, profile.max_in_flight, now, token]
+                taken = self._take(keys=[key], args=args)
+                if outage_started is not None:
+                    log.info("In-flight limiter reached Redis again")
+                    outage_started, outage_delay = None, 0.1
+                if taken:
+                    return lambda: self._release(key, wake, token, profile.max_in_flight)
+                self._redis.blpop([wake], timeout=self.WAIT_SECONDS)
             except self._transient as exc:
                 if outage_started is None:
                     outage_started = time.monotonic()
@@ -255,18 +286,12 @@ class _RedisSlots:
                 wait = min(outage_delay, self.outage_seconds - elapsed)
                 time.sleep(wait * (0.5 + random.random() / 2))
                 outage_delay = min(outage_delay * 2, 5.0)
-                continue
-            if outage_started is not None:
-                log.info("In-flight limiter reached Redis again")
-                outage_started, outage_delay = None, 0.1
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 1.5, 0.05)
 
-    def _release(self, key: str, token: str) -> None:
+    def _release(self, key: str, wake: str, token: str, limit: int) -> None:
         # A lease that cannot be removed now is swept once it is older than the call timeout,
         # so losing Redis at release time costs capacity for a while, never correctness.
         try:
-            self._redis.zrem(key, token)
+            self._give(keys=[key, wake], args=[token, limit])
         except self._transient as exc:
             log.warning("Could not release an in-flight lease (%s); it will expire", exc)
 

@@ -82,19 +82,39 @@ def candidates(*, project_id: int, band_values: list[int]) -> list[int]:
     0.8^4 ≈ 0.41, so requiring two of eight keeps ~90% of them at the threshold (and nearly
     all above it) while unrelated questions that share boilerplate rarely qualify: the
     exact comparison that follows stays bounded however large the project grows."""
-    from django.db.models import Count, Q
+    return candidates_many(project_id=project_id, band_lists=[band_values])[0]
 
-    condition = Q()
-    for band, value in enumerate(band_values):
-        condition |= Q(band=band, value=value)
-    rows = (
-        NearDuplicateBand.objects.filter(condition, project_id=project_id)
-        .values("item_id")
-        .annotate(shared=Count("id"))
-        .filter(shared__gte=MIN_SHARED_BANDS)
-        .order_by("-shared", "item_id")[:MAX_CANDIDATES]
+
+def candidates_many(*, project_id: int, band_lists: list[list[int]]) -> list[list[int]]:
+    """`candidates` for several questions (a model reply's worth) in one indexed query."""
+    from django.db import connection
+
+    pairs = sorted({(band, value) for values in band_lists for band, value in enumerate(values)})
+    if not pairs:
+        return [[] for _ in band_lists]
+    # One (band, value) pair per placeholder: an OR of lookups on the neardup_lookup index.
+    placeholders = ", ".join(["(%s, %s)"] * len(pairs))
+    sql = (
+        "SELECT item_id, band, value FROM generation_nearduplicateband "  # noqa: S608
+        "WHERE project_id = %s AND (band, value) IN (" + placeholders + ")"
     )
-    return [row["item_id"] for row in rows]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [project_id, *(x for pair in pairs for x in pair)])
+        holders: dict[tuple[int, int], list[int]] = {}
+        for item_id, band, value in cursor.fetchall():
+            holders.setdefault((band, value), []).append(item_id)
+    found = []
+    for values in band_lists:
+        shared: dict[int, int] = {}
+        for band, value in enumerate(values):
+            for item_id in holders.get((band, value), ()):
+                shared[item_id] = shared.get(item_id, 0) + 1
+        ranked = sorted(
+            (item_id for item_id, n in shared.items() if n >= MIN_SHARED_BANDS),
+            key=lambda item_id: (-shared[item_id], item_id),
+        )
+        found.append(ranked[:MAX_CANDIDATES])
+    return found
 
 
 def index_item(*, project_id: int, item_id: int, band_values: list[int]) -> None:

@@ -26,7 +26,7 @@ from generation.client import (
 from generation.dbexec import in_db
 from generation.models import Job, Run, Task
 from generation.parsing import ReplyFormatError, parse_answer, parse_synthesized_detailed
-from generation.prompts import REANSWER_VARIANTS, STRICT, options_text, prompt_get
+from generation.prompts import REANSWER_VARIANTS, STRICT, options_text, prompt_cached, prompt_get
 from generation.services import CallInfo, JobContext
 from medcot.lifecycle import Status
 
@@ -107,7 +107,9 @@ def _call(ctx: JobContext, *, task: str, prompt, messages, **request) -> tuple[C
 
 
 def _prompt(task: str, variant: str, language: str):
-    return in_db(prompt_get, task=task, variant=variant, language=language)
+    # Served from the per-process cache without a trip through the database threads.
+    cached = prompt_cached(task=task, variant=variant, language=language)
+    return cached or in_db(prompt_get, task=task, variant=variant, language=language)
 
 
 def _cot(ctx: JobContext) -> None:
@@ -208,7 +210,10 @@ def option_order_for(*, item_id: int, number: int, labels: list[str]) -> list[st
 def _reanswer(ctx: JobContext) -> None:
     labels = list(ctx.options)
     models = ctx.alternate_models or [ctx.profile.model]
-    status, attempts, state = in_db(services.reanswer_state, ctx=ctx)
+    if ctx.attempts is None:
+        status, attempts, state = in_db(services.reanswer_state, ctx=ctx)
+    else:  # read with the claim, which also found the run running
+        status, attempts, state = ctx.item_status, list(ctx.attempts), Run.State.RUNNING
     while True:
         if status != Status.REANSWERING:
             in_db(services.job_finish, job_id=ctx.job_id, ctx=ctx)

@@ -7,13 +7,16 @@ between these functions, with no database connection held.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -29,6 +32,9 @@ from medcot.services import item_version_create
 log = logging.getLogger(__name__)
 
 ACTIVE_JOB_STATES = (Job.State.QUEUED, Job.State.RUNNING)
+# A reply longer than the family needs is read this far past what is needed, to make up for
+# near-duplicates dropped on the way; the rest is ignored.
+MAX_DROPPED_PER_REPLY = 20
 # Unparseable replies do not count as strikes, but an item whose replies can never be parsed
 # must not loop for ever: beyond this many extra tries it goes to `error`.
 UNPARSED_ALLOWANCE = 3
@@ -307,58 +313,136 @@ class JobContext:
     answer: str
     cot: str
     payload: dict = field(default_factory=dict)
+    # A re-answer job's attempts so far, read with the claim.
+    attempts: list[AttemptSummary] | None = None
+
+
+# What a job needs of its run, profile and project, kept per process for a few seconds: one
+# read per run instead of three joined tables per job. An edit to the profile mid-run (say, a
+# lower in-flight limit) reaches the workers within this many seconds.
+RUN_FACTS_SECONDS = 5.0
+_run_facts: dict[int, tuple[float, dict]] = {}
+_run_facts_lock = threading.Lock()
+
+
+def run_facts(run_id: int) -> dict:
+    now = time.monotonic()
+    with _run_facts_lock:
+        hit = _run_facts.get(run_id)
+    if hit is not None and now - hit[0] < RUN_FACTS_SECONDS:
+        return hit[1]
+    run = Run.objects.select_related("profile", "project").get(pk=run_id)
+    facts = {
+        "hands_off": run.hands_off,
+        "profile": ProfileSnapshot.of(run.profile),
+        "alternate_models": run.profile.models_for_rotation(),
+        "project_id": run.project_id,
+        "expansion_factor": run.project.expansion_factor,
+        "reanswer_limit": run.project.reanswer_attempts,
+    }
+    with _run_facts_lock:
+        _run_facts[run_id] = (now, facts)
+    return facts
+
+
+def run_facts_clear() -> None:
+    with _run_facts_lock:
+        _run_facts.clear()
+
+
+_ITEM_FIELDS = (
+    "status",
+    "external_id",
+    "language",
+    "specialty",
+    "question_type",
+    "current_version__stem",
+    "current_version__answer",
+    "current_version__cot",
+    *(f"current_version__option_{label.lower()}" for label in OPTION_LABELS),
+)
+
+
+_CLAIM_SQL = (
+    "UPDATE generation_job SET state = %s, claim = %s, updated_at = %s "
+    "WHERE id = %s AND (state = %s OR (state = %s AND claim = %s)) "
+    "AND EXISTS (SELECT 1 FROM generation_run r WHERE r.id = generation_job.run_id "
+    "AND r.state = %s) RETURNING run_id, item_id, kind, payload"
+)
+
+
+def _claim_update(job_id: int, claim: str) -> tuple[int, int, str, dict] | None:
+    """Claim a queued job (or take back our own claim) of a running run in one statement.
+    Returns (run id, item id, kind, payload), or None when that does not apply."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _CLAIM_SQL,
+            [
+                *(Job.State.RUNNING, claim, now, job_id),
+                *(Job.State.QUEUED, Job.State.RUNNING, claim, Run.State.RUNNING),
+            ],
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    run_id, item_id, kind, payload = row
+    return run_id, item_id, kind, json.loads(payload) if isinstance(payload, str) else payload
+
+
+def _claim_refused(job_id: int, claim: str) -> None:
+    """Why a job could not be claimed, and its consequence: a job of a cancelled or finished
+    run is cancelled; anything else (finished, held by another task, run paused) is left."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update(of=("self",)).select_related("run").filter(pk=job_id)
+        job = job.first()
+        if job is None or job.state not in ACTIVE_JOB_STATES:
+            return
+        if job.state == Job.State.RUNNING and job.claim != claim:
+            return
+        if job.run.state in {Run.State.CANCELLED, Run.State.DONE}:
+            job.state = Job.State.CANCELLED
+            job.save(update_fields=["state", "updated_at"])
 
 
 def job_claim(*, job_id: int, claim: str) -> JobContext | None:
     """Claim a job for this task, or return None when there is nothing to do: the job is
     finished, another task holds it, or its run is paused (the job stays queued) or cancelled.
-    A redelivered message carries the same task id, so it takes its own claim back."""
-    with transaction.atomic():
-        job = (
-            Job.objects.select_for_update(of=("self",))
-            .select_related("run__profile", "item__current_version", "item__project")
-            .filter(pk=job_id)
-            .first()
-        )
-        if job is None or job.state in {Job.State.DONE, Job.State.ERROR, Job.State.CANCELLED}:
-            return None
-        if job.state == Job.State.RUNNING and job.claim != claim:
-            return None
-        run = job.run
-        if run.state == Run.State.PAUSED:
-            return None
-        if run.state in {Run.State.CANCELLED, Run.State.DONE}:
-            job.state = Job.State.CANCELLED
-            job.save(update_fields=["state", "updated_at"])
-            return None
-        job.state = Job.State.RUNNING
-        job.claim = claim
-        job.save(update_fields=["state", "claim", "updated_at"])
-        item = job.item
-        version = item.current_version
-        project = item.project
-        return JobContext(
-            job_id=job.pk,
-            kind=job.kind,
-            run_id=run.pk,
-            hands_off=run.hands_off,
-            profile=ProfileSnapshot.of(run.profile),
-            alternate_models=run.profile.models_for_rotation(),
-            project_id=project.pk,
-            expansion_factor=project.expansion_factor,
-            reanswer_limit=project.reanswer_attempts,
-            item_id=item.pk,
-            item_status=item.status,
-            external_id=item.external_id,
-            language=item.language,
-            specialty=item.specialty,
-            question_type=item.question_type,
-            stem=version.stem if version else "",
-            options=version.options if version else {},
-            answer=version.answer if version else "",
-            cot=version.cot if version else "",
-            payload=job.payload,
-        )
+    A redelivered message carries the same task id, so it takes its own claim back.
+
+    The hot path is one UPDATE … RETURNING for the claim, one read of the item and, for a
+    re-answer, one of its attempts; the run's facts come from a short per-process cache."""
+    claimed = _claim_update(job_id, claim)
+    if claimed is None:
+        _claim_refused(job_id, claim)
+        return None
+    run_id, item_id, kind, payload = claimed
+    facts = run_facts(run_id)
+    row = Item.objects.filter(pk=item_id).values_list(*_ITEM_FIELDS).get()
+    status, external_id, language, specialty, question_type, stem, answer, cot = row[:8]
+    has_version = stem is not None
+    options = {label: text for label, text in zip(OPTION_LABELS, row[8:], strict=True) if text}
+    attempts = None
+    if kind == Job.Kind.REANSWER:
+        attempts = _attempts(item_id)
+    return JobContext(
+        job_id=job_id,
+        kind=kind,
+        run_id=run_id,
+        item_id=item_id,
+        item_status=status,
+        external_id=external_id,
+        language=language,
+        specialty=specialty,
+        question_type=question_type,
+        stem=stem if has_version else "",
+        options=options if has_version else {},
+        answer=answer if has_version else "",
+        cot=cot if has_version else "",
+        payload=payload or {},
+        attempts=attempts,
+        **facts,
+    )
 
 
 def job_finish(
@@ -598,18 +682,18 @@ def expand_plan(*, ctx: JobContext) -> int | None:
     return max(0, ctx.expansion_factor - 1 - family_members(seed_id=item.pk).count())
 
 
-def _is_near_duplicate(project_id: int, grams: set[str], band_values: list[int]) -> int | None:
-    ids = dedup.candidates(project_id=project_id, band_values=band_values)
-    if not ids:
-        return None
-    versions = ItemVersion.objects.filter(
-        pk__in=Item.objects.filter(pk__in=ids).values("current_version")
-    )
-    for version in versions:
-        other = dedup.shingles(dedup.question_text(version.stem, version.options))
-        if dedup.jaccard(grams, other) >= dedup.THRESHOLD:
-            return version.item_id
-    return None
+def _texts_of(item_ids: set[int]) -> dict[int, set[str]]:
+    """The shingles of each item's current question text, in one query."""
+    fields = ["current_version__stem"]
+    fields += [f"current_version__option_{label.lower()}" for label in OPTION_LABELS]
+    return {
+        row[0]: dedup.shingles(
+            dedup.question_text(
+                row[1] or "", {k: v for k, v in zip(OPTION_LABELS, row[2:], strict=True) if v}
+            )
+        )
+        for row in Item.objects.filter(pk__in=item_ids).values_list("pk", *fields)
+    }
 
 
 def family_store(
@@ -640,12 +724,21 @@ def family_store(
         # (question, external id, shingles, band values) of each sibling to create.
         accepted: list[tuple[dict, str, set[str], list[int]]] = []
         dropped_questions: list[tuple[dict, int]] = []
-        for question in questions:
+        questions = questions[: max(0, need) + MAX_DROPPED_PER_REPLY]
+        grams_of = [dedup.shingles(dedup.question_text(q["stem"], q["options"])) for q in questions]
+        bands_of = [dedup.bands(grams) for grams in grams_of]
+        # Every question's candidates in the project, and their texts, in two queries.
+        candidates_of = dedup.candidates_many(project_id=ctx.project_id, band_lists=bands_of)
+        texts = _texts_of({i for ids in candidates_of for i in ids})
+        for question, grams, band_values, candidate_ids in zip(
+            questions, grams_of, bands_of, candidates_of, strict=True
+        ):
             if len(accepted) >= need:
                 break
-            grams = dedup.shingles(dedup.question_text(question["stem"], question["options"]))
-            band_values = dedup.bands(grams)
-            twin = _is_near_duplicate(ctx.project_id, grams, band_values)
+            twin = next(
+                (i for i in candidate_ids if dedup.jaccard(grams, texts[i]) >= dedup.THRESHOLD),
+                None,
+            )
             if twin is None:
                 # Siblings accepted from this same reply are not indexed yet: compare directly
                 # and name the twin by its position until its row exists.
@@ -800,13 +893,16 @@ class AttemptSummary:
 def reanswer_state(*, ctx: JobContext) -> tuple[str, list[AttemptSummary], str]:
     """The item's status, its attempts so far and the run's state."""
     status = Item.objects.filter(pk=ctx.item_id).values_list("status", flat=True).first() or ""
-    attempts = [
+    return status, _attempts(ctx.item_id), run_state(run_id=ctx.run_id)
+
+
+def _attempts(item_id: int) -> list[AttemptSummary]:
+    return [
         AttemptSummary(number=n, parsed=p, correct=c)
-        for n, p, c in ReanswerAttempt.objects.filter(item_id=ctx.item_id)
+        for n, p, c in ReanswerAttempt.objects.filter(item_id=item_id)
         .order_by("number")
         .values_list("number", "parsed", "correct")
     ]
-    return status, attempts, run_state(run_id=ctx.run_id)
 
 
 def reanswer_attempt_store(*, ctx: JobContext, call: CallInfo, **fields) -> tuple[bool, str]:

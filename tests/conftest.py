@@ -53,7 +53,11 @@ def _clear_cache():
     """Login-failure counts (medcot.login_throttle) live in the cache; tests start with none."""
     from django.core.cache import cache
 
+    from generation.services import run_facts_clear
+
     cache.clear()
+    # Per-process caches keyed by row ids, which a rolled-back test database hands out again.
+    run_facts_clear()
 
 
 @pytest.fixture

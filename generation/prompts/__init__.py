@@ -126,6 +126,15 @@ def prompt_version_current(*, task: str, variant: str, language: str) -> PromptV
         )
 
 
+def prompt_cached(*, task: str, variant: str, language: str) -> Prompt | None:
+    """The cached prompt if it is fresh, else None; never touches the database."""
+    with _cache_lock:
+        hit = _cache.get((task, variant, language))
+    if hit is not None and time.monotonic() - hit[0] < _CACHE_SECONDS:
+        return hit[1]
+    return None
+
+
 def prompt_get(*, task: str, variant: str, language: str) -> Prompt:
     """The current prompt as a snapshot, cached briefly per process (one query per 30 s, not
     one per call). Must run where the database is reachable."""

@@ -198,6 +198,17 @@ def test_an_admin_runs_the_demo_seeds_through_to_the_panel(
             )
         lead.locator("#run-progress [data-stage=reanswer]").wait_for(timeout=15_000)
         if number == 0:
+            # The page shows the first sitting's items before the second sitting starts, so
+            # the count is seen to change in place however fast the worker is.
+            lead.wait_for_function(
+                """([n]) => {
+                    const el = document.querySelector(
+                        '#run-progress [data-stage=reanswer] .stage-count');
+                    return el && el.textContent.trim().startsWith(`${n} of ${n} `);
+                }""",
+                arg=[half],
+                timeout=30_000,
+            )
             shot(lead, "04-run-reanswering")
     total = len(items)
     lead.wait_for_function(

@@ -287,6 +287,7 @@ def test_a_failure_after_retries_moves_the_item_to_error_with_a_retry_action(
     from generation import client
 
     client.clients_reset()
+    services.run_facts_clear()  # workers see a profile edit within RUN_FACTS_SECONDS
     with django_capture_on_commit_callbacks(execute=True):
         services.job_retry(job=job)
     seed.refresh_from_db()

@@ -80,3 +80,35 @@ def test_a_release_while_redis_is_down_does_not_raise(tmp_path):
     release = slots.acquire(_profile())
     server.stop()
     release()  # the lease would expire on its own; the call must not fail for it
+
+
+def test_never_more_than_the_limit_are_in_flight_across_processes(tmp_path):
+    """Two limiters (as two worker processes would have), 24 threads, a limit of 3."""
+    server = RedisServer(tmp_path).start()
+    try:
+        limiters = [_RedisSlots(server.url), _RedisSlots(server.url)]
+        lock = threading.Lock()
+        state = {"now": 0, "peak": 0, "done": 0}
+
+        def call(limiter):
+            for _ in range(5):
+                release = limiter.acquire(_profile(max_in_flight=3))
+                with lock:
+                    state["now"] += 1
+                    state["peak"] = max(state["peak"], state["now"])
+                time.sleep(0.01)
+                with lock:
+                    state["now"] -= 1
+                    state["done"] += 1
+                release()
+
+        threads = [threading.Thread(target=call, args=(limiters[i % 2],)) for i in range(24)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert state["done"] == 24 * 5
+        assert state["peak"] == 3
+        assert redis.Redis(port=server.port).zcard("medcot:llm:inflight:4242") == 0
+    finally:
+        server.stop()

@@ -125,15 +125,3 @@ def index_item(*, project_id: int, item_id: int, band_values: list[int]) -> None
         ],
         ignore_conflicts=True,
     )
-
-
-def index_items(*, project_id: int, bands_by_item: dict[int, list[int]]) -> None:
-    """`index_item` for several items in one statement."""
-    NearDuplicateBand.objects.bulk_create(
-        [
-            NearDuplicateBand(project_id=project_id, item_id=item_id, band=band, value=value)
-            for item_id, band_values in bands_by_item.items()
-            for band, value in enumerate(band_values)
-        ],
-        ignore_conflicts=True,
-    )

@@ -24,7 +24,16 @@ from kombu.exceptions import OperationalError
 
 from generation import dedup
 from generation.client import ProfileSnapshot, TryRecord
-from generation.models import Job, LLMCall, LLMProfile, ReanswerAttempt, Run, Stage
+from generation.models import (
+    Job,
+    LLMCall,
+    LLMProfile,
+    NearDuplicateBand,
+    ReanswerAttempt,
+    Run,
+    Stage,
+)
+from medcot.bulk import allocate_ids, insert_objects, is_postgres
 from medcot.lifecycle import StaleStatus, Status, transition, transition_many
 from medcot.models import OPTION_LABELS, AuthorKind, Event, Item, ItemKind, ItemVersion, Project
 from medcot.services import item_version_create
@@ -696,6 +705,33 @@ def _texts_of(item_ids: set[int]) -> dict[int, set[str]]:
     }
 
 
+def _siblings_insert(siblings: list[Item], versions: list[ItemVersion]) -> None:
+    """Insert new items with their first versions (one version per item, in order). On
+    PostgreSQL the ids come from the sequences first, so each item is written with its current
+    version already set (the foreign keys are checked at commit) by COPY; elsewhere the items
+    are inserted, then their versions, then pointed at them."""
+    if is_postgres():
+        for item, version, item_id, version_id in zip(
+            siblings,
+            versions,
+            allocate_ids(Item, len(siblings)),
+            allocate_ids(ItemVersion, len(versions)),
+            strict=True,
+        ):
+            item.pk, version.pk = item_id, version_id
+            item.current_version_id, version.item_id = version_id, item_id
+        insert_objects(Item, siblings)
+        insert_objects(ItemVersion, versions)
+        return
+    Item.objects.bulk_create(siblings)
+    for item, version in zip(siblings, versions, strict=True):
+        version.item_id = item.pk
+    ItemVersion.objects.bulk_create(versions)
+    for item, version in zip(siblings, versions, strict=True):
+        item.current_version = version
+    Item.objects.bulk_update(siblings, ["current_version"])
+
+
 def family_store(
     *,
     ctx: JobContext,
@@ -760,56 +796,49 @@ def family_store(
                     break
             taken.add(external_id)
             accepted.append((question, external_id, grams, band_values))
-        siblings = Item.objects.bulk_create(
-            [
-                Item(
-                    project_id=ctx.project_id,
-                    kind=ItemKind.SYNTHETIC,
-                    family=seed,
-                    external_id=external_id,
-                    question_type=seed.question_type,
-                    specialty=seed.specialty,
-                    language=seed.language,
-                    source=seed.source,
-                    status=Status.GENERATED,
-                )
-                for _q, external_id, _g, _b in accepted
-            ]
-        )
+        siblings = [
+            Item(
+                project_id=ctx.project_id,
+                kind=ItemKind.SYNTHETIC,
+                family_id=seed.pk,
+                external_id=external_id,
+                question_type=seed.question_type,
+                specialty=seed.specialty,
+                language=seed.language,
+                source=seed.source,
+                status=Status.GENERATED,
+            )
+            for _q, external_id, _g, _b in accepted
+        ]
         reason = "synthesized from the seed's explanation"
-        versions = ItemVersion.objects.bulk_create(
-            [
-                ItemVersion(
-                    item_id=sibling.pk,
-                    number=1,
-                    stem=question["stem"],
-                    answer=question["answer"],
-                    cot=question["cot"],
-                    reasoning="",
-                    author_kind=AuthorKind.LLM,
-                    author=None,
-                    reason=reason,
-                    provenance={
-                        "task": "synthesize",
-                        "prompt_version": prompt_version_id,
-                        "llm_call": call_id,
-                        "model": model,
-                        "profile": ctx.profile.name,
-                        "aspect": question.get("aspect", ""),
-                        "seed": seed.pk,
-                        "job": ctx.job_id,
-                    },
-                    **{
-                        f"option_{label.lower()}": question["options"].get(label, "")
-                        for label in OPTION_LABELS
-                    },
-                )
-                for sibling, (question, _e, _g, _b) in zip(siblings, accepted, strict=True)
-            ]
-        )
-        for sibling, version in zip(siblings, versions, strict=True):
-            sibling.current_version = version
-        Item.objects.bulk_update(siblings, ["current_version"])
+        versions = [
+            ItemVersion(
+                number=1,
+                stem=question["stem"],
+                answer=question["answer"],
+                cot=question["cot"],
+                reasoning="",
+                author_kind=AuthorKind.LLM,
+                author=None,
+                reason=reason,
+                provenance={
+                    "task": "synthesize",
+                    "prompt_version": prompt_version_id,
+                    "llm_call": call_id,
+                    "model": model,
+                    "profile": ctx.profile.name,
+                    "aspect": question.get("aspect", ""),
+                    "seed": seed.pk,
+                    "job": ctx.job_id,
+                },
+                **{
+                    f"option_{label.lower()}": question["options"].get(label, "")
+                    for label in OPTION_LABELS
+                },
+            )
+            for question, _e, _g, _b in accepted
+        ]
+        _siblings_insert(siblings, versions)
         events = []
         for question, twin in dropped_questions:
             twin_id = siblings[-twin - 1].pk if twin < 0 else twin
@@ -851,13 +880,16 @@ def family_store(
                     data={"number": 1, "author_kind": AuthorKind.LLM},
                 )
             )
-        Event.objects.bulk_create(events)
-        dedup.index_items(
-            project_id=ctx.project_id,
-            bands_by_item={
-                sibling.pk: band_values
+        insert_objects(Event, events)
+        insert_objects(
+            NearDuplicateBand,
+            [
+                NearDuplicateBand(
+                    project_id=ctx.project_id, item_id=sibling.pk, band=band, value=value
+                )
                 for sibling, (_q, _e, _g, band_values) in zip(siblings, accepted, strict=True)
-            },
+                for band, value in enumerate(band_values)
+            ],
         )
     return len(siblings), len(dropped_questions), run_state(run_id=ctx.run_id)
 

@@ -44,3 +44,30 @@ def copy_rows(model: type[models.Model], rows: Sequence[dict]) -> None:
     with connection.cursor() as cursor, cursor.cursor.copy(sql) as copy:
         for row in rows:
             copy.write_row([json.dumps(row[n]) if n in json_fields else row[n] for n in names])
+
+
+def _row(obj: models.Model, fields, now) -> dict:
+    """A model instance as a COPY row, with what `save()` would fill in: auto timestamps."""
+    row = {}
+    for field in fields:
+        value = getattr(obj, field.attname)
+        auto_add = getattr(field, "auto_now_add", False) and value is None
+        if auto_add or getattr(field, "auto_now", False):
+            value = now
+        row[field.attname] = value
+    return row
+
+
+def insert_objects(model: type[models.Model], objs: Sequence[models.Model]) -> None:
+    """Insert unsaved instances: COPY on PostgreSQL (each instance carries its id, from
+    `allocate_ids`, or none at all), bulk_create elsewhere (which sets the ids)."""
+    if not objs:
+        return
+    if not is_postgres():
+        model.objects.bulk_create(objs)
+        return
+    from django.utils import timezone
+
+    now = timezone.now()
+    fields = [f for f in model._meta.concrete_fields if not (f.primary_key and objs[0].pk is None)]
+    copy_rows(model, [_row(obj, fields, now) for obj in objs])

@@ -43,8 +43,13 @@ def item_version_create(
     its first draft, which the release reports as "modified". Locks the item row so two edits
     cannot both become version N+1.
     """
-    with transaction.atomic():
-        locked = Item.objects.select_for_update().get(pk=item.pk)
+    # No savepoint inside a caller's transaction: any error here aborts it anyway.
+    with transaction.atomic(savepoint=False):
+        locked = (
+            Item.objects.select_for_update(of=("self",))
+            .select_related("current_version")
+            .get(pk=item.pk)
+        )
         current = locked.current_version
         base_options = current.options if current else {}
         new_options = options if options is not None else base_options

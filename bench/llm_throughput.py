@@ -8,8 +8,8 @@ requests in flight. Prints calls/s, the ideal C/L and utilisation = achieved / i
 
     .venv/bin/python bench/llm_throughput.py --seeds 300 --concurrency 64 --latency 0.5
 
-It creates (and drops) its own database, `<--db>` on the PostgreSQL server of DATABASE_URL
-(default postgres://postgres@127.0.0.1:5432), and uses the Redis database of --redis.
+It creates (and drops) its own database (`--db`, one per run) on the PostgreSQL server of
+--server, and empties and uses the Redis database of --redis: run one at a time.
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ def parse_args() -> argparse.Namespace:
     )
     p.add_argument("--db-threads", type=int, default=4, help="database threads per worker")
     p.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
-    p.add_argument("--db", default="medcot_gen_bench")
+    p.add_argument("--db", default=f"medcot_gen_bench_{os.getpid()}", help="(default: one per run)")
     p.add_argument("--redis", default="redis://127.0.0.1:6379/3")
     p.add_argument("--keep", action="store_true", help="keep the database afterwards")
     p.add_argument("--timeout", type=float, default=1800, help="give up after this many seconds")

@@ -39,7 +39,7 @@ from tests.generation.test_worker import (
     _drop_broker_pools,
     _worker,
 )
-from tests.review.test_browser_workflow import CHROMIUM_ARGS, PASSWORD, open_as
+from tests.review.test_browser_workflow import PASSWORD, open_as
 
 pytestmark = [
     pytest.mark.browser,
@@ -54,21 +54,6 @@ ARTIFACTS = (
 SEEDS = 3
 EXPANSION = 3
 STRIKES = 5
-
-
-@pytest.fixture
-def browser():
-    # Playwright's sync API runs an event loop in this thread; the ORM calls the test makes
-    # between browser steps are plain synchronous calls, so Django's guard is lifted here only.
-    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-    os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
 
 @pytest.fixture
@@ -93,6 +78,7 @@ def llm_worker(settings, tmp_path):
 
 
 def shot(page, name):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 

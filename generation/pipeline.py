@@ -10,6 +10,7 @@ The review app starts work through `reanswer_enqueue` and `regenerate_enqueue`.
 from __future__ import annotations
 
 import logging
+import math
 import random
 
 from generation import services
@@ -33,6 +34,8 @@ from medcot.lifecycle import Status
 log = logging.getLogger(__name__)
 
 SYNTHESIS_ROUNDS = 3
+# The share of extra questions asked for in each synthesis request.
+SYNTHESIS_SPARE = 0.25
 
 
 # -- the contract with the review app -------------------------------------------------------
@@ -158,13 +161,17 @@ def _expand(ctx: JobContext) -> None:
             break
         if state != Run.State.RUNNING:
             raise CallAborted("The run was paused or cancelled")
+        # Ask for a few more than the family needs: some questions come back unusable or as
+        # near-duplicates, and another round costs a whole model call (30-120 s with a
+        # reasoning model). Extras beyond what is needed are not stored.
+        ask = need + max(1, math.ceil(need * SYNTHESIS_SPARE))
         messages = prompt.render(
             stem=ctx.stem,
             options=options_text(ctx.options),
             answer=ctx.answer,
             answer_text=ctx.options.get(ctx.answer, ""),
             cot=ctx.cot or "—",
-            count=need,
+            count=ask,
         )
         reply, call = _call(
             ctx,
@@ -172,7 +179,7 @@ def _expand(ctx: JobContext) -> None:
             prompt=prompt,
             messages=messages,
             json_reply=True,
-            sim_facts={"Count": str(need)},
+            sim_facts={"Count": str(ask)},
         )
         try:
             parsed = parse_synthesized_detailed(reply.content)

@@ -108,6 +108,19 @@ def test_it_expands_a_seed_into_its_family(
     assert seed.status == Status.FIRST_REVIEW
 
 
+def test_it_asks_for_a_few_spare_questions_and_keeps_only_what_the_family_needs(
+    sim_profile, project, django_capture_on_commit_callbacks
+):
+    project.expansion_factor = 10
+    project.save()
+    seed = ItemFactory(project=project, status=Status.GENERATED, version__cot="Because aspirin…")
+    _start(django_capture_on_commit_callbacks, project=project, stage="expand")
+    first = LLMCall.objects.filter(item=seed, task="synthesize").order_by("id").first()
+    # Nine needed, a quarter more asked for (rounded up): twelve.
+    assert "Write 12 NEW multiple-choice questions" in first.messages[-1]["content"]
+    assert Item.objects.filter(family=seed, kind=ItemKind.SYNTHETIC).count() == 9
+
+
 def test_a_second_expansion_adds_nobody_to_a_complete_family(
     sim_profile, project, django_capture_on_commit_callbacks
 ):

@@ -605,12 +605,13 @@ def llm_call_record(*, profile: ProfileSnapshot, ctx: JobContext | None, call: C
 def cot_begin(*, ctx: JobContext) -> bool:
     """Move an imported seed to `generating`. Returns False when there is nothing to do: the
     seed already carries a CoT (it skips straight to `generated`) or it has moved on."""
-    item = Item.objects.select_related("current_version").get(pk=ctx.item_id)
+    # Status and CoT were read with the claim, a moment ago; the move itself is conditional.
+    item = Item(pk=ctx.item_id, project_id=ctx.project_id, status=ctx.item_status)
     if item.status == Status.GENERATING:
         return True
     if item.status != Status.IMPORTED:
         return False
-    if item.current_version and item.current_version.cot.strip():
+    if ctx.cot.strip():
         with transaction.atomic():
             transition(item, Status.GENERATED, reason="the seed came with its CoT")
             _after_generated(ctx, item)
@@ -625,8 +626,7 @@ def _after_generated(ctx: JobContext, item: Item) -> None:
     if ctx.expansion_factor <= 1:
         transition_many([item.pk], Status.GENERATED, Status.FIRST_REVIEW)
     elif ctx.hands_off:
-        run = Run.objects.get(pk=ctx.run_id)
-        jobs_dispatch_on_commit(_jobs_add(run, Job.Kind.EXPAND, [item.pk]))
+        jobs_dispatch_on_commit(_jobs_add(Run(pk=ctx.run_id), Job.Kind.EXPAND, [item.pk]))
 
 
 def cot_apply(
@@ -680,15 +680,15 @@ def family_members(*, seed_id: int):
 def expand_plan(*, ctx: JobContext) -> int | None:
     """How many synthesized questions the family still needs, or None when the job has
     nothing to do. Indexes the seed for near-duplicate checks."""
-    item = Item.objects.get(pk=ctx.item_id)
-    if item.status != Status.GENERATED:
+    # The status was read with the claim, a moment ago.
+    if ctx.item_status != Status.GENERATED:
         return None
     dedup.index_item(
         project_id=ctx.project_id,
-        item_id=item.pk,
+        item_id=ctx.item_id,
         band_values=dedup.bands(dedup.shingles(dedup.question_text(ctx.stem, ctx.options))),
     )
-    return max(0, ctx.expansion_factor - 1 - family_members(seed_id=item.pk).count())
+    return max(0, ctx.expansion_factor - 1 - family_members(seed_id=ctx.item_id).count())
 
 
 def _texts_of(item_ids: set[int]) -> dict[int, set[str]]:
@@ -753,9 +753,8 @@ def family_store(
         seed = Item.objects.select_for_update().get(pk=ctx.item_id)
         if seed.status != Status.GENERATED:
             return 0, 0, run_state(run_id=ctx.run_id)
-        existing = family_members(seed_id=seed.pk)
-        need = ctx.expansion_factor - 1 - existing.count()
-        taken = set(existing.values_list("external_id", flat=True))
+        taken = set(family_members(seed_id=seed.pk).values_list("external_id", flat=True))
+        need = ctx.expansion_factor - 1 - len(taken)
         n = 0
         # (question, external id, shingles, band values) of each sibling to create.
         accepted: list[tuple[dict, str, set[str], list[int]]] = []

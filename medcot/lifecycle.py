@@ -162,7 +162,9 @@ def transition_many(
     ids = list(item_ids)
     now = timezone.now()
     moved: list[int] = []
-    with transaction.atomic():
+    # No savepoint inside a caller's transaction: nothing here is meant to be caught and
+    # carried on from, and a database error aborts the caller's transaction either way.
+    with transaction.atomic(savepoint=False):
         for start in range(0, len(ids), 5000):
             chunk = ids[start : start + 5000]
             rows = list(

@@ -7,7 +7,6 @@ aggregated in the database or streamed in fixed-size chunks.
 
 from __future__ import annotations
 
-import math
 import re
 import statistics
 from collections import Counter, defaultdict
@@ -633,17 +632,11 @@ def reviewer_throughput(*, project: Project, days: int = 14) -> dict:
     }
 
 
-def _percentile(sorted_values: list[int], p: float) -> int | None:
-    """Nearest-rank percentile."""
-    if not sorted_values:
-        return None
-    rank = max(1, min(len(sorted_values), math.ceil(p / 100 * len(sorted_values))))
-    return sorted_values[rank - 1]
-
-
 def llm_usage_by_run(*, project: Project, limit: int = 20) -> list[dict]:
-    """Per run (newest first): calls by outcome, tokens, latency percentiles and cost."""
+    """Per run (newest first): calls by outcome, tokens, latency percentiles and cost. The
+    percentiles are worked out in the database (a run holds up to ~100,000 calls)."""
     from generation.models import LLMCall, Run
+    from generation.selectors import latency_percentiles
 
     runs = list(
         Run.objects.filter(project=project)
@@ -661,9 +654,7 @@ def llm_usage_by_run(*, project: Project, limit: int = 20) -> list[dict]:
             cost=Sum("cost"),
             last=Max("created_at"),
         )
-        latencies = sorted(
-            calls.filter(outcome="ok").values_list("latency_ms", flat=True).iterator(5000)
-        )
+        p50, p90, p99 = latency_percentiles(calls=calls, fractions=(0.5, 0.9, 0.99))
         result.append(
             {
                 "run": run,
@@ -673,9 +664,9 @@ def llm_usage_by_run(*, project: Project, limit: int = 20) -> list[dict]:
                 "prompt_tokens": totals["prompt"],
                 "completion_tokens": totals["completion"],
                 "cost": totals["cost"] or Decimal(0),
-                "p50": _percentile(latencies, 50),
-                "p90": _percentile(latencies, 90),
-                "p99": _percentile(latencies, 99),
+                "p50": p50,
+                "p90": p90,
+                "p99": p99,
                 "last_call": totals["last"],
             }
         )

@@ -6,7 +6,6 @@ import pytest
 
 from medcot.lifecycle import Status
 from review.releases.selectors import (
-    _percentile,
     item_distributions,
     llm_usage_by_run,
     project_agreement,
@@ -120,12 +119,3 @@ def test_it_summarizes_model_calls_by_run(project):
     assert row["cost"] == Decimal("2.5")
     # Latency percentiles are over successful calls only (nearest rank).
     assert (row["p50"], row["p90"], row["p99"]) == (300, 1000, 1000)
-
-
-def test_it_takes_nearest_rank_percentiles():
-    values = list(range(1, 101))
-    assert _percentile(values, 50) == 50
-    assert _percentile(values, 90) == 90
-    assert _percentile(values, 99) == 99
-    assert _percentile([], 50) is None
-    assert _percentile([7], 99) == 7

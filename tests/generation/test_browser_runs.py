@@ -12,7 +12,6 @@ test-artifacts/generation/ (or $MEDCOT_TEST_ARTIFACTS/generation/).
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -37,6 +36,7 @@ from tests.generation.test_worker import (
     _celery_conf_restore,
     _celery_conf_save,
     _drop_broker_pools,
+    _wait_for,
     _worker,
 )
 from tests.review.test_browser_workflow import PASSWORD, open_as
@@ -80,15 +80,6 @@ def llm_worker(settings, tmp_path):
 def shot(page, name):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    pytest.fail(f"timed out waiting for {what}")
 
 
 def demo_seeds(project, count: int) -> None:
@@ -157,9 +148,7 @@ def test_an_admin_runs_the_demo_seeds_through_to_the_panel(
     )
     # Every family is complete and waits for first-pass review; the run stays open for it.
     everyone = Item.objects.filter(project=project)
-    wait_until(
-        lambda: not everyone.exclude(status=Status.FIRST_REVIEW).exists(), 15, "first review"
-    )
+    _wait_for(lambda: not everyone.exclude(status=Status.FIRST_REVIEW).exists(), 15, "first review")
     assert everyone.filter(kind=ItemKind.SYNTHETIC).exists()
     lead.locator("#run-progress [data-run-idle]").wait_for(timeout=10_000)
     shot(lead, "03-run-waiting-for-reviewers")

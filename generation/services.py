@@ -288,14 +288,27 @@ def run_cancel(*, run: Run, actor=None) -> Run:
 
 
 def _run_maybe_finish(run_id: int) -> None:
-    run = Run.objects.filter(pk=run_id).values("hands_off", "state").first()
-    # A hands-off run stays open for the items reviewers pass on later.
-    if run is None or run["hands_off"] or run["state"] != Run.State.RUNNING:
-        return
-    if not Job.objects.filter(run_id=run_id, state__in=ACTIVE_JOB_STATES).exists():
-        Run.objects.filter(pk=run_id, state=Run.State.RUNNING).update(
-            state=Run.State.DONE, finished_at=timezone.now()
-        )
+    """Close a run whose last job just ended. The run's row is locked first: two last jobs
+    ending at the same moment would otherwise each see the other still active (neither has
+    committed) and leave the run open for ever."""
+    with transaction.atomic(savepoint=False):
+        run = Run.objects.select_for_update().filter(pk=run_id).values("hands_off", "state").first()
+        # A hands-off run stays open for the items reviewers pass on later.
+        if run is None or run["hands_off"] or run["state"] != Run.State.RUNNING:
+            return
+        if not Job.objects.filter(run_id=run_id, state__in=ACTIVE_JOB_STATES).exists():
+            Run.objects.filter(pk=run_id, state=Run.State.RUNNING).update(
+                state=Run.State.DONE, finished_at=timezone.now()
+            )
+
+
+def runs_close_finished() -> int:
+    """Close running runs (not hands-off) that have no queued or running job left: a safety
+    net for the housekeeping sweep. Returns how many."""
+    idle = Run.objects.filter(state=Run.State.RUNNING, hands_off=False).exclude(
+        Exists(Job.objects.filter(run=OuterRef("pk"), state__in=ACTIVE_JOB_STATES))
+    )
+    return idle.update(state=Run.State.DONE, finished_at=timezone.now())
 
 
 @dataclass

@@ -17,5 +17,7 @@ def job_execute_task(self, job_id: int) -> str:
 # model calls on the `llm` queue (see medcot/celery.py).
 @shared_task(name="generation.sweep.jobs_redispatch_lost")
 def jobs_redispatch_lost_task() -> int:
-    """Beat: send again the messages of queued jobs whose dispatch was lost."""
+    """Beat: send again the messages of queued jobs whose dispatch was lost, and close runs
+    left open with no job to do."""
+    services.runs_close_finished()
     return services.jobs_redispatch_lost()

@@ -1,8 +1,12 @@
 """A job committed by a process that died before sending its message is sent again by the
 sweep (beat, and every worker at start-up); a job whose message went out is left alone."""
 
+import threading
+import time
 from datetime import timedelta
 
+import pytest
+from django.db import connection, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError
 
@@ -10,6 +14,7 @@ from generation import services, tasks
 from generation.models import Job, Run
 from medcot.celery import app as celery_app
 from medcot.lifecycle import Status
+from tests.conftest import using_postgres
 from tests.factories import ItemFactory
 
 
@@ -137,3 +142,65 @@ def test_beat_runs_the_sweep_on_the_default_queue(settings):
     assert route["queue"].name == "default"
     llm = celery_app.amqp.router.route({}, tasks.job_execute_task.name, args=(), kwargs={})
     assert llm["queue"].name == "llm"
+
+
+def test_the_sweep_closes_a_run_left_open_with_nothing_to_do(
+    sim_profile, project, django_capture_on_commit_callbacks
+):
+    ItemFactory(project=project)
+    run = _start_and_die(django_capture_on_commit_callbacks, project)
+    hands_off = services.run_start(project=project, stage="all")
+    # As if the last two jobs had ended together and each had seen the other still active.
+    Job.objects.filter(run=run).update(state=Job.State.DONE)
+    Job.objects.filter(run=hands_off).update(state=Job.State.DONE)
+    assert services.runs_close_finished() == 1
+    run.refresh_from_db()
+    hands_off.refresh_from_db()
+    assert run.state == Run.State.DONE and run.finished_at is not None
+    assert hands_off.state == Run.State.RUNNING  # it waits for what reviewers pass on
+
+
+@pytest.mark.skipif(not using_postgres(), reason="PostgreSQL concurrency; SQLite locks the table")
+@pytest.mark.django_db(transaction=True)
+def test_two_last_jobs_ending_together_close_their_run(project, sim_profile):
+    """The second to end waits for the first's commit (the run row is locked), then sees
+    no job left; without the lock each would see the other still running."""
+    items = [ItemFactory(project=project) for _ in range(2)]
+    run = Run.objects.create(project=project, profile=sim_profile, stage="cot")
+    first, second = (
+        Job.objects.create(
+            run=run, item=item, kind=Job.Kind.COT, key=f"t:{item.pk}", state=Job.State.RUNNING
+        )
+        for item in items
+    )
+    first_has_finished = threading.Event()
+    errors = []
+
+    def end_first():
+        try:
+            with transaction.atomic():
+                services.job_finish(job_id=first.pk)
+                first_has_finished.set()
+                time.sleep(0.5)  # still uncommitted while the second ends
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    def end_second():
+        try:
+            first_has_finished.wait(10)
+            services.job_finish(job_id=second.pk)
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=end_first), threading.Thread(target=end_second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert not errors, errors
+    run.refresh_from_db()
+    assert run.state == Run.State.DONE

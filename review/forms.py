@@ -82,9 +82,31 @@ class RubricScoreForm(forms.Form):
 
 
 class PanelReviseForm(forms.Form):
+    """The CoT and key, and optionally the stem and options (the panel page sends them all;
+    the service checks the content against what the database accepts)."""
+
+    stem = forms.CharField(label=_("Question"), required=False, strip=False)
     cot = forms.CharField(label=_("Chain of thought"))
     answer = forms.ChoiceField(label=_("Key"), choices=LETTERS)
     reason = forms.CharField(label=_("What changed and why"), max_length=2000)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for label in OPTION_LABELS:
+            self.fields[f"option_{label.lower()}"] = forms.CharField(
+                label=_("Option %(label)s") % {"label": label}, required=False, strip=False
+            )
+
+    def content(self) -> dict:
+        """The stem and options to revise, or nothing when the form did not send them."""
+        data = self.cleaned_data
+        if "stem" not in self.data:
+            return {}
+        options = {label: data[f"option_{label.lower()}"] for label in OPTION_LABELS}
+        # An empty fifth option means the question has four.
+        if not options["E"].strip():
+            del options["E"]
+        return {"stem": data["stem"], "options": options}
 
 
 class RegenerateForm(forms.Form):

@@ -479,6 +479,7 @@ def panel_revise_view(request: HttpRequest, pk: int) -> HttpResponse:
             reason=form.cleaned_data["reason"],
             cot=form.cleaned_data["cot"],
             answer=form.cleaned_data["answer"],
+            **form.content(),
         )
     except ReviewError as exc:
         return _render_panel(request, item, panel, status=422, error=_error_text(exc))

@@ -116,6 +116,66 @@ def test_a_revision_whose_key_names_no_option_is_a_clear_error(
     assert item.versions.count() == 1
 
 
+def test_a_member_revises_the_stem_and_options_from_the_panel_page(
+    client, make_item, admin_user, expert_a, expert_b
+):
+    item = make_item(status=Status.PANEL)  # four options: A to D
+    revising_panel(item, admin_user, [expert_a, expert_b])
+    client.force_login(expert_a)
+    page = client.get(reverse("review:panel_item", args=[item.pk])).content.decode()
+    assert 'name="stem"' in page and 'name="option_e"' in page
+    before = item.current_version
+    response = client.post(
+        reverse("review:panel_revise", args=[item.pk]),
+        {
+            "stem": "A 54-year-old man has had crushing chest pain for 40 minutes. First step?",
+            "option_a": before.option_a,
+            "option_b": before.option_b,
+            "option_c": before.option_c,
+            "option_d": before.option_d,
+            "option_e": "  Observe  ",
+            "cot": "1. ECG within 10 minutes.",
+            "answer": "A",
+            "reason": "Clearer vignette, a fifth option",
+        },
+        **HTMX,
+    )
+    assert response.status_code == 200
+    item.refresh_from_db()
+    version = item.current_version
+    assert version.stem.startswith("A 54-year-old man")
+    assert version.options["E"] == "Observe" and version.options["A"] == before.option_a
+    assert Panel.objects.get(item=item).round == 2
+
+
+def test_a_revision_that_empties_an_option_is_a_clear_error(
+    client, make_item, admin_user, expert_a, expert_b
+):
+    item = make_item(status=Status.PANEL)
+    revising_panel(item, admin_user, [expert_a, expert_b])
+    client.force_login(expert_a)
+    before = item.current_version
+    response = client.post(
+        reverse("review:panel_revise", args=[item.pk]),
+        {
+            "stem": before.stem,
+            "option_a": before.option_a,
+            "option_b": "   ",
+            "option_c": before.option_c,
+            "option_d": before.option_d,
+            "option_e": "",
+            "cot": "1. ECG.",
+            "answer": "A",
+            "reason": "Dropped B",
+        },
+        **HTMX,
+    )
+    assert response.status_code == 422
+    assert b"Options A to D are required; B is empty." in response.content
+    assert item.versions.count() == 1
+    assert Panel.objects.get(item=item).round == 1
+
+
 def test_a_revision_that_changes_nothing_is_a_clear_error(
     client, make_item, admin_user, expert_a, expert_b
 ):

@@ -62,9 +62,23 @@ def test_a_run_survives_llm_faults_and_a_redis_restart(
     items = [ItemFactory(project=project) for _ in range(ITEMS)]
 
     server.start()
-    worker = None
+    # Stands in for the process supervisor (docker-compose's `restart: unless-stopped`):
+    # Celery's worker usually reconnects by itself, but on a broker restart it can also stop
+    # with kombu's "Unrecoverable error" (seen in CI). Then a new worker starts and takes back
+    # the dead one's unacknowledged messages, which a starting worker does once they are older
+    # than the visibility timeout (3 s here).
+    workers = [_worker("faults-0", tmp_path)]
+
+    def supervised(condition):
+        def check():
+            if workers[-1].poll() is not None:
+                time.sleep(4)
+                workers.append(_worker(f"faults-{len(workers)}", tmp_path))
+            return condition()
+
+        return check
+
     try:
-        worker = _worker("faults", tmp_path)
         run = run_start(project=project, stage="cot")
         _wait_for(lambda: LLMCall.objects.count() >= 3, 60, "the first calls")
         server.stop()
@@ -72,17 +86,24 @@ def test_a_run_survives_llm_faults_and_a_redis_restart(
         server.start()
         everyone = Item.objects.filter(pk__in=[i.pk for i in items])
         _wait_for(
-            lambda: not everyone.filter(status__in=[Status.IMPORTED, Status.GENERATING]).exists(),
+            supervised(
+                lambda: (
+                    not everyone.filter(status__in=[Status.IMPORTED, Status.GENERATING]).exists()
+                )
+            ),
             150,
             "every item to leave generation",
         )
         _wait_for(
-            lambda: Run.objects.get(pk=run.pk).state == Run.State.DONE, 30, "the run to finish"
+            supervised(lambda: Run.objects.get(pk=run.pk).state == Run.State.DONE),
+            30,
+            "the run to finish",
         )
     finally:
-        if worker is not None and worker.poll() is None:
-            worker.send_signal(signal.SIGTERM)
-            worker.wait(30)
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+                worker.wait(30)
         server.stop()
         _celery_conf_restore(saved)
 
@@ -101,5 +122,6 @@ def test_a_run_survives_llm_faults_and_a_redis_restart(
     print(
         f"faults test: {ITEMS} items, {LLMCall.objects.count()} LLM calls, "
         f"{faults} failed calls, "
-        f"{Item.objects.filter(status=Status.ERROR).count()} items in error"
+        f"{Item.objects.filter(status=Status.ERROR).count()} items in error, "
+        f"{len(workers) - 1} worker restart(s)"
     )

@@ -11,6 +11,9 @@ from django.conf import settings
 from django.core.management import get_commands
 from django.core.management.base import BaseCommand
 
+# How many times a crashed worker or simulator is started again before runlocal gives up.
+MAX_RESTARTS = 5
+
 
 class Command(BaseCommand):
     help = "Start web + worker (+ simulated LLM) on localhost; the `make run` command."
@@ -24,8 +27,11 @@ class Command(BaseCommand):
         python = sys.executable
         children: list[tuple[str, subprocess.Popen]] = []
 
+        commands: dict[str, list[str]] = {}
+
         def start(name: str, argv: list[str]) -> None:
             self.stdout.write(f"starting {name}: {' '.join(argv[1:])}")
+            commands[name] = argv
             children.append((name, subprocess.Popen(argv)))  # noqa: S603 — our own commands
 
         if not settings.MEDCOT_LLM_BASE_URL and "llmsim" in get_commands():
@@ -84,12 +90,22 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGINT, stop)
         signal.signal(signal.SIGTERM, stop)
+        restarts = 0
         try:
             while not stopping:
-                for name, proc in children:
-                    if proc.poll() is not None:
-                        self.stderr.write(self.style.ERROR(f"{name} exited ({proc.returncode})"))
+                for index, (name, proc) in enumerate(children):
+                    if proc.poll() is None or stopping:
+                        continue
+                    self.stderr.write(self.style.ERROR(f"{name} exited ({proc.returncode})"))
+                    # A supervisor's job, as docker-compose's restart policy does in production:
+                    # the worker and the simulator come back (their work is idempotent); the web
+                    # server exiting, or restarts without end, stop everything.
+                    if name == "web" or restarts >= MAX_RESTARTS:
                         stopping = True
+                        continue
+                    restarts += 1
+                    self.stderr.write(f"restarting {name} ({restarts} of {MAX_RESTARTS})")
+                    children[index] = (name, subprocess.Popen(commands[name]))  # noqa: S603
                 time.sleep(0.5)
         finally:
             for _name, proc in children:

@@ -414,10 +414,12 @@ def _claim_update(job_id: int, claim: str) -> tuple[int, int, str, dict] | None:
 
 def _claim_refused(job_id: int, claim: str) -> None:
     """Why a job could not be claimed, and its consequence: a job of a cancelled or finished
-    run is cancelled; anything else (finished, held by another task, run paused) is left."""
+    run is cancelled; our own claim on a job of a paused run (a message redelivered while the
+    run was paused) is given back, so that resuming runs it; anything else (finished, held by
+    another task, queued in a paused run) is left as it is."""
     with transaction.atomic():
-        job = Job.objects.select_for_update(of=("self",)).select_related("run").filter(pk=job_id)
-        job = job.first()
+        jobs = Job.objects.select_for_update(of=("self",)).select_related("run")
+        job = jobs.filter(pk=job_id).first()
         if job is None or job.state not in ACTIVE_JOB_STATES:
             return
         if job.state == Job.State.RUNNING and job.claim != claim:
@@ -425,6 +427,9 @@ def _claim_refused(job_id: int, claim: str) -> None:
         if job.run.state in {Run.State.CANCELLED, Run.State.DONE}:
             job.state = Job.State.CANCELLED
             job.save(update_fields=["state", "updated_at"])
+        elif job.run.state == Run.State.PAUSED and job.state == Job.State.RUNNING:
+            job.state, job.claim = Job.State.QUEUED, ""
+            job.save(update_fields=["state", "claim", "updated_at"])
 
 
 def job_claim(*, job_id: int, claim: str) -> JobContext | None:

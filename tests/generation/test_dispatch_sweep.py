@@ -204,3 +204,21 @@ def test_two_last_jobs_ending_together_close_their_run(project, sim_profile):
     assert not errors, errors
     run.refresh_from_db()
     assert run.state == Run.State.DONE
+
+
+def test_a_message_redelivered_while_its_run_is_paused_gives_the_job_back(
+    sim_profile, project, django_capture_on_commit_callbacks
+):
+    seed = ItemFactory(project=project)
+    run = _start_and_die(django_capture_on_commit_callbacks, project)
+    job = Job.objects.get(run=run)
+    # The worker that held it died; the run was paused before its message came back.
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, claim="task-1")
+    services.run_pause(run=run)
+    assert services.job_claim(job_id=job.pk, claim="task-1") is None
+    job.refresh_from_db()
+    assert (job.state, job.claim) == (Job.State.QUEUED, "")
+    with django_capture_on_commit_callbacks(execute=True):
+        services.run_resume(run=run)
+    seed.refresh_from_db()
+    assert seed.status == Status.GENERATED

@@ -76,17 +76,14 @@ def jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b)
 
 
-def candidates(*, project_id: int, band_values: list[int]) -> list[int]:
-    """Ids of items in the project sharing at least MIN_SHARED_BANDS bands, most similar
-    first. Two questions with Jaccard similarity 0.8 share each band with probability
-    0.8^4 ≈ 0.41, so requiring two of eight keeps ~90% of them at the threshold (and nearly
-    all above it) while unrelated questions that share boilerplate rarely qualify: the
-    exact comparison that follows stays bounded however large the project grows."""
-    return candidates_many(project_id=project_id, band_lists=[band_values])[0]
-
-
 def candidates_many(*, project_id: int, band_lists: list[list[int]]) -> list[list[int]]:
-    """`candidates` for several questions (a model reply's worth) in one indexed query."""
+    """For each question (a model reply's worth, in one indexed query): the ids of items in
+    the project sharing at least MIN_SHARED_BANDS bands, most similar first.
+
+    Two questions with Jaccard similarity 0.8 share each band with probability 0.8^4 ≈ 0.41, so
+    requiring two of eight keeps ~90% of them at the threshold (and nearly all above it) while
+    unrelated questions that share boilerplate rarely qualify: the exact comparison that
+    follows stays bounded however large the project grows."""
     from django.db import connection
 
     pairs = sorted({(band, value) for values in band_lists for band, value in enumerate(values)})

@@ -217,10 +217,8 @@ def option_order_for(*, item_id: int, number: int, labels: list[str]) -> list[st
 def _reanswer(ctx: JobContext) -> None:
     labels = list(ctx.options)
     models = ctx.alternate_models or [ctx.profile.model]
-    if ctx.attempts is None:
-        status, attempts, state = in_db(services.reanswer_state, ctx=ctx)
-    else:  # read with the claim, which also found the run running
-        status, attempts, state = ctx.item_status, list(ctx.attempts), Run.State.RUNNING
+    # The item's status and attempts were read with the claim, which also found the run running.
+    status, attempts, state = ctx.item_status, list(ctx.attempts or []), Run.State.RUNNING
     while True:
         if status != Status.REANSWERING:
             in_db(services.job_finish, job_id=ctx.job_id, ctx=ctx)

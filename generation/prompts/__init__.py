@@ -138,18 +138,16 @@ def prompt_cached(*, task: str, variant: str, language: str) -> Prompt | None:
 def prompt_get(*, task: str, variant: str, language: str) -> Prompt:
     """The current prompt as a snapshot, cached briefly per process (one query per 30 s, not
     one per call). Must run where the database is reachable."""
-    key = (task, variant, language)
+    cached = prompt_cached(task=task, variant=variant, language=language)
+    if cached is not None:
+        return cached
     now = time.monotonic()
-    with _cache_lock:
-        hit = _cache.get(key)
-    if hit is not None and now - hit[0] < _CACHE_SECONDS:
-        return hit[1]
     version = prompt_version_current(task=task, variant=variant, language=language)
     prompt = Prompt(
         version_id=version.pk, label=version.label, system=version.system, template=version.template
     )
     with _cache_lock:
-        _cache[key] = (now, prompt)
+        _cache[(task, variant, language)] = (now, prompt)
     return prompt
 
 

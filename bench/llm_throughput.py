@@ -9,12 +9,18 @@ requests in flight. Prints calls/s, the ideal C/L and utilisation = achieved / i
     .venv/bin/python bench/llm_throughput.py --seeds 300 --concurrency 64 --latency 0.5
 
 It creates (and drops) its own database (`--db`, one per run) on the PostgreSQL server of
---server, and empties and uses the Redis database of --redis: run one at a time.
+--server, and empties and uses the Redis database of --redis, so two runs at once would take
+each other's jobs: a lock file refuses a second run while one is going.
+
+Besides the rates it prints where the machine's CPU went (workers, simulator, PostgreSQL,
+Redis, the stand-in reviewers), in per cent of one core and in milliseconds per call: on two
+cores, 128 calls/s leaves about 15 ms of CPU per call for everything together.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import math
 import os
@@ -36,6 +42,76 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+LOCK_FILE = Path("/tmp/medcot-llm-throughput.lock")
+
+
+def cpu_seconds(pid: int | str) -> float:
+    """User + system CPU time of one process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def server_processes() -> dict[int, str]:
+    """The PostgreSQL and Redis server processes on the machine (backends included)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().split(b"\0", 1)[0].decode(errors="replace")
+        except OSError:
+            continue
+        name = Path(command.split(" ", 1)[0]).name
+        if name.startswith("postgres"):
+            found[int(entry.name)] = "postgres"
+        elif name.startswith("redis-server"):
+            found[int(entry.name)] = "redis"
+    return found
+
+
+class ServerCPU:
+    """CPU time the database and broker servers spend during the run. PostgreSQL backends come
+    and go (connections are recycled), so each one's CPU time is sampled twice a second and
+    the last reading of a backend that has exited still counts."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self._start = {pid: cpu_seconds(pid) for pid in server_processes()}
+        self._last: dict[int, tuple[str, float]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while True:
+            for pid, server in server_processes().items():
+                seconds = cpu_seconds(pid)
+                if seconds:
+                    self._last[pid] = (server, seconds)
+            if self._stop.wait(0.5):
+                return
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        self._thread.join()
+        totals = {"postgres": 0.0, "redis": 0.0}
+        for pid, (server, seconds) in self._last.items():
+            totals[server] += seconds - self._start.get(pid, 0.0)
+        return totals
+
+
+def machine_busy_seconds() -> float:
+    """CPU time the whole machine has spent busy (not idle, not waiting for I/O)."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values[:8]) - idle) / CLOCK_TICKS
 
 
 def parse_args() -> argparse.Namespace:
@@ -64,6 +140,12 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
+    lock = LOCK_FILE.open("w")
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"another llm_throughput run holds {LOCK_FILE}; run one at a time")
+        return 2
     threads = args.threads or math.ceil(1.5 * args.concurrency / args.workers)
     var_dir = Path(f"/tmp/medcot-gen-bench-{os.getpid()}")
     var_dir.mkdir(parents=True, exist_ok=True)
@@ -141,7 +223,7 @@ def main() -> int:
                 break
             except OSError:
                 time.sleep(0.1)
-        return run_bench(args, threads, sim_port)
+        return run_bench(args, threads, sim_port, procs)
     finally:
         for proc in reversed(procs):
             proc.send_signal(signal.SIGTERM)
@@ -156,7 +238,9 @@ def main() -> int:
                 conn.execute(f'DROP DATABASE IF EXISTS "{args.db}" WITH (FORCE)')
 
 
-def run_bench(args: argparse.Namespace, threads: int, sim_port: int) -> int:
+def run_bench(
+    args: argparse.Namespace, threads: int, sim_port: int, procs: list[subprocess.Popen]
+) -> int:
     import django
 
     django.setup()
@@ -213,6 +297,11 @@ def run_bench(args: argparse.Namespace, threads: int, sim_port: int) -> int:
             print("the workers did not start")
             return 1
     started = time.time()
+    # CPU time spent from here on, by process: [simulator, *workers], the servers, this one.
+    cpu_before = [cpu_seconds(proc.pid) for proc in procs]
+    servers_cpu = ServerCPU()
+    machine_before = machine_busy_seconds()
+    self_before = time.process_time()
     run = run_start(project=project, stage="all", profile=profile)
     machine_done = {Status.CONSENSUS, Status.PANEL, Status.ERROR, Status.DISCARDED}
     last_print = 0.0
@@ -254,6 +343,10 @@ def run_bench(args: argparse.Namespace, threads: int, sim_port: int) -> int:
             return 1
         time.sleep(0.25)
 
+    cpu = [cpu_seconds(proc.pid) - before for proc, before in zip(procs, cpu_before, strict=True)]
+    servers = servers_cpu.stop()
+    machine = machine_busy_seconds() - machine_before
+    reviewers_cpu = time.process_time() - self_before
     agg = LLMCall.objects.filter(profile=profile).aggregate(
         n=Count("id"), first=Min("created_at"), last=Max("created_at")
     )
@@ -284,7 +377,48 @@ def run_bench(args: argparse.Namespace, threads: int, sim_port: int) -> int:
     print(f"ideal C/L        {ideal:.1f} calls/s")
     print(f"utilisation      {achieved / ideal:.3f}")
     print(f"simulator peak in flight {stats.get('max_in_flight')}")
+    phases(profile, started, ideal)
+    print()
+    print("CPU from run start to the end, % of one core and ms per call:")
+    rows = [
+        ("workers", sum(cpu[1:])),
+        ("simulator", cpu[0]),
+        ("PostgreSQL", servers["postgres"]),
+        ("Redis", servers["redis"]),
+        ("stand-in reviewers", reviewers_cpu),
+    ]
+    rows.append(("all of these", sum(seconds for _, seconds in rows)))
+    rows.append(("the whole machine", machine))
+    for name, seconds in rows:
+        print(f"  {name:20s} {seconds / wall * 100:5.0f} %  {seconds / agg['n'] * 1000:6.2f} ms")
     return 0
+
+
+def phases(profile, started: float, ideal: float) -> None:
+    """Calls/s while CoTs and expansions are still being made, and after: the first phase is
+    the pipeline's heaviest per call (versions, families, near-duplicate checks)."""
+    from django.db.models import Max
+
+    from generation.models import LLMCall, Task
+
+    calls = LLMCall.objects.filter(profile=profile)
+    last_draft = calls.exclude(task=Task.REANSWER).aggregate(t=Max("created_at"))["t"]
+    last = calls.aggregate(t=Max("created_at"))["t"]
+    if last_draft is None or last is None:
+        return
+    split = last_draft.timestamp() - started
+    early = calls.filter(created_at__lte=last_draft).count()
+    late = calls.filter(created_at__gt=last_draft).count()
+    tail = last.timestamp() - started - split
+    print(
+        f"  until the last CoT/synthesis call ({split:.1f} s): {early} calls, "
+        f"{early / split:.1f} calls/s ({early / split / ideal:.2f} of C/L)"
+    )
+    if tail > 0:
+        print(
+            f"  re-answering only, after that ({tail:.1f} s): {late} calls, "
+            f"{late / tail:.1f} calls/s ({late / tail / ideal:.2f} of C/L)"
+        )
 
 
 if __name__ == "__main__":

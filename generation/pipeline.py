@@ -28,7 +28,7 @@ from generation.dbexec import in_db
 from generation.models import Job, Run, Task
 from generation.parsing import ReplyFormatError, parse_answer, parse_synthesized_detailed
 from generation.prompts import REANSWER_VARIANTS, STRICT, options_text, prompt_cached, prompt_get
-from generation.services import CallInfo, JobContext
+from generation.services import MAX_DROPPED_PER_REPLY, CallInfo, JobContext
 from medcot.lifecycle import Status
 
 log = logging.getLogger(__name__)
@@ -188,10 +188,18 @@ def _expand(ctx: JobContext) -> None:
             in_db(services.llm_call_record, profile=ctx.profile, ctx=ctx, call=call)
             continue
         problems.extend(parsed.rejected)
-        created, _dropped, state = in_db(
-            services.family_store, ctx=ctx, questions=parsed.questions, call=call
+        signed = services.signed_questions(parsed.questions[: need + MAX_DROPPED_PER_REPLY])
+        stored = in_db(
+            services.family_store,
+            ctx=ctx,
+            questions=parsed.questions,
+            call=call,
+            signed=signed,
         )
-        need -= created
+        if stored.complete:
+            return
+        need -= stored.created
+        state = stored.run_state
     in_db(
         services.family_complete,
         ctx=ctx,

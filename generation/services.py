@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
 
+import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Exists, OuterRef
@@ -33,8 +34,8 @@ from generation.models import (
     Run,
     Stage,
 )
-from medcot.bulk import allocate_ids, insert_objects, is_postgres
-from medcot.lifecycle import StaleStatus, Status, transition, transition_many
+from medcot.bulk import allocate_ids, insert_dicts, insert_row, insert_statement, is_postgres
+from medcot.lifecycle import StaleStatus, Status, transition, transition_ctes, transition_many
 from medcot.models import OPTION_LABELS, AuthorKind, Event, Item, ItemKind, ItemVersion, Project
 from medcot.services import item_version_create
 
@@ -372,16 +373,14 @@ def run_facts_clear() -> None:
         _run_facts.clear()
 
 
-_ITEM_FIELDS = (
-    "status",
-    "external_id",
-    "language",
-    "specialty",
-    "question_type",
-    "current_version__stem",
-    "current_version__answer",
-    "current_version__cot",
-    *(f"current_version__option_{label.lower()}" for label in OPTION_LABELS),
+# What a job reads of its item and the item's current version, in one statement.
+# Column names from code, values as parameters.
+_ITEM_SQL = (
+    "SELECT i.status, i.external_id, i.language, i.specialty, i.question_type, "  # noqa: S608
+    "v.stem, v.answer, v.cot, "
+    + ", ".join(f"v.option_{label.lower()}" for label in OPTION_LABELS)
+    + " FROM medcot_item i LEFT JOIN medcot_itemversion v ON v.id = i.current_version_id "
+    "WHERE i.id = %s"
 )
 
 
@@ -396,15 +395,8 @@ _CLAIM_SQL = (
 def _claim_update(job_id: int, claim: str) -> tuple[int, int, str, dict] | None:
     """Claim a queued job (or take back our own claim) of a running run in one statement.
     Returns (run id, item id, kind, payload), or None when that does not apply."""
-    now = connection.ops.adapt_datetimefield_value(timezone.now())
     with connection.cursor() as cursor:
-        cursor.execute(
-            _CLAIM_SQL,
-            [
-                *(Job.State.RUNNING, claim, now, job_id),
-                *(Job.State.QUEUED, Job.State.RUNNING, claim, Run.State.RUNNING),
-            ],
-        )
+        cursor.execute(_CLAIM_SQL, _claim_params(job_id, claim))
         row = cursor.fetchone()
     if row is None:
         return None
@@ -432,26 +424,71 @@ def _claim_refused(job_id: int, claim: str) -> None:
             job.save(update_fields=["state", "claim", "updated_at"])
 
 
+# PostgreSQL: the claim, the item, its current version and (for a re-answer) its attempts so
+# far in one statement. The attempts come as rows of [number, parsed, correct].
+_CLAIM_READ_SQL = (
+    "WITH j AS (" + _CLAIM_SQL + ") "
+    "SELECT j.run_id, j.item_id, j.kind, j.payload, i.status, i.external_id, i.language, "
+    "i.specialty, i.question_type, v.stem, v.answer, v.cot, "
+    + ", ".join(f"v.option_{label.lower()}" for label in OPTION_LABELS)
+    + ", CASE WHEN j.kind = %s THEN ARRAY(SELECT ARRAY[a.number, a.parsed::int, a.correct::int] "
+    "FROM generation_reanswerattempt a WHERE a.item_id = j.item_id ORDER BY a.number) END "
+    "FROM j JOIN medcot_item i ON i.id = j.item_id "
+    "LEFT JOIN medcot_itemversion v ON v.id = i.current_version_id"
+)
+
+
+def _claim_params(job_id: int, claim: str) -> list:
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    return [
+        *(Job.State.RUNNING, claim, now, job_id),
+        *(Job.State.QUEUED, Job.State.RUNNING, claim, Run.State.RUNNING),
+    ]
+
+
+def _claim_and_read(job_id: int, claim: str) -> tuple | None:
+    """(run id, item id, kind, payload, the item row, attempts or None) for a claimed job."""
+    if is_postgres():
+        with connection.cursor() as cursor:
+            cursor.execute(_CLAIM_READ_SQL, [*_claim_params(job_id, claim), Job.Kind.REANSWER])
+            row = cursor.fetchone()
+        if row is None:
+            return None
+        attempts = None
+        if row[-1] is not None:
+            attempts = [
+                AttemptSummary(number=n, parsed=bool(p), correct=bool(c)) for n, p, c in row[-1]
+            ]
+        return (*row[:4], row[4:-1], attempts)
+    claimed = _claim_update(job_id, claim)
+    if claimed is None:
+        return None
+    with connection.cursor() as cursor:
+        cursor.execute(_ITEM_SQL, [claimed[1]])
+        item_row = cursor.fetchone()
+    attempts = _attempts(claimed[1]) if claimed[2] == Job.Kind.REANSWER else None
+    return (*claimed, item_row, attempts)
+
+
 def job_claim(*, job_id: int, claim: str) -> JobContext | None:
     """Claim a job for this task, or return None when there is nothing to do: the job is
     finished, another task holds it, or its run is paused (the job stays queued) or cancelled.
     A redelivered message carries the same task id, so it takes its own claim back.
 
-    The hot path is one UPDATE … RETURNING for the claim, one read of the item and, for a
-    re-answer, one of its attempts; the run's facts come from a short per-process cache."""
-    claimed = _claim_update(job_id, claim)
+    The hot path is one statement on PostgreSQL (the claim's UPDATE … RETURNING with the item,
+    its version and its attempts), three elsewhere; the run's facts come from a short
+    per-process cache."""
+    claimed = _claim_and_read(job_id, claim)
     if claimed is None:
         _claim_refused(job_id, claim)
         return None
-    run_id, item_id, kind, payload = claimed
+    run_id, item_id, kind, payload, row, attempts = claimed
+    if isinstance(payload, str):
+        payload = json.loads(payload)
     facts = run_facts(run_id)
-    row = Item.objects.filter(pk=item_id).values_list(*_ITEM_FIELDS).get()
     status, external_id, language, specialty, question_type, stem, answer, cot = row[:8]
     has_version = stem is not None
     options = {label: text for label, text in zip(OPTION_LABELS, row[8:], strict=True) if text}
-    attempts = None
-    if kind == Job.Kind.REANSWER:
-        attempts = _attempts(item_id)
     return JobContext(
         job_id=job_id,
         kind=kind,
@@ -472,14 +509,29 @@ def job_claim(*, job_id: int, claim: str) -> JobContext | None:
     )
 
 
+_FINISH_SQL = (
+    "UPDATE generation_job SET state = %s, error = %s, updated_at = %s "
+    "WHERE id = %s AND state IN (%s, %s)"
+)
+
+
 def job_finish(
     *, job_id: int, state: str = Job.State.DONE, error: str = "", ctx: JobContext | None = None
 ) -> None:
     """Mark a claimed or queued job finished (a conditional UPDATE: finishing twice is a
     no-op) and close its run when that was the last job of a run that is not hands-off."""
-    changed = Job.objects.filter(pk=job_id, state__in=ACTIVE_JOB_STATES).update(
-        state=state, error=error, updated_at=timezone.now()
-    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _FINISH_SQL,
+            [
+                state,
+                error,
+                connection.ops.adapt_datetimefield_value(timezone.now()),
+                job_id,
+                *ACTIVE_JOB_STATES,
+            ],
+        )
+        changed = cursor.rowcount
     if not changed or (ctx is not None and ctx.hands_off):
         return
     run_id = (
@@ -504,7 +556,10 @@ def job_release(*, job_id: int) -> None:
 
 
 def run_state(*, run_id: int) -> str:
-    return Run.objects.filter(pk=run_id).values_list("state", flat=True).first() or ""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT state FROM generation_run WHERE id = %s", [run_id])
+        row = cursor.fetchone()
+    return row[0] if row else ""
 
 
 def run_pause_for_payment(*, run_id: int, job_id: int, message: str) -> None:
@@ -591,30 +646,35 @@ class CallInfo:
     prompt_version_id: int | None
 
 
-def llm_call_record(*, profile: ProfileSnapshot, ctx: JobContext | None, call: CallInfo) -> LLMCall:
+def _call_values(profile: ProfileSnapshot, ctx: JobContext | None, call: CallInfo) -> dict:
     record = call.record
     reply = record.reply
-    return LLMCall.objects.create(
-        profile_id=profile.id,
-        run_id=ctx.run_id if ctx else None,
-        job_id=ctx.job_id if ctx else None,
-        item_id=ctx.item_id if ctx else None,
-        task=call.task,
-        prompt_version_id=call.prompt_version_id,
-        model=record.model,
-        try_number=record.try_number,
-        outcome=record.outcome,
-        http_status=record.http_status,
-        error=record.error,
-        messages=call.messages,
-        reply=reply.content if reply else "",
-        reasoning=reply.reasoning if reply else "",
-        finish_reason=reply.finish_reason if reply else "",
-        prompt_tokens=reply.prompt_tokens if reply else 0,
-        completion_tokens=reply.completion_tokens if reply else 0,
-        cost=profile.cost(reply.prompt_tokens, reply.completion_tokens) if reply else 0,
-        latency_ms=record.latency_ms,
-    )
+    return {
+        "profile_id": profile.id,
+        "run_id": ctx.run_id if ctx else None,
+        "job_id": ctx.job_id if ctx else None,
+        "item_id": ctx.item_id if ctx else None,
+        "task": call.task,
+        "prompt_version_id": call.prompt_version_id,
+        "model": record.model,
+        "try_number": record.try_number,
+        "outcome": record.outcome,
+        "http_status": record.http_status,
+        "error": record.error,
+        "messages": call.messages,
+        "reply": reply.content if reply else "",
+        "reasoning": reply.reasoning if reply else "",
+        "finish_reason": reply.finish_reason if reply else "",
+        "prompt_tokens": reply.prompt_tokens if reply else 0,
+        "completion_tokens": reply.completion_tokens if reply else 0,
+        "cost": profile.cost(reply.prompt_tokens, reply.completion_tokens) if reply else 0,
+        "latency_ms": record.latency_ms,
+    }
+
+
+def llm_call_record(*, profile: ProfileSnapshot, ctx: JobContext | None, call: CallInfo) -> int:
+    """Log one HTTP try; returns the new row's id."""
+    return insert_row(LLMCall, _call_values(profile, ctx, call))
 
 
 # -- CoT ------------------------------------------------------------------------------------
@@ -638,13 +698,38 @@ def cot_begin(*, ctx: JobContext) -> bool:
     return True
 
 
+def _status_locked(item_id: int) -> str:
+    """The item's status, its row locked until the end of the transaction."""
+    sql = "SELECT status FROM medcot_item WHERE id = %s"
+    if connection.features.has_select_for_update:
+        sql = "SELECT status FROM medcot_item WHERE id = %s FOR UPDATE"
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [item_id])
+        row = cursor.fetchone()
+    return row[0] if row else ""
+
+
+def _job_add(run_id: int, kind: str, item_id: int) -> list[int]:
+    """`_jobs_add` for one job, in one statement when the job is new."""
+    key = f"{run_id}:{kind}:{item_id}"
+    job_id = insert_row(
+        Job,
+        {"run_id": run_id, "item_id": item_id, "kind": kind, "key": key, "payload": {}},
+        on_conflict_do_nothing=("key",),
+    )
+    if job_id is not None:
+        return [job_id]
+    # It exists already (a redelivered task got here before): queued, it is sent again.
+    return list(Job.objects.filter(key=key, state=Job.State.QUEUED).values_list("pk", flat=True))
+
+
 def _after_generated(ctx: JobContext, item: Item) -> None:
     """What follows a seed's CoT: expansion (hands-off runs), or straight to first-pass review
     when the project does not expand."""
     if ctx.expansion_factor <= 1:
         transition_many([item.pk], Status.GENERATED, Status.FIRST_REVIEW)
     elif ctx.hands_off:
-        jobs_dispatch_on_commit(_jobs_add(Run(pk=ctx.run_id), Job.Kind.EXPAND, [item.pk]))
+        jobs_dispatch_on_commit(_job_add(ctx.run_id, Job.Kind.EXPAND, item.pk))
 
 
 def cot_apply(
@@ -659,11 +744,11 @@ def cot_apply(
     """Store the CoT as a new version and move the seed to `generated`, in one transaction.
     Returns False (and writes nothing) when a redelivered task finds the work already done."""
     with transaction.atomic():
-        call_id = llm_call_record(profile=ctx.profile, ctx=ctx, call=call).pk
+        call_id = llm_call_record(profile=ctx.profile, ctx=ctx, call=call)
         prompt_version_id = call.prompt_version_id
-        item = Item.objects.select_for_update().get(pk=ctx.item_id)
-        if item.status != Status.GENERATING:
+        if _status_locked(ctx.item_id) != Status.GENERATING:
             return False
+        item = Item(pk=ctx.item_id, project_id=ctx.project_id, status=Status.GENERATING)
         item_version_create(
             item=item,
             author_kind=AuthorKind.LLM,
@@ -695,6 +780,16 @@ def family_members(*, seed_id: int):
     return Item.objects.filter(family_id=seed_id, kind=ItemKind.SYNTHETIC)
 
 
+def _family(seed_id: int) -> list[tuple[int, str]]:
+    """(id, external id) of the seed's synthetic siblings."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT id, external_id FROM medcot_item WHERE family_id = %s AND kind = %s",
+            [seed_id, ItemKind.SYNTHETIC.value],
+        )
+        return cursor.fetchall()
+
+
 def expand_plan(*, ctx: JobContext) -> int | None:
     """How many synthesized questions the family still needs, or None when the job has
     nothing to do. Indexes the seed for near-duplicate checks."""
@@ -704,50 +799,88 @@ def expand_plan(*, ctx: JobContext) -> int | None:
     dedup.index_item(
         project_id=ctx.project_id,
         item_id=ctx.item_id,
-        band_values=dedup.bands(dedup.shingles(dedup.question_text(ctx.stem, ctx.options))),
+        band_values=dedup.bands(dedup.keys(dedup.question_text(ctx.stem, ctx.options))),
     )
-    return max(0, ctx.expansion_factor - 1 - family_members(seed_id=ctx.item_id).count())
+    return max(0, ctx.expansion_factor - 1 - len(_family(ctx.item_id)))
 
 
-def _texts_of(item_ids: set[int]) -> dict[int, set[str]]:
-    """The shingles of each item's current question text, in one query."""
-    fields = ["current_version__stem"]
-    fields += [f"current_version__option_{label.lower()}" for label in OPTION_LABELS]
-    return {
-        row[0]: dedup.shingles(
-            dedup.question_text(
-                row[1] or "", {k: v for k, v in zip(OPTION_LABELS, row[2:], strict=True) if v}
+_TEXTS_SQL = (
+    "SELECT i.id, i.current_version_id, v.stem, "  # noqa: S608 (names from code)
+    + ", ".join(f"v.option_{label.lower()}" for label in OPTION_LABELS)
+    + " FROM medcot_item i JOIN medcot_itemversion v ON v.id = i.current_version_id "
+    "WHERE i.id IN ({})"
+)
+
+
+def _keys_of(item_ids: set[int]) -> dict[int, np.ndarray]:
+    """The 3-gram keys of each item's current question text, in one query; the keys of a
+    version seen before come from the per-process cache instead of being computed again."""
+    if not item_ids:
+        return {}
+    ids = sorted(item_ids)
+    found: dict[int, np.ndarray] = {}
+    with connection.cursor() as cursor:
+        cursor.execute(_TEXTS_SQL.format(", ".join(["%s"] * len(ids))), ids)
+        rows = cursor.fetchall()
+    for item_id, version_id, stem, *options in rows:
+        cached = dedup.candidate_keys.get((item_id, version_id))
+        if cached is None:
+            text = dedup.question_text(
+                stem or "", {k: v for k, v in zip(OPTION_LABELS, options, strict=True) if v}
             )
-        )
-        for row in Item.objects.filter(pk__in=item_ids).values_list("pk", *fields)
-    }
+            cached = dedup.keys(text)
+            dedup.candidate_keys.put((item_id, version_id), cached)
+        found[item_id] = cached
+    return found
 
 
-def _siblings_insert(siblings: list[Item], versions: list[ItemVersion]) -> None:
-    """Insert new items with their first versions (one version per item, in order). On
-    PostgreSQL the ids come from the sequences first, so each item is written with its current
-    version already set (the foreign keys are checked at commit) by COPY; elsewhere the items
-    are inserted, then their versions, then pointed at them."""
+def _siblings_insert(items: list[dict], versions: list[dict]) -> list[int]:
+    """Insert new items with their first versions (one version per item, in order) and return
+    the items' ids. On PostgreSQL the ids come from the sequences first, so each item is
+    written with its current version already set (the foreign keys are checked at commit) by
+    COPY, with no model instances; elsewhere the items are inserted, then their versions,
+    then pointed at them."""
     if is_postgres():
+        item_ids = allocate_ids(Item, len(items))
+        version_ids = allocate_ids(ItemVersion, len(versions))
         for item, version, item_id, version_id in zip(
-            siblings,
-            versions,
-            allocate_ids(Item, len(siblings)),
-            allocate_ids(ItemVersion, len(versions)),
-            strict=True,
+            items, versions, item_ids, version_ids, strict=True
         ):
-            item.pk, version.pk = item_id, version_id
-            item.current_version_id, version.item_id = version_id, item_id
-        insert_objects(Item, siblings)
-        insert_objects(ItemVersion, versions)
-        return
-    Item.objects.bulk_create(siblings)
-    for item, version in zip(siblings, versions, strict=True):
-        version.item_id = item.pk
-    ItemVersion.objects.bulk_create(versions)
-    for item, version in zip(siblings, versions, strict=True):
+            item["id"], item["current_version_id"] = item_id, version_id
+            version["id"], version["item_id"] = version_id, item_id
+        insert_dicts(Item, items)
+        insert_dicts(ItemVersion, versions)
+        return item_ids
+    siblings = Item.objects.bulk_create([Item(**item) for item in items])
+    rows = ItemVersion.objects.bulk_create(
+        [
+            ItemVersion(item_id=item.pk, **version)
+            for item, version in zip(siblings, versions, strict=True)
+        ]
+    )
+    for item, version in zip(siblings, rows, strict=True):
         item.current_version = version
     Item.objects.bulk_update(siblings, ["current_version"])
+    return [item.pk for item in siblings]
+
+
+@dataclass
+class FamilyStored:
+    created: int
+    dropped: int
+    run_state: str
+    # The family reached its size, and went to first-pass review in the same transaction.
+    complete: bool = False
+
+
+def signed_questions(questions: list[dict]) -> list[tuple[np.ndarray, list[int]]]:
+    """Each question's 3-gram keys and band values: pure computation, done before the
+    database step so that the database threads are not held by it."""
+    signed = []
+    for question in questions:
+        text_keys = dedup.keys(dedup.question_text(question["stem"], question["options"]))
+        signed.append((text_keys, dedup.bands(text_keys)))
+    return signed
 
 
 def family_store(
@@ -755,36 +888,41 @@ def family_store(
     ctx: JobContext,
     questions: list[dict],
     call: CallInfo,
-) -> tuple[int, int, str]:
+    signed: list[tuple[np.ndarray, list[int]]] | None = None,
+) -> FamilyStored:
     """Create synthetic siblings from parsed questions, dropping (and logging) near-duplicates
-    and anything beyond the family's size. Returns (created, dropped, the run's state).
+    and anything beyond the family's size; when that completes the family, move it to
+    first-pass review and end the job in the same transaction.
 
     A family's siblings, their first versions, their events and their near-duplicate index
-    rows are written with one INSERT per table: expansion is the pipeline's heaviest database
-    step, and one `item_version_create` per sibling costs a lock and five statements each. The
-    rows are the ones `item_version_create` would write for a new item (version 1, a
-    `version_created` event)."""
+    rows are written with one COPY per table: expansion is the pipeline's heaviest database
+    step. The rows are the ones `item_version_create` would write for a new item (version 1,
+    a `version_created` event). `signed` is `signed_questions(questions)`, when the caller
+    computed it already."""
     model = call.record.model
     prompt_version_id = call.prompt_version_id
     with transaction.atomic():
-        call_id = llm_call_record(profile=ctx.profile, ctx=ctx, call=call).pk
-        seed = Item.objects.select_for_update().get(pk=ctx.item_id)
-        if seed.status != Status.GENERATED:
-            return 0, 0, run_state(run_id=ctx.run_id)
-        taken = set(family_members(seed_id=seed.pk).values_list("external_id", flat=True))
+        call_id = llm_call_record(profile=ctx.profile, ctx=ctx, call=call)
+        seed = _seed_locked(ctx.item_id)
+        if seed is None or seed["status"] != Status.GENERATED:
+            return FamilyStored(0, 0, run_state(run_id=ctx.run_id))
+        family = _family(ctx.item_id)
+        taken = {external_id for _, external_id in family}
         need = ctx.expansion_factor - 1 - len(taken)
-        n = 0
-        # (question, external id, shingles, band values) of each sibling to create.
-        accepted: list[tuple[dict, str, set[str], list[int]]] = []
-        dropped_questions: list[tuple[dict, int]] = []
         questions = questions[: max(0, need) + MAX_DROPPED_PER_REPLY]
-        grams_of = [dedup.shingles(dedup.question_text(q["stem"], q["options"])) for q in questions]
-        bands_of = [dedup.bands(grams) for grams in grams_of]
+        if signed is None or len(signed) < len(questions):
+            signed = signed_questions(questions)
+        signed = signed[: len(questions)]
+        bands_of = [band_values for _, band_values in signed]
         # Every question's candidates in the project, and their texts, in two queries.
         candidates_of = dedup.candidates_many(project_id=ctx.project_id, band_lists=bands_of)
-        texts = _texts_of({i for ids in candidates_of for i in ids})
-        for question, grams, band_values, candidate_ids in zip(
-            questions, grams_of, bands_of, candidates_of, strict=True
+        texts = _keys_of({i for ids in candidates_of for i in ids})
+        n = 0
+        # (question, external id, 3-gram keys, band values) of each sibling to create.
+        accepted: list[tuple[dict, str, np.ndarray, list[int]]] = []
+        dropped_questions: list[tuple[dict, int]] = []
+        for question, (grams, band_values), candidate_ids in zip(
+            questions, signed, candidates_of, strict=True
         ):
             if len(accepted) >= need:
                 break
@@ -808,120 +946,151 @@ def family_store(
                 continue
             while True:
                 n += 1
-                external_id = f"{seed.external_id}~s{n}"
+                external_id = f"{seed['external_id']}~s{n}"
                 if external_id not in taken:
                     break
             taken.add(external_id)
             accepted.append((question, external_id, grams, band_values))
-        siblings = [
-            Item(
-                project_id=ctx.project_id,
-                kind=ItemKind.SYNTHETIC,
-                family_id=seed.pk,
-                external_id=external_id,
-                question_type=seed.question_type,
-                specialty=seed.specialty,
-                language=seed.language,
-                source=seed.source,
-                status=Status.GENERATED,
-            )
-            for _q, external_id, _g, _b in accepted
-        ]
+        now = timezone.now()
         reason = "synthesized from the seed's explanation"
-        versions = [
-            ItemVersion(
-                number=1,
-                stem=question["stem"],
-                answer=question["answer"],
-                cot=question["cot"],
-                reasoning="",
-                author_kind=AuthorKind.LLM,
-                author=None,
-                reason=reason,
-                provenance={
-                    "task": "synthesize",
-                    "prompt_version": prompt_version_id,
-                    "llm_call": call_id,
-                    "model": model,
-                    "profile": ctx.profile.name,
-                    "aspect": question.get("aspect", ""),
-                    "seed": seed.pk,
-                    "job": ctx.job_id,
-                },
-                **{
-                    f"option_{label.lower()}": question["options"].get(label, "")
-                    for label in OPTION_LABELS
-                },
-            )
-            for question, _e, _g, _b in accepted
-        ]
-        _siblings_insert(siblings, versions)
-        events = []
-        for question, twin in dropped_questions:
-            twin_id = siblings[-twin - 1].pk if twin < 0 else twin
-            events.append(
-                Event(
-                    project_id=ctx.project_id,
-                    item_id=seed.pk,
-                    kind="near_duplicate_dropped",
-                    reason=f"synthesized question too similar to item {twin_id}",
-                    data={
-                        "similar_to": twin_id,
-                        "stem": question["stem"][:500],
+        sibling_ids = _siblings_insert(
+            [
+                {
+                    "project_id": ctx.project_id,
+                    "kind": ItemKind.SYNTHETIC.value,
+                    "family_id": ctx.item_id,
+                    "external_id": external_id,
+                    "question_type": seed["question_type"],
+                    "specialty": seed["specialty"],
+                    "language": seed["language"],
+                    "source": seed["source"],
+                    "status": Status.GENERATED.value,
+                    "status_changed_at": now,
+                    "created_at": now,
+                }
+                for _q, external_id, _g, _b in accepted
+            ],
+            [
+                {
+                    "number": 1,
+                    "stem": question["stem"],
+                    "answer": question["answer"],
+                    "cot": question["cot"],
+                    "reasoning": "",
+                    "author_kind": AuthorKind.LLM.value,
+                    "author_id": None,
+                    "reason": reason,
+                    "provenance": {
+                        "task": "synthesize",
+                        "prompt_version": prompt_version_id,
                         "llm_call": call_id,
+                        "model": model,
+                        "profile": ctx.profile.name,
+                        "aspect": question.get("aspect", ""),
+                        "seed": ctx.item_id,
                         "job": ctx.job_id,
                     },
-                )
-            )
-        for sibling, (question, _e, _g, _b) in zip(siblings, accepted, strict=True):
+                    "created_at": now,
+                    **{
+                        f"option_{label.lower()}": question["options"].get(label, "")
+                        for label in OPTION_LABELS
+                    },
+                }
+                for question, _e, _g, _b in accepted
+            ],
+        )
+        events = [
+            {
+                "project_id": ctx.project_id,
+                "item_id": ctx.item_id,
+                "kind": "near_duplicate_dropped",
+                "reason": f"synthesized question too similar to item {twin_id}",
+                "data": {
+                    "similar_to": twin_id,
+                    "stem": question["stem"][:500],
+                    "llm_call": call_id,
+                    "job": ctx.job_id,
+                },
+                "created_at": now,
+            }
+            for question, twin in dropped_questions
+            for twin_id in [sibling_ids[-twin - 1] if twin < 0 else twin]
+        ]
+        for sibling_id, (question, _e, _g, _b) in zip(sibling_ids, accepted, strict=True):
             events.append(
-                Event(
-                    project_id=ctx.project_id,
-                    item_id=sibling.pk,
-                    kind="created",
-                    to_status=Status.GENERATED,
-                    reason="synthesized from its seed",
-                    data={
-                        "seed": seed.pk,
+                {
+                    "project_id": ctx.project_id,
+                    "item_id": sibling_id,
+                    "kind": "created",
+                    "to_status": Status.GENERATED.value,
+                    "reason": "synthesized from its seed",
+                    "data": {
+                        "seed": ctx.item_id,
                         "llm_call": call_id,
                         "aspect": question.get("aspect", ""),
                     },
-                )
+                    "created_at": now,
+                }
             )
             events.append(
-                Event(
-                    project_id=ctx.project_id,
-                    item_id=sibling.pk,
-                    kind="version_created",
-                    reason=reason,
-                    data={"number": 1, "author_kind": AuthorKind.LLM},
-                )
+                {
+                    "project_id": ctx.project_id,
+                    "item_id": sibling_id,
+                    "kind": "version_created",
+                    "reason": reason,
+                    "data": {"number": 1, "author_kind": AuthorKind.LLM.value},
+                    "created_at": now,
+                }
             )
-        insert_objects(Event, events)
-        insert_objects(
+        insert_dicts(Event, events)
+        insert_dicts(
             NearDuplicateBand,
             [
-                NearDuplicateBand(
-                    project_id=ctx.project_id, item_id=sibling.pk, band=band, value=value
-                )
-                for sibling, (_q, _e, _g, band_values) in zip(siblings, accepted, strict=True)
+                {"project_id": ctx.project_id, "item_id": sibling_id, "band": band, "value": value}
+                for sibling_id, (_q, _e, _g, band_values) in zip(sibling_ids, accepted, strict=True)
                 for band, value in enumerate(band_values)
             ],
         )
-    return len(siblings), len(dropped_questions), run_state(run_id=ctx.run_id)
+        complete = len(accepted) >= need
+        if complete:
+            family_ids = [ctx.item_id, *(i for i, _ in family), *sibling_ids]
+            transition_many(family_ids, Status.GENERATED, Status.FIRST_REVIEW)
+            job_finish(job_id=ctx.job_id, ctx=ctx)
+    return FamilyStored(
+        len(sibling_ids), len(dropped_questions), run_state(run_id=ctx.run_id), complete
+    )
+
+
+_SEED_SQL = (
+    "SELECT status, external_id, question_type, specialty, language, source "
+    "FROM medcot_item WHERE id = %s"
+)
+
+
+def _seed_locked(seed_id: int) -> dict | None:
+    """What siblings inherit from their seed, the seed's row locked until the end of the
+    transaction (so two jobs cannot fill the same family)."""
+    sql = _SEED_SQL + " FOR UPDATE" if connection.features.has_select_for_update else _SEED_SQL
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [seed_id])
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    names = ("status", "external_id", "question_type", "specialty", "language", "source")
+    return dict(zip(names, row, strict=True))
 
 
 def family_complete(*, ctx: JobContext, short_by: int = 0, reason: str = "") -> None:
     """The family is as complete as it will get: seed and siblings go to first-pass review."""
     with transaction.atomic():
-        seed = Item.objects.select_for_update().get(pk=ctx.item_id)
-        if seed.status == Status.GENERATED:
-            ids = [seed.pk, *family_members(seed_id=seed.pk).values_list("pk", flat=True)]
+        seed = _seed_locked(ctx.item_id)
+        if seed is not None and seed["status"] == Status.GENERATED:
+            ids = [ctx.item_id, *(i for i, _ in _family(ctx.item_id))]
             transition_many(ids, Status.GENERATED, Status.FIRST_REVIEW)
             if short_by:
                 Event.objects.create(
                     project_id=ctx.project_id,
-                    item=seed,
+                    item_id=ctx.item_id,
                     kind="expansion_short",
                     reason=reason,
                     data={"missing": short_by, "job": ctx.job_id},
@@ -946,40 +1115,84 @@ def reanswer_state(*, ctx: JobContext) -> tuple[str, list[AttemptSummary], str]:
 
 
 def _attempts(item_id: int) -> list[AttemptSummary]:
-    return [
-        AttemptSummary(number=n, parsed=p, correct=c)
-        for n, p, c in ReanswerAttempt.objects.filter(item_id=item_id)
-        .order_by("number")
-        .values_list("number", "parsed", "correct")
-    ]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT number, parsed, correct FROM generation_reanswerattempt "
+            "WHERE item_id = %s ORDER BY number",
+            [item_id],
+        )
+        rows = cursor.fetchall()
+    return [AttemptSummary(number=n, parsed=bool(p), correct=bool(c)) for n, p, c in rows]
 
 
 def reanswer_attempt_store(*, ctx: JobContext, call: CallInfo, **fields) -> tuple[bool, str]:
-    """Log the call and append its attempt in one transaction. Returns (stored, run state);
-    not stored when this attempt number exists already (a redelivered task raced its twin),
-    in which case the call alone is logged and the caller re-reads the state."""
-    try:
-        with transaction.atomic():
-            row = llm_call_record(profile=ctx.profile, ctx=ctx, call=call)
-            ReanswerAttempt.objects.create(
-                item_id=ctx.item_id, run_id=ctx.run_id, llm_call=row, **fields
+    """Log the call and append its attempt, atomically. Returns (stored, run state); not
+    stored when this attempt number exists already (a redelivered task raced its twin), in
+    which case the call alone is logged and the caller re-reads the state. One statement on
+    PostgreSQL: this runs once per model call, 87% of a project's calls."""
+    attempt = {"item_id": ctx.item_id, "run_id": ctx.run_id, **fields}
+    conflict = ("item", "number")
+    if is_postgres():
+        call_sql, call_params = insert_statement(LLMCall, _call_values(ctx.profile, ctx, call))
+        attempt_sql, attempt_params = insert_statement(
+            ReanswerAttempt,
+            attempt,
+            source="c",
+            refs={"llm_call_id": "c.id"},
+            on_conflict_do_nothing=conflict,
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"WITH c AS ({call_sql}), a AS ({attempt_sql}) "  # noqa: S608 (built from code)
+                "SELECT (SELECT count(*) FROM a), (SELECT state FROM generation_run WHERE id = %s)",
+                [*call_params, *attempt_params, ctx.run_id],
             )
-            return True, run_state(run_id=ctx.run_id)
-    except IntegrityError:
-        llm_call_record(profile=ctx.profile, ctx=ctx, call=call)
-        return False, run_state(run_id=ctx.run_id)
+            stored, state = cursor.fetchone()
+        return bool(stored), state or ""
+    with transaction.atomic():
+        call_id = llm_call_record(profile=ctx.profile, ctx=ctx, call=call)
+        attempt_id = insert_row(
+            ReanswerAttempt, {**attempt, "llm_call_id": call_id}, on_conflict_do_nothing=conflict
+        )
+        return attempt_id is not None, run_state(run_id=ctx.run_id)
 
 
 def reanswer_conclude(*, ctx: JobContext, to: str, reason: str, data: dict) -> None:
-    """A correct attempt sends the item to consensus; the last strike sends it to the panel.
+    """A correct attempt sends the item to consensus; the last strike sends it to the panel;
+    the job ends. One statement on PostgreSQL (the move, its event and the job's end).
 
-    The move and the job's end are two steps on purpose (fewer round trips on the hot path):
-    if the worker dies between them, the redelivered job finds the item moved and just
-    finishes."""
-    item = Item(pk=ctx.item_id, project_id=ctx.project_id, status=Status.REANSWERING)
-    with contextlib.suppress(StaleStatus):
-        transition(item, to, reason=reason, data={**data, "job": ctx.job_id})
-    job_finish(job_id=ctx.job_id, ctx=ctx)
+    Elsewhere the move and the job's end are two steps: if the worker dies between them, the
+    redelivered job finds the item moved and just finishes."""
+    data = {**data, "job": ctx.job_id}
+    if not is_postgres():
+        item = Item(pk=ctx.item_id, project_id=ctx.project_id, status=Status.REANSWERING)
+        with contextlib.suppress(StaleStatus):
+            transition(item, to, reason=reason, data=data)
+        job_finish(job_id=ctx.job_id, ctx=ctx)
+        return
+    move_sql, move_params = transition_ctes(
+        item_id=ctx.item_id,
+        project_id=ctx.project_id,
+        from_status=Status.REANSWERING,
+        to=to,
+        reason=reason,
+        data=data,
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH {move_sql}, f AS ({_FINISH_SQL} RETURNING 1) SELECT count(*) FROM f",  # noqa: S608
+            [
+                *move_params,
+                Job.State.DONE,
+                "",
+                connection.ops.adapt_datetimefield_value(timezone.now()),
+                ctx.job_id,
+                *ACTIVE_JOB_STATES,
+            ],
+        )
+        (finished,) = cursor.fetchone()
+    if finished and not ctx.hands_off:
+        _run_maybe_finish(ctx.run_id)
 
 
 def reanswer_jobs_add(*, item_ids: list[int]) -> list[int]:
@@ -1066,7 +1279,7 @@ def regenerate_apply(*, ctx: JobContext, call: CallInfo, cot: str, reasoning: st
     model = call.record.model
     prompt_version_id = call.prompt_version_id
     with transaction.atomic():
-        call_id = llm_call_record(profile=ctx.profile, ctx=ctx, call=call).pk
+        call_id = llm_call_record(profile=ctx.profile, ctx=ctx, call=call)
         job = Job.objects.select_for_update().get(pk=ctx.job_id)
         item = Item.objects.get(pk=ctx.item_id)
         # The version records its job, so even a job whose state was lost cannot add a second.

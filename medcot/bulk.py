@@ -1,17 +1,23 @@
-"""Fast bulk inserts for imports at the paper's scale.
+"""Fast inserts: bulk ones for imports at the paper's scale, single rows for the LLM workers.
 
 On PostgreSQL rows go in through COPY with ids taken from the tables' sequences first, so items,
 their first versions and their events can reference each other in one pass (Django creates
 foreign keys DEFERRABLE INITIALLY DEFERRED, checked at commit). Elsewhere (SQLite on a laptop)
 the same rows go through bulk_create.
+
+`insert_row` writes one row with one prepared statement built once per model and set of
+columns: no model instance, no query compilation. The LLM workers write a few rows for every
+model call, and on two cores the ORM's per-statement work was a large share of a call's CPU.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Sequence
 
 from django.db import connection, models
+from django.utils import timezone
 
 
 def is_postgres() -> bool:
@@ -58,6 +64,39 @@ def _row(obj: models.Model, fields, now) -> dict:
     return row
 
 
+def _complete(model: type[models.Model], rows: Sequence[dict], now) -> list[dict]:
+    """Rows with every concrete field (but an absent primary key): defaults for the fields
+    left out, the current time for auto timestamps, as `save()` would fill them in."""
+    with_pk = model._meta.pk.attname in rows[0]
+    fields = [f for f in model._meta.concrete_fields if with_pk or not f.primary_key]
+    complete = []
+    for row in rows:
+        full = {}
+        for field in fields:
+            name = field.attname
+            if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+                full[name] = row.get(name) or now
+            elif name in row:
+                full[name] = row[name]
+            else:
+                full[name] = field.get_default()
+        complete.append(full)
+    return complete
+
+
+def insert_dicts(model: type[models.Model], rows: Sequence[dict]) -> None:
+    """Insert rows given as dicts keyed by field attname, with their ids (from `allocate_ids`)
+    or none at all: COPY on PostgreSQL, bulk_create elsewhere. No model instances are built
+    on PostgreSQL, which is most of the cost of writing a family of ten."""
+    if not rows:
+        return
+    complete = _complete(model, rows, timezone.now())
+    if is_postgres():
+        copy_rows(model, complete)
+    else:
+        model.objects.bulk_create([model(**row) for row in complete])
+
+
 def insert_objects(model: type[models.Model], objs: Sequence[models.Model]) -> None:
     """Insert unsaved instances: COPY on PostgreSQL (each instance carries its id, from
     `allocate_ids`, or none at all), bulk_create elsewhere (which sets the ids)."""
@@ -66,8 +105,85 @@ def insert_objects(model: type[models.Model], objs: Sequence[models.Model]) -> N
     if not is_postgres():
         model.objects.bulk_create(objs)
         return
-    from django.utils import timezone
-
     now = timezone.now()
     fields = [f for f in model._meta.concrete_fields if not (f.primary_key and objs[0].pk is None)]
     copy_rows(model, [_row(obj, fields, now) for obj in objs])
+
+
+@functools.cache
+def _statement(
+    model: type[models.Model],
+    source: str,
+    refs: tuple[tuple[str, str], ...],
+    conflict: tuple[str, ...],
+    returning: bool,
+) -> tuple[str, tuple[models.Field, ...]]:
+    """The SQL of a one-row INSERT, and the fields whose values it takes as parameters."""
+    quote = connection.ops.quote_name
+    expressions = dict(refs)
+    columns = [f for f in model._meta.concrete_fields if not f.primary_key]
+    values = [expressions.get(f.attname, "%s") for f in columns]
+    # Only names from the models and from code, and %s placeholders, go into the text.
+    names = ", ".join(quote(f.column) for f in columns)
+    head = f"INSERT INTO {quote(model._meta.db_table)} ({names})"
+    if source:
+        sql = f"{head} SELECT {', '.join(values)} FROM {source}"  # noqa: S608
+    else:
+        sql = f"{head} VALUES ({', '.join(values)})"
+    if conflict:
+        targets = ", ".join(quote(model._meta.get_field(name).column) for name in conflict)
+        sql += f" ON CONFLICT ({targets}) DO NOTHING"
+    if returning:
+        sql += f" RETURNING {quote(model._meta.pk.column)}"
+    return sql, tuple(f for f in columns if f.attname not in expressions)
+
+
+def insert_statement(
+    model: type[models.Model],
+    values: dict,
+    *,
+    source: str = "",
+    refs: dict[str, str] | None = None,
+    on_conflict_do_nothing: tuple[str, ...] = (),
+    returning: bool = True,
+) -> tuple[str, list]:
+    """One row's INSERT as (sql, params), built once per model and shape: no model instance,
+    no query compilation. `values` is keyed by field attname (`item_id`, not `item`); a field
+    left out takes its default and `auto_now(_add)` fields take the current time, as `save()`
+    would. With `source` (say, a CTE's name) the row is `SELECT`ed from it, and `refs` maps
+    fields to SQL expressions over it (`{"llm_call_id": "c.id"}`): on PostgreSQL several
+    dependent writes then go in one statement. With `on_conflict_do_nothing` naming the fields
+    of a unique constraint, a row that would break it is skipped.
+
+    Nothing runs `save()` or sends signals: only for tables with no such behaviour (the
+    append-only logs and job rows), whose guards are about updates, not inserts."""
+    sql, fields = _statement(
+        model,
+        source,
+        tuple(sorted((refs or {}).items())),
+        tuple(on_conflict_do_nothing),
+        returning,
+    )
+    now = timezone.now()
+    params = []
+    for field in fields:
+        if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
+            value = values.get(field.attname) or now
+        elif field.attname in values:
+            value = values[field.attname]
+        else:
+            value = field.get_default()
+        params.append(field.get_db_prep_save(value, connection))
+    return sql, params
+
+
+def insert_row(model: type[models.Model], values: dict, **options) -> int | None:
+    """Insert one row (see `insert_statement`) and return its id, or None when there is no
+    RETURNING or a conflict skipped the row."""
+    sql, params = insert_statement(model, values, **options)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if not options.get("returning", True):
+            return None
+        row = cursor.fetchone()
+    return row[0] if row else None

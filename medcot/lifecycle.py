@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from django.db import models, transaction
+from django.db import connection, models, transaction
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -95,6 +95,12 @@ def check_transition(from_status: str, to_status: str) -> None:
         )
 
 
+_MOVE_SQL = (
+    "UPDATE medcot_item SET status = %s, status_changed_at = %s, status_reason = %s "
+    "WHERE id = %s AND status = %s"
+)
+
+
 def transition(
     item: Item,
     to: Status | str,
@@ -108,7 +114,8 @@ def transition(
     Raises IllegalTransition for a move outside the table and StaleStatus when the row's
     status in the database is no longer `item.status`. Updates `item` in place.
     """
-    from medcot.models import Event, Item
+    from medcot.bulk import insert_row
+    from medcot.models import Event
 
     from_status = Status(item.status)
     to_status = Status(to)
@@ -117,21 +124,35 @@ def transition(
     reason_text = reason if to_status in {S.ERROR, S.DISCARDED} else ""
     # No savepoint inside a caller's transaction (two round trips saved on every move): a
     # stale status writes nothing and is raised after the block, so a caller that expects it
-    # can carry on; a database error aborts the caller's transaction either way.
-    with transaction.atomic(savepoint=False):
-        changed = Item.objects.filter(pk=item.pk, status=from_status).update(
-            status=to_status, status_changed_at=now, status_reason=reason_text
+    # can carry on; a database error aborts the caller's transaction either way. Two plain
+    # statements, no query compilation: the LLM workers move thousands of items a minute.
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(
+            _MOVE_SQL,
+            [
+                to_status.value,
+                connection.ops.adapt_datetimefield_value(now),
+                reason_text,
+                item.pk,
+                from_status.value,
+            ],
         )
+        changed = cursor.rowcount
         if changed == 1:
-            Event.objects.create(
-                project_id=item.project_id,
-                item_id=item.pk,
-                actor=actor if actor is not None and actor.is_authenticated else None,
-                kind="transition",
-                from_status=from_status,
-                to_status=to_status,
-                reason=reason,
-                data=data or {},
+            insert_row(
+                Event,
+                {
+                    "project_id": item.project_id,
+                    "item_id": item.pk,
+                    "actor_id": actor.pk if actor is not None and actor.is_authenticated else None,
+                    "kind": "transition",
+                    "from_status": from_status.value,
+                    "to_status": to_status.value,
+                    "reason": reason,
+                    "data": data or {},
+                    "created_at": now,
+                },
+                returning=False,
             )
     if changed != 1:
         raise StaleStatus(f"Item {item.pk} is no longer {from_status.label}")
@@ -139,6 +160,57 @@ def transition(
     item.status_changed_at = now
     item.status_reason = reason_text
     return item
+
+
+def transition_ctes(
+    *,
+    item_id: int,
+    project_id: int,
+    from_status: Status | str,
+    to: Status | str,
+    actor_id: int | None = None,
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+    name: str = "moved",
+) -> tuple[str, list]:
+    """`transition` as two data-modifying CTEs for PostgreSQL, to be written in one statement
+    with other writes: `{name}` (the item's id, if it was still in `from_status` and moved)
+    and `{name}_event` (its event). The same rows `transition` writes, for the LLM workers'
+    hot path, where one statement instead of four saves most of a move's cost. Compose as
+    `WITH <these>, <yours> SELECT …`; `SELECT count(*) FROM {name}` tells whether it moved."""
+    from medcot.bulk import insert_statement
+    from medcot.models import Event
+
+    from_status = Status(from_status)
+    to_status = Status(to)
+    check_transition(from_status, to_status)
+    now = timezone.now()
+    event_sql, event_params = insert_statement(
+        Event,
+        {
+            "project_id": project_id,
+            "actor_id": actor_id,
+            "kind": "transition",
+            "from_status": from_status.value,
+            "to_status": to_status.value,
+            "reason": reason,
+            "data": data or {},
+            "created_at": now,
+        },
+        source=name,
+        refs={"item_id": f"{name}.id"},
+        returning=False,
+    )
+    sql = f"{name} AS ({_MOVE_SQL} RETURNING id), {name}_event AS ({event_sql})"
+    params = [
+        to_status.value,
+        connection.ops.adapt_datetimefield_value(now),
+        reason if to_status in {S.ERROR, S.DISCARDED} else "",
+        item_id,
+        from_status.value,
+        *event_params,
+    ]
+    return sql, params
 
 
 def transition_many(
@@ -154,43 +226,50 @@ def transition_many(
     Items that have already moved elsewhere are left alone, which makes batch starts safe to
     repeat. One UPDATE and one bulk INSERT of events, for runs over tens of thousands of items.
     """
-    from medcot.models import Event, Item
+    from medcot.bulk import insert_dicts
+    from medcot.models import Event
 
     from_status = Status(from_status)
     to_status = Status(to)
     check_transition(from_status, to_status)
     ids = list(item_ids)
     now = timezone.now()
+    actor_id = actor.pk if actor is not None and actor.is_authenticated else None
     moved: list[int] = []
     # No savepoint inside a caller's transaction: nothing here is meant to be caught and
-    # carried on from, and a database error aborts the caller's transaction either way.
-    with transaction.atomic(savepoint=False):
+    # carried on from, and a database error aborts the caller's transaction either way. The
+    # conditional UPDATE … RETURNING locks and moves in one statement (a row another
+    # transaction moves first is re-checked against `status = from` and left out).
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         for start in range(0, len(ids), 5000):
             chunk = ids[start : start + 5000]
-            rows = list(
-                Item.objects.select_for_update()
-                .filter(pk__in=chunk, status=from_status)
-                .values_list("pk", "project_id")
-            )
-            if not rows:
-                continue
-            Item.objects.filter(pk__in=[pk for pk, _ in rows]).update(
-                status=to_status, status_changed_at=now, status_reason=""
-            )
-            Event.objects.bulk_create(
+            cursor.execute(
+                "UPDATE medcot_item SET status = %s, status_changed_at = %s, status_reason = '' "  # noqa: S608
+                f"WHERE id IN ({', '.join(['%s'] * len(chunk))}) AND status = %s "
+                "RETURNING id, project_id",
                 [
-                    Event(
-                        project_id=project_id,
-                        item_id=pk,
-                        actor=actor if actor is not None and actor.is_authenticated else None,
-                        kind="transition",
-                        from_status=from_status,
-                        to_status=to_status,
-                        reason=reason,
-                    )
+                    to_status.value,
+                    connection.ops.adapt_datetimefield_value(now),
+                    *chunk,
+                    from_status.value,
+                ],
+            )
+            rows = sorted(cursor.fetchall())
+            insert_dicts(
+                Event,
+                [
+                    {
+                        "project_id": project_id,
+                        "item_id": pk,
+                        "actor_id": actor_id,
+                        "kind": "transition",
+                        "from_status": from_status.value,
+                        "to_status": to_status.value,
+                        "reason": reason,
+                        "created_at": now,
+                    }
                     for pk, project_id in rows
                 ],
-                batch_size=2000,
             )
             moved.extend(pk for pk, _ in rows)
     return moved

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 from django.utils.text import slugify
 
+from medcot.bulk import insert_row
 from medcot.models import OPTION_LABELS, Event, Item, ItemVersion, Project, RevisionStatus
 
 
@@ -21,6 +23,18 @@ def project_create(*, name: str, actor=None, slug: str = "", **settings) -> Proj
             project=project, actor=project.created_by, kind="project_created", data=settings
         )
     return project
+
+
+# The item's project, its current version's content and its highest version number, read
+# while locking the item: the new version is number + 1, and nobody else can take it meanwhile.
+_CURRENT_SQL = (
+    "SELECT i.project_id, v.stem, "  # noqa: S608 (column names from code)
+    + ", ".join(f"v.option_{label.lower()}" for label in OPTION_LABELS)
+    + ", v.answer, v.cot, "
+    "(SELECT max(number) FROM medcot_itemversion n WHERE n.item_id = i.id) "
+    "FROM medcot_item i LEFT JOIN medcot_itemversion v ON v.id = i.current_version_id "
+    "WHERE i.id = %s"
+)
 
 
 def item_version_create(
@@ -41,49 +55,67 @@ def item_version_create(
 
     `marks_modified` records that a person (or a guided regeneration) changed the item after
     its first draft, which the release reports as "modified". Locks the item row so two edits
-    cannot both become version N+1.
+    cannot both become version N+1. Four plain statements (the locking read, the version, the
+    item's pointer, the event): the LLM workers create a version for every seed they draft.
     """
+    author = author if author is not None and author.is_authenticated else None
+    lock = " FOR UPDATE OF i" if connection.features.has_select_for_update_of else ""
     # No savepoint inside a caller's transaction: any error here aborts it anyway.
-    with transaction.atomic(savepoint=False):
-        locked = (
-            Item.objects.select_for_update(of=("self",))
-            .select_related("current_version")
-            .get(pk=item.pk)
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(_CURRENT_SQL + lock, [item.pk])
+        row = cursor.fetchone()
+        if row is None:
+            raise Item.DoesNotExist(f"Item {item.pk} does not exist")
+        project_id, current_stem, *current_options = row[:7]
+        current_answer, current_cot, highest = row[7:]
+        has_current = current_stem is not None
+        base_options = (
+            {k: v for k, v in zip(OPTION_LABELS, current_options, strict=True) if v}
+            if has_current
+            else {}
         )
-        current = locked.current_version
-        base_options = current.options if current else {}
         new_options = options if options is not None else base_options
-        number = (
-            ItemVersion.objects.filter(item_id=item.pk)
-            .order_by("-number")
-            .values_list("number", flat=True)
-            .first()
-            or 0
-        ) + 1
-        version = ItemVersion.objects.create(
-            item_id=item.pk,
-            number=number,
-            stem=stem if stem is not None else (current.stem if current else ""),
-            answer=answer if answer is not None else (current.answer if current else ""),
-            cot=cot if cot is not None else (current.cot if current else ""),
-            reasoning=reasoning if reasoning is not None else "",
-            author_kind=author_kind,
-            author=author if author is not None and author.is_authenticated else None,
-            reason=reason,
-            provenance=provenance or {},
+        values = {
+            "item_id": item.pk,
+            "number": (highest or 0) + 1,
+            "stem": stem if stem is not None else (current_stem or ""),
+            "answer": answer if answer is not None else (current_answer or ""),
+            "cot": cot if cot is not None else (current_cot or ""),
+            "reasoning": reasoning if reasoning is not None else "",
+            "author_kind": author_kind,
+            "author_id": author.pk if author is not None else None,
+            "reason": reason,
+            "provenance": provenance or {},
+            "created_at": timezone.now(),
             **{f"option_{label.lower()}": new_options.get(label, "") for label in OPTION_LABELS},
-        )
-        fields = {"current_version": version}
+        }
+        version = ItemVersion(**values)
+        version.pk = insert_row(ItemVersion, values)
+        version._state.adding = False
+        version._state.db = connection.alias
         if marks_modified:
-            fields["revision_status"] = RevisionStatus.MODIFIED
-        Item.objects.filter(pk=item.pk).update(**fields)
-        Event.objects.create(
-            project_id=locked.project_id,
-            item_id=item.pk,
-            actor=version.author,
-            kind="version_created",
-            reason=reason,
-            data={"number": number, "author_kind": author_kind},
+            cursor.execute(
+                "UPDATE medcot_item SET current_version_id = %s, revision_status = %s "
+                "WHERE id = %s",
+                [version.pk, RevisionStatus.MODIFIED.value, item.pk],
+            )
+        else:
+            cursor.execute(
+                "UPDATE medcot_item SET current_version_id = %s WHERE id = %s",
+                [version.pk, item.pk],
+            )
+        insert_row(
+            Event,
+            {
+                "project_id": project_id,
+                "item_id": item.pk,
+                "actor_id": values["author_id"],
+                "kind": "version_created",
+                "reason": reason,
+                "data": {"number": version.number, "author_kind": author_kind},
+                "created_at": values["created_at"],
+            },
+            returning=False,
         )
     item.current_version = version
     if marks_modified:

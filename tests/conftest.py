@@ -53,11 +53,13 @@ def _clear_cache():
     """Login-failure counts (medcot.login_throttle) live in the cache; tests start with none."""
     from django.core.cache import cache
 
+    from generation.dedup import candidate_keys
     from generation.services import run_facts_clear
 
     cache.clear()
     # Per-process caches keyed by row ids, which a rolled-back test database hands out again.
     run_facts_clear()
+    candidate_keys.clear()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from medcot.lifecycle import (
     StaleStatus,
     Status,
     transition,
+    transition_ctes,
     transition_many,
 )
 from medcot.models import Event, Item
@@ -96,6 +97,44 @@ def test_it_refuses_an_illegal_bulk_move(db, project):
     item = ItemFactory(project=project, status=Status.IMPORTED)
     with pytest.raises(IllegalTransition):
         transition_many([item.pk], Status.IMPORTED, Status.APPROVED)
+
+
+EVENT_FIELDS = ("project_id", "actor_id", "kind", "from_status", "to_status", "reason", "data")
+
+
+@pytest.mark.services
+def test_the_one_statement_move_writes_what_transition_writes(db, project, admin_user):
+    """PostgreSQL's hot path (`transition_ctes`, used in one statement with other writes)
+    against `transition`: the same item fields, the same event, and nothing when stale."""
+    from django.db import connection
+
+    by_function = ItemFactory(project=project, status=Status.REANSWERING)
+    by_statement = ItemFactory(project=project, status=Status.REANSWERING)
+    transition(by_function, Status.ERROR, actor=admin_user, reason="timeout", data={"job": 7})
+    moved = []
+    for _ in range(2):  # the second time the item has moved on: nothing is written
+        sql, params = transition_ctes(
+            item_id=by_statement.pk,
+            project_id=project.pk,
+            from_status=Status.REANSWERING,
+            to=Status.ERROR,
+            actor_id=admin_user.pk,
+            reason="timeout",
+            data={"job": 7},
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(f"WITH {sql} SELECT count(*) FROM moved", params)  # noqa: S608
+            moved.append(cursor.fetchone()[0])
+    assert moved == [1, 0]
+    for item in (by_function, by_statement):
+        item.refresh_from_db()
+    assert (by_statement.status, by_statement.status_reason) == (Status.ERROR, "timeout")
+    assert by_statement.status_changed_at is not None
+    events = [
+        list(Event.objects.filter(item=item).values_list(*EVENT_FIELDS))
+        for item in (by_function, by_statement)
+    ]
+    assert events[0] == events[1] and len(events[0]) == 1
 
 
 class TestRandomWalks(TestCase):

@@ -187,10 +187,10 @@ def test_it_drops_and_logs_near_duplicates(sim_profile, project):
         messages=[],
         prompt_version_id=None,
     )
-    created, dropped, _ = services.family_store(
+    stored = services.family_store(
         ctx=seed_ctx, questions=[reworded, fresh, twin_of_fresh], call=call
     )
-    assert (created, dropped) == (1, 2)
+    assert (stored.created, stored.dropped, stored.complete) == (1, 2, False)
     logged = Event.objects.filter(kind="near_duplicate_dropped", item=seed)
     assert logged.count() == 2
     assert {e.data["similar_to"] for e in logged} == {

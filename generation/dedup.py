@@ -141,60 +141,63 @@ candidate_keys = KeyCache()
 
 def candidates_many(*, project_id: int, band_lists: list[list[int]]) -> list[list[int]]:
     """For each question (a model reply's worth, in one indexed query): the ids of items in
-    the project sharing at least MIN_SHARED_BANDS bands, most similar first.
+    the project sharing at least MIN_SHARED_BANDS bands, most similar first, at most
+    MAX_CANDIDATES.
 
     Two questions with Jaccard similarity 0.8 share each band with probability 0.8^4 ≈ 0.41, so
     requiring two of eight keeps ~90% of them at the threshold (and nearly all above it) while
     unrelated questions that share boilerplate rarely qualify: the exact comparison that
-    follows stays bounded however large the project grows."""
+    follows stays bounded however large the project grows. The database counts and ranks the
+    shared bands, so only the candidates themselves come back (with boilerplate-heavy text a
+    reply's bands can be held by a thousand rows)."""
     from django.db import connection
 
-    pairs = sorted({(band, value) for values in band_lists for band, value in enumerate(values)})
-    if not pairs:
-        return [[] for _ in band_lists]
-    holders: dict[tuple[int, int], list[int]] = {}
+    found: list[list[int]] = [[] for _ in band_lists]
+    triples = [
+        (question, band, value)
+        for question, values in enumerate(band_lists)
+        for band, value in enumerate(values)
+    ]
+    if not triples:
+        return found
     with connection.cursor() as cursor:
-        cursor.execute(*_holders_query(project_id, pairs))
-        for item_id, band, value in cursor.fetchall():
-            holders.setdefault((band, value), []).append(item_id)
-    found = []
-    for values in band_lists:
-        shared: dict[int, int] = {}
-        for band, value in enumerate(values):
-            for item_id in holders.get((band, value), ()):
-                shared[item_id] = shared.get(item_id, 0) + 1
-        ranked = sorted(
-            (item_id for item_id, n in shared.items() if n >= MIN_SHARED_BANDS),
-            key=lambda item_id: (-shared[item_id], item_id),
-        )
-        found.append(ranked[:MAX_CANDIDATES])
+        cursor.execute(*_candidates_query(project_id, triples))
+        for question, item_id in cursor.fetchall():
+            found[question].append(item_id)
     return found
 
 
-def _holders_query(project_id: int, pairs: list[tuple[int, int]]) -> tuple[str, list]:
-    """The items holding any of these (band, value) pairs in the project: one indexed lookup
-    per pair. On PostgreSQL the pairs are joined laterally, behind an optimisation fence, so
-    the plan stays one index probe per pair even while the table's statistics are stale (a
-    fresh project's bands grow from nothing during its first run, before autovacuum has
-    analysed them): otherwise the planner may scan every band of the project and test each
-    row against the whole list, which took 40-60 ms a reply at 3,000 items."""
+def _candidates_query(project_id: int, triples: list[tuple[int, int, int]]) -> tuple[str, list]:
+    """One indexed lookup per (band, value) pair, then shared bands counted per question and
+    item, ranked, and cut at MAX_CANDIDATES. On PostgreSQL the lookups are lateral, behind an
+    optimisation fence, so the plan stays one index probe per pair even while the table's
+    statistics are stale (a fresh project's bands grow from nothing during its first run,
+    before autovacuum has analysed them): otherwise the planner may scan every band of the
+    project and test each row against the whole list, which took 40-60 ms a reply at 3,000
+    items."""
     from django.db import connection
 
-    params = [x for pair in pairs for x in pair]
-    rows = ", ".join(["(%s, %s)"] * len(pairs))
+    rows = ", ".join(["(%s, %s, %s)"] * len(triples))
+    params: list = [x for triple in triples for x in triple]
     if connection.vendor == "postgresql":
-        sql = (
-            f"WITH q(band, value) AS (VALUES {rows}) "  # noqa: S608 (placeholders only)
-            "SELECT n.item_id, q.band, q.value FROM q CROSS JOIN LATERAL ("
-            "SELECT item_id FROM generation_nearduplicateband b "
+        holders = (
+            "q CROSS JOIN LATERAL (SELECT item_id FROM generation_nearduplicateband b "
             "WHERE b.project_id = %s AND b.band = q.band AND b.value = q.value OFFSET 0) n"
         )
-        return sql, [*params, project_id]
+    else:
+        holders = (
+            "q JOIN generation_nearduplicateband n "
+            "ON n.project_id = %s AND n.band = q.band AND n.value = q.value"
+        )
     sql = (
-        "SELECT item_id, band, value FROM generation_nearduplicateband "  # noqa: S608
-        f"WHERE project_id = %s AND (band, value) IN ({rows})"
+        f"WITH q(question, band, value) AS (VALUES {rows}) "  # noqa: S608 (placeholders only)
+        "SELECT question, item_id FROM ("
+        "SELECT q.question, n.item_id, row_number() OVER ("
+        "PARTITION BY q.question ORDER BY count(*) DESC, n.item_id) AS place "
+        f"FROM {holders} GROUP BY q.question, n.item_id HAVING count(*) >= %s"
+        ") ranked WHERE place <= %s ORDER BY question, place"
     )
-    return sql, [project_id, *params]
+    return sql, [*params, project_id, MIN_SHARED_BANDS, MAX_CANDIDATES]
 
 
 def index_item(*, project_id: int, item_id: int, band_values: list[int]) -> None:
@@ -202,6 +205,7 @@ def index_item(*, project_id: int, item_id: int, band_values: list[int]) -> None
     from django.db import connection
 
     rows = ", ".join(["(%s, %s, %s, %s)"] * len(band_values))
+
     params = [
         x for band, value in enumerate(band_values) for x in (project_id, item_id, band, value)
     ]

@@ -188,14 +188,21 @@ def _expand(ctx: JobContext) -> None:
             in_db(services.llm_call_record, profile=ctx.profile, ctx=ctx, call=call)
             continue
         problems.extend(parsed.rejected)
-        signed = services.signed_questions(parsed.questions[: need + MAX_DROPPED_PER_REPLY])
-        stored = in_db(
-            services.family_store,
-            ctx=ctx,
-            questions=parsed.questions,
-            call=call,
-            signed=signed,
+        # Near-duplicate checks: only the lookups run on the database threads; signing the
+        # questions and comparing them with their candidates runs here.
+        questions = parsed.questions[: need + MAX_DROPPED_PER_REPLY]
+        signed = services.signed_questions(questions)
+        candidates_of, known = in_db(
+            services.family_candidates, ctx=ctx, bands_of=[b for _, b in signed]
         )
+        plan = services.family_sort(
+            questions=questions,
+            signed=signed,
+            candidates_of=candidates_of,
+            known=known,
+            need=need,
+        )
+        stored = in_db(services.family_store, ctx=ctx, call=call, plan=plan)
         if stored.complete:
             return
         need -= stored.created

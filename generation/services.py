@@ -293,7 +293,12 @@ def _run_maybe_finish(run_id: int) -> None:
     ending at the same moment would otherwise each see the other still active (neither has
     committed) and leave the run open for ever."""
     with transaction.atomic(savepoint=False):
-        run = Run.objects.select_for_update().filter(pk=run_id).values("hands_off", "state").first()
+        run = (
+            Run.objects.select_for_update(no_key=True)
+            .filter(pk=run_id)
+            .values("hands_off", "state")
+            .first()
+        )
         # A hands-off run stays open for the items reviewers pass on later.
         if run is None or run["hands_off"] or run["state"] != Run.State.RUNNING:
             return
@@ -410,7 +415,7 @@ def _claim_refused(job_id: int, claim: str) -> None:
     run was paused) is given back, so that resuming runs it; anything else (finished, held by
     another task, queued in a paused run) is left as it is."""
     with transaction.atomic():
-        jobs = Job.objects.select_for_update(of=("self",)).select_related("run")
+        jobs = Job.objects.select_for_update(of=("self",), no_key=True).select_related("run")
         job = jobs.filter(pk=job_id).first()
         if job is None or job.state not in ACTIVE_JOB_STATES:
             return
@@ -543,7 +548,11 @@ def job_finish(
 def job_release(*, job_id: int) -> None:
     """Give a claimed job back: its run was paused (it runs again on resume) or cancelled."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().select_related("run").get(pk=job_id)
+        job = (
+            Job.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("run")
+            .get(pk=job_id)
+        )
         if job.state != Job.State.RUNNING:
             return
         if job.run.state == Run.State.CANCELLED:
@@ -575,7 +584,11 @@ def job_fail(*, job_id: int, reason: str) -> None:
     """A call failed after its retries: the job records why, and an item in a machine stage
     moves to `error` with the reason, where the retry action picks it up."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().select_related("item").get(pk=job_id)
+        job = (
+            Job.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("item")
+            .get(pk=job_id)
+        )
         if job.state in {Job.State.DONE, Job.State.ERROR, Job.State.CANCELLED}:
             return
         item = job.item
@@ -600,7 +613,11 @@ def job_retry(*, job: Job, actor=None) -> Job:
     """The retry action for a failed job: the item returns to the stage that failed and the
     job is queued again (reopening its run if it had finished)."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().select_related("item", "run").get(pk=job.pk)
+        job = (
+            Job.objects.select_for_update(of=("self",), no_key=True)
+            .select_related("item", "run")
+            .get(pk=job.pk)
+        )
         if job.state != Job.State.ERROR:
             raise GenerationError(_("Only a job that failed can be retried"))
         if job.run.state == Run.State.CANCELLED:
@@ -702,7 +719,7 @@ def _status_locked(item_id: int) -> str:
     """The item's status, its row locked until the end of the transaction."""
     sql = "SELECT status FROM medcot_item WHERE id = %s"
     if connection.features.has_select_for_update:
-        sql = "SELECT status FROM medcot_item WHERE id = %s FOR UPDATE"
+        sql = "SELECT status FROM medcot_item WHERE id = %s FOR NO KEY UPDATE"
     with connection.cursor() as cursor:
         cursor.execute(sql, [item_id])
         row = cursor.fetchone()
@@ -812,26 +829,37 @@ _TEXTS_SQL = (
 )
 
 
-def _keys_of(item_ids: set[int]) -> dict[int, np.ndarray]:
-    """The 3-gram keys of each item's current question text, in one query; the keys of a
-    version seen before come from the per-process cache instead of being computed again."""
+def _known_keys(item_ids: set[int]) -> dict[int, np.ndarray | tuple[int, str]]:
+    """For each item, the 3-gram keys of its current question text when this process has
+    them cached, or else (version id, text) to compute them from: one query, and no
+    computing in the database step."""
     if not item_ids:
         return {}
     ids = sorted(item_ids)
-    found: dict[int, np.ndarray] = {}
+    known: dict[int, np.ndarray | tuple[int, str]] = {}
     with connection.cursor() as cursor:
         cursor.execute(_TEXTS_SQL.format(", ".join(["%s"] * len(ids))), ids)
         rows = cursor.fetchall()
     for item_id, version_id, stem, *options in rows:
         cached = dedup.candidate_keys.get((item_id, version_id))
         if cached is None:
-            text = dedup.question_text(
-                stem or "", {k: v for k, v in zip(OPTION_LABELS, options, strict=True) if v}
-            )
-            cached = dedup.keys(text)
-            dedup.candidate_keys.put((item_id, version_id), cached)
-        found[item_id] = cached
-    return found
+            options = {k: v for k, v in zip(OPTION_LABELS, options, strict=True) if v}
+            known[item_id] = (version_id, dedup.question_text(stem or "", options))
+        else:
+            known[item_id] = cached
+    return known
+
+
+def _keys_from(known: dict[int, np.ndarray | tuple[int, str]]) -> dict[int, np.ndarray]:
+    """`_known_keys` with the missing keys computed (and cached)."""
+    keys = {}
+    for item_id, value in known.items():
+        if isinstance(value, tuple):
+            version_id, text = value
+            value = dedup.keys(text)
+            dedup.candidate_keys.put((item_id, version_id), value)
+        keys[item_id] = value
+    return keys
 
 
 def _siblings_insert(items: list[dict], versions: list[dict]) -> list[int]:
@@ -873,9 +901,19 @@ class FamilyStored:
     complete: bool = False
 
 
+@dataclass
+class FamilyPlan:
+    """What one reply adds to a family, decided before the transaction that stores it: the
+    questions kept (with their 3-gram keys and bands), in order, and those dropped as
+    near-duplicates with their twin: an item id, or -(n + 1) for the n-th kept question of the
+    same reply."""
+
+    kept: list[tuple[dict, np.ndarray, list[int]]] = field(default_factory=list)
+    dropped: list[tuple[dict, int]] = field(default_factory=list)
+
+
 def signed_questions(questions: list[dict]) -> list[tuple[np.ndarray, list[int]]]:
-    """Each question's 3-gram keys and band values: pure computation, done before the
-    database step so that the database threads are not held by it."""
+    """Each question's 3-gram keys and band values."""
     signed = []
     for question in questions:
         text_keys = dedup.keys(dedup.question_text(question["stem"], question["options"]))
@@ -883,22 +921,74 @@ def signed_questions(questions: list[dict]) -> list[tuple[np.ndarray, list[int]]
     return signed
 
 
-def family_store(
+def family_candidates(
+    *, ctx: JobContext, bands_of: list[list[int]]
+) -> tuple[list[list[int]], dict[int, np.ndarray | tuple[int, str]]]:
+    """The database half of the near-duplicate check: every question's candidates in the
+    project, and what is known of their texts (see `_known_keys`), in two queries."""
+    candidates_of = dedup.candidates_many(project_id=ctx.project_id, band_lists=bands_of)
+    return candidates_of, _known_keys({i for ids in candidates_of for i in ids})
+
+
+def family_sort(
     *,
-    ctx: JobContext,
     questions: list[dict],
-    call: CallInfo,
-    signed: list[tuple[np.ndarray, list[int]]] | None = None,
-) -> FamilyStored:
-    """Create synthetic siblings from parsed questions, dropping (and logging) near-duplicates
-    and anything beyond the family's size; when that completes the family, move it to
-    first-pass review and end the job in the same transaction.
+    signed: list[tuple[np.ndarray, list[int]]],
+    candidates_of: list[list[int]],
+    known: dict[int, np.ndarray | tuple[int, str]],
+    need: int,
+) -> FamilyPlan:
+    """The computing half: keep each question unless it is a near-duplicate of a candidate
+    or of a question kept before it from the same reply, until the family has what it needs.
+    No database access, so it runs outside the database threads."""
+    texts = _keys_from(known)
+    plan = FamilyPlan()
+    for question, (grams, band_values), candidate_ids in zip(
+        questions, signed, candidates_of, strict=True
+    ):
+        if len(plan.kept) >= need:
+            break
+        twin = next(
+            (i for i in candidate_ids if dedup.jaccard(grams, texts[i]) >= dedup.THRESHOLD),
+            None,
+        )
+        if twin is None:
+            # Questions kept from this same reply are not indexed yet: compare directly and
+            # name the twin by its position until its row exists.
+            twin = next(
+                (
+                    -(n + 1)
+                    for n, (_q, other, _b) in enumerate(plan.kept)
+                    if dedup.jaccard(grams, other) >= dedup.THRESHOLD
+                ),
+                None,
+            )
+        if twin is None:
+            plan.kept.append((question, grams, band_values))
+        else:
+            plan.dropped.append((question, twin))
+    return plan
+
+
+def family_plan(*, ctx: JobContext, questions: list[dict], need: int) -> FamilyPlan:
+    """`family_candidates` then `family_sort`, in the calling thread."""
+    questions = questions[: max(0, need) + MAX_DROPPED_PER_REPLY]
+    signed = signed_questions(questions)
+    candidates_of, known = family_candidates(ctx=ctx, bands_of=[b for _, b in signed])
+    return family_sort(
+        questions=questions, signed=signed, candidates_of=candidates_of, known=known, need=need
+    )
+
+
+def family_store(*, ctx: JobContext, call: CallInfo, plan: FamilyPlan) -> FamilyStored:
+    """Create the synthetic siblings a plan keeps (no more than the family still needs) and
+    log the near-duplicates it dropped; when that completes the family, move it to first-pass
+    review and end the job in the same transaction.
 
     A family's siblings, their first versions, their events and their near-duplicate index
     rows are written with one COPY per table: expansion is the pipeline's heaviest database
     step. The rows are the ones `item_version_create` would write for a new item (version 1,
-    a `version_created` event). `signed` is `signed_questions(questions)`, when the caller
-    computed it already."""
+    a `version_created` event)."""
     model = call.record.model
     prompt_version_id = call.prompt_version_id
     with transaction.atomic():
@@ -908,49 +998,16 @@ def family_store(
             return FamilyStored(0, 0, run_state(run_id=ctx.run_id))
         family = _family(ctx.item_id)
         taken = {external_id for _, external_id in family}
-        need = ctx.expansion_factor - 1 - len(taken)
-        questions = questions[: max(0, need) + MAX_DROPPED_PER_REPLY]
-        if signed is None or len(signed) < len(questions):
-            signed = signed_questions(questions)
-        signed = signed[: len(questions)]
-        bands_of = [band_values for _, band_values in signed]
-        # Every question's candidates in the project, and their texts, in two queries.
-        candidates_of = dedup.candidates_many(project_id=ctx.project_id, band_lists=bands_of)
-        texts = _keys_of({i for ids in candidates_of for i in ids})
-        n = 0
-        # (question, external id, 3-gram keys, band values) of each sibling to create.
-        accepted: list[tuple[dict, str, np.ndarray, list[int]]] = []
-        dropped_questions: list[tuple[dict, int]] = []
-        for question, (grams, band_values), candidate_ids in zip(
-            questions, signed, candidates_of, strict=True
-        ):
-            if len(accepted) >= need:
-                break
-            twin = next(
-                (i for i in candidate_ids if dedup.jaccard(grams, texts[i]) >= dedup.THRESHOLD),
-                None,
-            )
-            if twin is None:
-                # Siblings accepted from this same reply are not indexed yet: compare directly
-                # and name the twin by its position until its row exists.
-                twin = next(
-                    (
-                        -(i + 1)
-                        for i, (_q, _e, other, _b) in enumerate(accepted)
-                        if dedup.jaccard(grams, other) >= dedup.THRESHOLD
-                    ),
-                    None,
-                )
-            if twin is not None:
-                dropped_questions.append((question, twin))
-                continue
-            while True:
+        # The plan was made for what the family needed before this transaction; a twin task
+        # (a redelivered message) may have added siblings since.
+        kept = plan.kept[: max(0, ctx.expansion_factor - 1 - len(taken))]
+        dropped = [(q, twin) for q, twin in plan.dropped if twin >= 0 or -twin <= len(kept)]
+        external_ids, n = [], 0
+        for _ in kept:
+            n += 1
+            while f"{seed['external_id']}~s{n}" in taken:
                 n += 1
-                external_id = f"{seed['external_id']}~s{n}"
-                if external_id not in taken:
-                    break
-            taken.add(external_id)
-            accepted.append((question, external_id, grams, band_values))
+            external_ids.append(f"{seed['external_id']}~s{n}")
         now = timezone.now()
         reason = "synthesized from the seed's explanation"
         sibling_ids = _siblings_insert(
@@ -968,7 +1025,7 @@ def family_store(
                     "status_changed_at": now,
                     "created_at": now,
                 }
-                for _q, external_id, _g, _b in accepted
+                for external_id in external_ids
             ],
             [
                 {
@@ -996,7 +1053,7 @@ def family_store(
                         for label in OPTION_LABELS
                     },
                 }
-                for question, _e, _g, _b in accepted
+                for question, _g, _b in kept
             ],
         )
         events = [
@@ -1013,10 +1070,10 @@ def family_store(
                 },
                 "created_at": now,
             }
-            for question, twin in dropped_questions
+            for question, twin in dropped
             for twin_id in [sibling_ids[-twin - 1] if twin < 0 else twin]
         ]
-        for sibling_id, (question, _e, _g, _b) in zip(sibling_ids, accepted, strict=True):
+        for sibling_id, (question, _g, _b) in zip(sibling_ids, kept, strict=True):
             events.append(
                 {
                     "project_id": ctx.project_id,
@@ -1047,18 +1104,16 @@ def family_store(
             NearDuplicateBand,
             [
                 {"project_id": ctx.project_id, "item_id": sibling_id, "band": band, "value": value}
-                for sibling_id, (_q, _e, _g, band_values) in zip(sibling_ids, accepted, strict=True)
+                for sibling_id, (_q, _g, band_values) in zip(sibling_ids, kept, strict=True)
                 for band, value in enumerate(band_values)
             ],
         )
-        complete = len(accepted) >= need
+        complete = len(taken) + len(sibling_ids) >= ctx.expansion_factor - 1
         if complete:
             family_ids = [ctx.item_id, *(i for i, _ in family), *sibling_ids]
             transition_many(family_ids, Status.GENERATED, Status.FIRST_REVIEW)
             job_finish(job_id=ctx.job_id, ctx=ctx)
-    return FamilyStored(
-        len(sibling_ids), len(dropped_questions), run_state(run_id=ctx.run_id), complete
-    )
+    return FamilyStored(len(sibling_ids), len(dropped), run_state(run_id=ctx.run_id), complete)
 
 
 _SEED_SQL = (
@@ -1070,7 +1125,9 @@ _SEED_SQL = (
 def _seed_locked(seed_id: int) -> dict | None:
     """What siblings inherit from their seed, the seed's row locked until the end of the
     transaction (so two jobs cannot fill the same family)."""
-    sql = _SEED_SQL + " FOR UPDATE" if connection.features.has_select_for_update else _SEED_SQL
+    sql = _SEED_SQL
+    if connection.features.has_select_for_update:
+        sql = _SEED_SQL + " FOR NO KEY UPDATE"
     with connection.cursor() as cursor:
         cursor.execute(sql, [seed_id])
         row = cursor.fetchone()
@@ -1205,8 +1262,11 @@ def reanswer_jobs_add(*, item_ids: list[int]) -> list[int]:
     job_ids: list[int] = []
     with transaction.atomic():
         for project_id, ids in by_project.items():
+            # The run's row is locked against a pause or cancel meanwhile. NO KEY, as for every
+            # lock on a run here: FOR UPDATE would also block the foreign-key check of each
+            # call, attempt and job the workers write for the run until this commits.
             run = (
-                Run.objects.select_for_update()
+                Run.objects.select_for_update(no_key=True)
                 .filter(
                     project_id=project_id,
                     hands_off=True,
@@ -1280,7 +1340,7 @@ def regenerate_apply(*, ctx: JobContext, call: CallInfo, cot: str, reasoning: st
     prompt_version_id = call.prompt_version_id
     with transaction.atomic():
         call_id = llm_call_record(profile=ctx.profile, ctx=ctx, call=call)
-        job = Job.objects.select_for_update().get(pk=ctx.job_id)
+        job = Job.objects.select_for_update(no_key=True).get(pk=ctx.job_id)
         item = Item.objects.get(pk=ctx.item_id)
         # The version records its job, so even a job whose state was lost cannot add a second.
         if job.state != Job.State.RUNNING or item.versions.filter(provenance__job=job.pk).exists():

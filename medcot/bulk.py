@@ -5,7 +5,7 @@ their first versions and their events can reference each other in one pass (Djan
 foreign keys DEFERRABLE INITIALLY DEFERRED, checked at commit). Elsewhere (SQLite on a laptop)
 the same rows go through bulk_create.
 
-`insert_row` writes one row with one prepared statement built once per model and set of
+`insert_row` writes one row with one statement whose text is built once per model and set of
 columns: no model instance, no query compilation. The LLM workers write a few rows for every
 model call, and on two cores the ORM's per-statement work was a large share of a call's CPU.
 """

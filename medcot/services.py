@@ -59,7 +59,7 @@ def item_version_create(
     item's pointer, the event): the LLM workers create a version for every seed they draft.
     """
     author = author if author is not None and author.is_authenticated else None
-    lock = " FOR UPDATE OF i" if connection.features.has_select_for_update_of else ""
+    lock = " FOR NO KEY UPDATE OF i" if connection.features.has_select_for_update_of else ""
     # No savepoint inside a caller's transaction: any error here aborts it anyway.
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         cursor.execute(_CURRENT_SQL + lock, [item.pk])

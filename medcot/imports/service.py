@@ -128,8 +128,10 @@ def _run(*, batch: ImportBatch, data: bytes, options: ImportOptions) -> list[Lin
 
     with transaction.atomic():
         # Lock the project row: two imports into one project run one after the other, so the
-        # "already exists" check below cannot race with another import's inserts.
-        Project.objects.select_for_update().get(pk=batch.project_id)
+        # "already exists" check below cannot race with another import's inserts. NO KEY: a
+        # plain FOR UPDATE would also hold up the foreign-key check of every row written into
+        # the project meanwhile (the LLM workers' events and items) for the whole import.
+        Project.objects.select_for_update(no_key=True).get(pk=batch.project_id)
         existing = (
             _existing_fingerprints(batch.project_id, [r.external_id for r in parsed.records])
             if Item.objects.filter(project_id=batch.project_id).exists()

@@ -187,9 +187,8 @@ def test_it_drops_and_logs_near_duplicates(sim_profile, project):
         messages=[],
         prompt_version_id=None,
     )
-    stored = services.family_store(
-        ctx=seed_ctx, questions=[reworded, fresh, twin_of_fresh], call=call
-    )
+    plan = services.family_plan(ctx=seed_ctx, questions=[reworded, fresh, twin_of_fresh], need=3)
+    stored = services.family_store(ctx=seed_ctx, call=call, plan=plan)
     assert (stored.created, stored.dropped, stored.complete) == (1, 2, False)
     logged = Event.objects.filter(kind="near_duplicate_dropped", item=seed)
     assert logged.count() == 2

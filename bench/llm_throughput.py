@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import itertools
 import json
 import math
 import os
@@ -31,6 +32,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import timedelta
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,36 +77,81 @@ def server_processes() -> dict[int, str]:
     return found
 
 
-class ServerCPU:
-    """CPU time the database and broker servers spend during the run. PostgreSQL backends come
-    and go (connections are recycled), so each one's CPU time is sampled twice a second and
-    the last reading of a backend that has exited still counts."""
+class CPUTimeline:
+    """CPU time by process group, sampled twice a second from the run's start: the simulator,
+    the workers, PostgreSQL, Redis, this process (the stand-in reviewers) and the whole
+    machine. PostgreSQL backends come and go (connections are recycled), so the last reading
+    of a backend that has exited still counts. `between` gives each group's CPU seconds over
+    a stretch of the run, so each phase can be told apart."""
 
-    def __init__(self) -> None:
+    GROUPS = (
+        "workers",
+        "simulator",
+        "PostgreSQL",
+        "Redis",
+        "stand-in reviewers",
+        "all of these",
+        "the whole machine",
+    )
+
+    def __init__(self, procs: list[subprocess.Popen]) -> None:
         import threading
 
-        self._start = {pid: cpu_seconds(pid) for pid in server_processes()}
-        self._last: dict[int, tuple[str, float]] = {}
+        self._procs = procs
+        self._servers_start = {pid: cpu_seconds(pid) for pid in server_processes()}
+        self._servers_last: dict[int, tuple[str, float]] = {}
+        self._samples: list[tuple[float, dict[str, float]]] = []
+        self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._sample()
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
     def _sample(self) -> None:
-        while True:
-            for pid, server in server_processes().items():
-                seconds = cpu_seconds(pid)
-                if seconds:
-                    self._last[pid] = (server, seconds)
-            if self._stop.wait(0.5):
-                return
+        for pid, server in server_processes().items():
+            seconds = cpu_seconds(pid)
+            if seconds:
+                self._servers_last[pid] = (server, seconds)
+        servers = {"postgres": 0.0, "redis": 0.0}
+        for pid, (server, seconds) in self._servers_last.items():
+            servers[server] += seconds - self._servers_start.get(pid, 0.0)
+        row = {
+            "simulator": cpu_seconds(self._procs[0].pid),
+            "workers": sum(cpu_seconds(proc.pid) for proc in self._procs[1:]),
+            "PostgreSQL": servers["postgres"],
+            "Redis": servers["redis"],
+            # The thread CPU of this process is the stand-in reviewers' (and this sampler's).
+            "stand-in reviewers": time.process_time(),
+            "the whole machine": machine_busy_seconds(),
+        }
+        row["all of these"] = sum(row[g] for g in self.GROUPS[:5])
+        with self._lock:
+            self._samples.append((time.time(), row))
 
-    def stop(self) -> dict[str, float]:
+    def _run(self) -> None:
+        while not self._stop.wait(0.5):
+            self._sample()
+
+    def stop(self) -> None:
         self._stop.set()
         self._thread.join()
-        totals = {"postgres": 0.0, "redis": 0.0}
-        for pid, (server, seconds) in self._last.items():
-            totals[server] += seconds - self._start.get(pid, 0.0)
-        return totals
+        self._sample()
+
+    def _at(self, moment: float) -> dict[str, float]:
+        """Each group's cumulative reading at `moment`, interpolated between samples."""
+        with self._lock:
+            samples = list(self._samples)
+        if moment <= samples[0][0]:
+            return samples[0][1]
+        for (t0, r0), (t1, r1) in itertools.pairwise(samples):
+            if t0 <= moment <= t1:
+                share = (moment - t0) / (t1 - t0) if t1 > t0 else 1.0
+                return {g: r0[g] + (r1[g] - r0[g]) * share for g in self.GROUPS}
+        return samples[-1][1]
+
+    def between(self, start: float, end: float) -> dict[str, float]:
+        first, last = self._at(start), self._at(end)
+        return {g: last[g] - first[g] for g in self.GROUPS}
 
 
 def machine_busy_seconds() -> float:
@@ -298,13 +345,10 @@ def run_bench(
             return 1
     started = time.time()
     # CPU time spent from here on, by process: [simulator, *workers], the servers, this one.
-    cpu_before = [cpu_seconds(proc.pid) for proc in procs]
-    servers_cpu = ServerCPU()
-    machine_before = machine_busy_seconds()
-    self_before = time.process_time()
+    cpu = CPUTimeline(procs)
     run = run_start(project=project, stage="all", profile=profile)
     machine_done = {Status.CONSENSUS, Status.PANEL, Status.ERROR, Status.DISCARDED}
-    last_print = 0.0
+    last_print = last_check = 0.0
     while True:
         # The stand-in reviewers: every family that reached first-pass review passes at once.
         waiting = list(
@@ -315,6 +359,14 @@ def run_bench(
         if waiting:
             moved = transition_many(waiting, Status.FIRST_REVIEW, Status.REANSWERING)
             reanswer_enqueue(item_ids=moved)
+        # The bookkeeping (is everything finished?) is the bench's, not the pipeline's: once a
+        # second, so its queries take little of the CPU the run is measured on. The wall time
+        # is read off the calls' own timestamps, so checking less often does not change it.
+        now = time.time()
+        if now - last_check < 1:
+            time.sleep(0.25)
+            continue
+        last_check = now
         counts = dict(
             Item.objects.filter(project=project)
             .values_list("status")
@@ -326,7 +378,6 @@ def run_bench(
         active_jobs = Job.objects.filter(
             run__project=project, state__in=[Job.State.QUEUED, Job.State.RUNNING]
         ).count()
-        now = time.time()
         if now - last_print > 2:
             calls = LLMCall.objects.filter(profile=profile).count()
             print(
@@ -343,10 +394,7 @@ def run_bench(
             return 1
         time.sleep(0.25)
 
-    cpu = [cpu_seconds(proc.pid) - before for proc, before in zip(procs, cpu_before, strict=True)]
-    servers = servers_cpu.stop()
-    machine = machine_busy_seconds() - machine_before
-    reviewers_cpu = time.process_time() - self_before
+    cpu.stop()
     agg = LLMCall.objects.filter(profile=profile).aggregate(
         n=Count("id"), first=Min("created_at"), last=Max("created_at")
     )
@@ -377,27 +425,27 @@ def run_bench(
     print(f"ideal C/L        {ideal:.1f} calls/s")
     print(f"utilisation      {achieved / ideal:.3f}")
     print(f"simulator peak in flight {stats.get('max_in_flight')}")
-    phases(profile, started, ideal)
+    spans = [("whole run", started, agg["last"].timestamp(), agg["n"])]
+    spans += phases(profile, started, ideal)
     print()
-    print("CPU from run start to the end, % of one core and ms per call:")
-    rows = [
-        ("workers", sum(cpu[1:])),
-        ("simulator", cpu[0]),
-        ("PostgreSQL", servers["postgres"]),
-        ("Redis", servers["redis"]),
-        ("stand-in reviewers", reviewers_cpu),
-    ]
-    rows.append(("all of these", sum(seconds for _, seconds in rows)))
-    rows.append(("the whole machine", machine))
-    for name, seconds in rows:
-        print(f"  {name:20s} {seconds / wall * 100:5.0f} %  {seconds / agg['n'] * 1000:6.2f} ms")
+    print("CPU, % of one core and ms per call:")
+    print(f"  {'':20s}" + "".join(f"{label:>22s}" for label, *_ in spans))
+    use = [cpu.between(start, end) for _, start, end, _ in spans]
+    for group in CPUTimeline.GROUPS:
+        cells = ""
+        for used, (_, start, end, n) in zip(use, spans, strict=True):
+            share = used[group] / max(end - start, 1e-9) * 100
+            cells += f"{share:9.0f} % {used[group] / max(n, 1) * 1000:7.2f} ms"
+        print(f"  {group:20s}{cells}")
     return 0
 
 
-def phases(profile, started: float, ideal: float) -> None:
+def phases(profile, started: float, ideal: float) -> list[tuple[str, float, float, int]]:
     """Calls/s while CoTs and expansions are still being made, and after: the first phase is
-    the pipeline's heaviest per call (versions, families, near-duplicate checks)."""
-    from django.db.models import Max
+    the pipeline's heaviest per call (versions, families, near-duplicate checks). Also how
+    long the first call took to go out. Returns the phases as (label, start, end, calls)."""
+    from django.db.models import ExpressionWrapper, F, Max, Min
+    from django.db.models import fields as model_fields
 
     from generation.models import LLMCall, Task
 
@@ -405,20 +453,29 @@ def phases(profile, started: float, ideal: float) -> None:
     last_draft = calls.exclude(task=Task.REANSWER).aggregate(t=Max("created_at"))["t"]
     last = calls.aggregate(t=Max("created_at"))["t"]
     if last_draft is None or last is None:
-        return
-    split = last_draft.timestamp() - started
+        return []
+    sent = ExpressionWrapper(
+        F("created_at") - F("latency_ms") * timedelta(milliseconds=1),
+        output_field=model_fields.DateTimeField(),
+    )
+    first_sent = calls.annotate(sent=sent).aggregate(t=Min("sent"))["t"]
+    print(f"  first call sent {first_sent.timestamp() - started:.2f} s after the run started")
+    split = last_draft.timestamp()
     early = calls.filter(created_at__lte=last_draft).count()
     late = calls.filter(created_at__gt=last_draft).count()
-    tail = last.timestamp() - started - split
+    tail = last.timestamp() - split
     print(
-        f"  until the last CoT/synthesis call ({split:.1f} s): {early} calls, "
-        f"{early / split:.1f} calls/s ({early / split / ideal:.2f} of C/L)"
+        f"  until the last CoT/synthesis call ({split - started:.1f} s): {early} calls, "
+        f"{early / (split - started):.1f} calls/s ({early / (split - started) / ideal:.2f} of C/L)"
     )
+    spans = [("drafting", started, split, early)]
     if tail > 0:
         print(
             f"  re-answering only, after that ({tail:.1f} s): {late} calls, "
             f"{late / tail:.1f} calls/s ({late / tail / ideal:.2f} of C/L)"
         )
+        spans.append(("re-answering only", split, last.timestamp(), late))
+    return spans
 
 
 if __name__ == "__main__":

@@ -34,7 +34,15 @@ from generation.models import (
     Run,
     Stage,
 )
-from medcot.bulk import allocate_ids, insert_dicts, insert_row, insert_statement, is_postgres
+from medcot.bulk import (
+    allocate_ids_many,
+    ids_in,
+    ids_params,
+    insert_dicts_together,
+    insert_row,
+    insert_statement,
+    is_postgres,
+)
 from medcot.lifecycle import StaleStatus, Status, transition, transition_ctes, transition_many
 from medcot.models import OPTION_LABELS, AuthorKind, Event, Item, ItemKind, ItemVersion, Project
 from medcot.services import item_version_create
@@ -113,9 +121,12 @@ def _dispatch(job_ids: list[int]) -> None:
             # queued and unmarked, and the sweep sends them once it is back.
             log.warning("Could not dispatch %d LLM job(s) now: %s", len(job_ids) - start, exc)
             return
-        Job.objects.filter(pk__in=chunk, dispatched_at__isnull=True).update(
-            dispatched_at=timezone.now()
-        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"UPDATE generation_job SET dispatched_at = %s WHERE id {ids_in(chunk)} "  # noqa: S608
+                "AND dispatched_at IS NULL",
+                [connection.ops.adapt_datetimefield_value(timezone.now()), *ids_params(chunk)],
+            )
 
 
 def jobs_dispatch_on_commit(job_ids: list[int]) -> None:
@@ -784,10 +795,63 @@ def cot_apply(
                 "job": ctx.job_id,
             },
         )
-        transition(item, Status.GENERATED, data={"job": ctx.job_id, "llm_call": call_id})
-        _after_generated(ctx, item)
-        job_finish(job_id=ctx.job_id, ctx=ctx)
+        data = {"job": ctx.job_id, "llm_call": call_id}
+        if is_postgres() and ctx.hands_off and ctx.expansion_factor > 1:
+            _cot_conclude(ctx, data)
+        else:
+            transition(item, Status.GENERATED, data=data)
+            _after_generated(ctx, item)
+            job_finish(job_id=ctx.job_id, ctx=ctx)
     return True
+
+
+def _cot_conclude(ctx: JobContext, data: dict) -> None:
+    """For a hands-off run on PostgreSQL, what ends a CoT in one statement: the seed's move
+    to `generated` (its row is locked, so the move happens), its event, its expansion job
+    and the end of this job. The same rows as `transition`, `_after_generated` and
+    `job_finish`."""
+    move_sql, move_params = transition_ctes(
+        item_id=ctx.item_id,
+        project_id=ctx.project_id,
+        from_status=Status.GENERATING,
+        to=Status.GENERATED,
+        data=data,
+    )
+    key = f"{ctx.run_id}:{Job.Kind.EXPAND}:{ctx.item_id}"
+    job_sql, job_params = insert_statement(
+        Job,
+        {
+            "run_id": ctx.run_id,
+            "item_id": ctx.item_id,
+            "kind": Job.Kind.EXPAND,
+            "key": key,
+            "payload": {},
+        },
+        on_conflict_do_nothing=("key",),
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"WITH {move_sql}, j AS ({job_sql}), f AS ({_FINISH_SQL}) "  # noqa: S608 (from code)
+            "SELECT (SELECT id FROM j)",
+            [
+                *move_params,
+                *job_params,
+                Job.State.DONE,
+                "",
+                connection.ops.adapt_datetimefield_value(timezone.now()),
+                ctx.job_id,
+                *ACTIVE_JOB_STATES,
+            ],
+        )
+        (job_id,) = cursor.fetchone()
+    if job_id is None:
+        # It exists already (a redelivered task got here before): queued, it is sent again.
+        job_ids = list(
+            Job.objects.filter(key=key, state=Job.State.QUEUED).values_list("pk", flat=True)
+        )
+    else:
+        job_ids = [job_id]
+    jobs_dispatch_on_commit(job_ids)
 
 
 # -- expansion ------------------------------------------------------------------------------
@@ -825,7 +889,7 @@ _TEXTS_SQL = (
     "SELECT i.id, i.current_version_id, v.stem, "  # noqa: S608 (names from code)
     + ", ".join(f"v.option_{label.lower()}" for label in OPTION_LABELS)
     + " FROM medcot_item i JOIN medcot_itemversion v ON v.id = i.current_version_id "
-    "WHERE i.id IN ({})"
+    "WHERE i.id {}"
 )
 
 
@@ -838,7 +902,7 @@ def _known_keys(item_ids: set[int]) -> dict[int, np.ndarray | tuple[int, str]]:
     ids = sorted(item_ids)
     known: dict[int, np.ndarray | tuple[int, str]] = {}
     with connection.cursor() as cursor:
-        cursor.execute(_TEXTS_SQL.format(", ".join(["%s"] * len(ids))), ids)
+        cursor.execute(_TEXTS_SQL.format(ids_in(ids)), ids_params(ids))
         rows = cursor.fetchall()
     for item_id, version_id, stem, *options in rows:
         cached = dedup.candidate_keys.get((item_id, version_id))
@@ -862,23 +926,21 @@ def _keys_from(known: dict[int, np.ndarray | tuple[int, str]]) -> dict[int, np.n
     return keys
 
 
-def _siblings_insert(items: list[dict], versions: list[dict]) -> list[int]:
-    """Insert new items with their first versions (one version per item, in order) and return
-    the items' ids. On PostgreSQL the ids come from the sequences first, so each item is
-    written with its current version already set (the foreign keys are checked at commit) by
-    COPY, with no model instances; elsewhere the items are inserted, then their versions,
-    then pointed at them."""
+def _siblings_insert(items: list[dict], versions: list[dict]) -> tuple[list[int], list]:
+    """Give new items their first versions (one version per item, in order) and return the
+    items' ids, with what is left to write. On PostgreSQL the ids come from the sequences
+    first, so each item is written with its current version already set (the foreign keys
+    are checked at commit), together with whatever else goes in with them (see
+    `insert_dicts_together`); elsewhere the items are inserted, then their versions, then
+    pointed at them."""
     if is_postgres():
-        item_ids = allocate_ids(Item, len(items))
-        version_ids = allocate_ids(ItemVersion, len(versions))
+        item_ids, version_ids = allocate_ids_many([Item, ItemVersion], len(items))
         for item, version, item_id, version_id in zip(
             items, versions, item_ids, version_ids, strict=True
         ):
             item["id"], item["current_version_id"] = item_id, version_id
             version["id"], version["item_id"] = version_id, item_id
-        insert_dicts(Item, items)
-        insert_dicts(ItemVersion, versions)
-        return item_ids
+        return item_ids, [(Item, items), (ItemVersion, versions)]
     siblings = Item.objects.bulk_create([Item(**item) for item in items])
     rows = ItemVersion.objects.bulk_create(
         [
@@ -889,7 +951,7 @@ def _siblings_insert(items: list[dict], versions: list[dict]) -> list[int]:
     for item, version in zip(siblings, rows, strict=True):
         item.current_version = version
     Item.objects.bulk_update(siblings, ["current_version"])
-    return [item.pk for item in siblings]
+    return [item.pk for item in siblings], []
 
 
 @dataclass
@@ -986,9 +1048,9 @@ def family_store(*, ctx: JobContext, call: CallInfo, plan: FamilyPlan) -> Family
     review and end the job in the same transaction.
 
     A family's siblings, their first versions, their events and their near-duplicate index
-    rows are written with one COPY per table: expansion is the pipeline's heaviest database
-    step. The rows are the ones `item_version_create` would write for a new item (version 1,
-    a `version_created` event)."""
+    rows are written by one statement on PostgreSQL: expansion is the pipeline's heaviest
+    database step. The rows are the ones `item_version_create` would write for a new item
+    (version 1, a `version_created` event)."""
     model = call.record.model
     prompt_version_id = call.prompt_version_id
     with transaction.atomic():
@@ -1010,7 +1072,7 @@ def family_store(*, ctx: JobContext, call: CallInfo, plan: FamilyPlan) -> Family
             external_ids.append(f"{seed['external_id']}~s{n}")
         now = timezone.now()
         reason = "synthesized from the seed's explanation"
-        sibling_ids = _siblings_insert(
+        sibling_ids, writes = _siblings_insert(
             [
                 {
                     "project_id": ctx.project_id,
@@ -1099,15 +1161,12 @@ def family_store(*, ctx: JobContext, call: CallInfo, plan: FamilyPlan) -> Family
                     "created_at": now,
                 }
             )
-        insert_dicts(Event, events)
-        insert_dicts(
-            NearDuplicateBand,
-            [
-                {"project_id": ctx.project_id, "item_id": sibling_id, "band": band, "value": value}
-                for sibling_id, (_q, _g, band_values) in zip(sibling_ids, kept, strict=True)
-                for band, value in enumerate(band_values)
-            ],
-        )
+        bands = [
+            {"project_id": ctx.project_id, "item_id": sibling_id, "band": band, "value": value}
+            for sibling_id, (_q, _g, band_values) in zip(sibling_ids, kept, strict=True)
+            for band, value in enumerate(band_values)
+        ]
+        insert_dicts_together([*writes, (Event, events), (NearDuplicateBand, bands)])
         complete = len(taken) + len(sibling_ids) >= ctx.expansion_factor - 1
         if complete:
             family_ids = [ctx.item_id, *(i for i, _ in family), *sibling_ids]

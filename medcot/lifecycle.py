@@ -123,37 +123,55 @@ def transition(
     now = timezone.now()
     reason_text = reason if to_status in {S.ERROR, S.DISCARDED} else ""
     # No savepoint inside a caller's transaction (two round trips saved on every move): a
-    # stale status writes nothing and is raised after the block, so a caller that expects it
-    # can carry on; a database error aborts the caller's transaction either way. Two plain
-    # statements, no query compilation: the LLM workers move thousands of items a minute.
-    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(
-            _MOVE_SQL,
-            [
-                to_status.value,
-                connection.ops.adapt_datetimefield_value(now),
-                reason_text,
-                item.pk,
-                from_status.value,
-            ],
+    # stale status writes nothing and is raised after the write, so a caller that expects it
+    # can carry on; a database error aborts the caller's transaction either way. No query
+    # compilation, and on PostgreSQL one statement: the LLM workers move thousands of items a
+    # minute.
+    actor_id = actor.pk if actor is not None and actor.is_authenticated else None
+    if connection.vendor == "postgresql":
+        # One statement, atomic on its own: the move and its event, or neither.
+        ctes, params = transition_ctes(
+            item_id=item.pk,
+            project_id=item.project_id,
+            from_status=from_status,
+            to=to_status,
+            actor_id=actor_id,
+            reason=reason,
+            data=data,
+            now=now,
         )
-        changed = cursor.rowcount
-        if changed == 1:
-            insert_row(
-                Event,
-                {
-                    "project_id": item.project_id,
-                    "item_id": item.pk,
-                    "actor_id": actor.pk if actor is not None and actor.is_authenticated else None,
-                    "kind": "transition",
-                    "from_status": from_status.value,
-                    "to_status": to_status.value,
-                    "reason": reason,
-                    "data": data or {},
-                    "created_at": now,
-                },
-                returning=False,
+        with connection.cursor() as cursor:
+            cursor.execute(f"WITH {ctes} SELECT count(*) FROM moved", params)  # noqa: S608 (from code)
+            changed = cursor.fetchone()[0]
+    else:
+        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+            cursor.execute(
+                _MOVE_SQL,
+                [
+                    to_status.value,
+                    connection.ops.adapt_datetimefield_value(now),
+                    reason_text,
+                    item.pk,
+                    from_status.value,
+                ],
             )
+            changed = cursor.rowcount
+            if changed == 1:
+                insert_row(
+                    Event,
+                    {
+                        "project_id": item.project_id,
+                        "item_id": item.pk,
+                        "actor_id": actor_id,
+                        "kind": "transition",
+                        "from_status": from_status.value,
+                        "to_status": to_status.value,
+                        "reason": reason,
+                        "data": data or {},
+                        "created_at": now,
+                    },
+                    returning=False,
+                )
     if changed != 1:
         raise StaleStatus(f"Item {item.pk} is no longer {from_status.label}")
     item.status = to_status
@@ -172,6 +190,7 @@ def transition_ctes(
     reason: str = "",
     data: dict[str, Any] | None = None,
     name: str = "moved",
+    now=None,
 ) -> tuple[str, list]:
     """`transition` as two data-modifying CTEs for PostgreSQL, to be written in one statement
     with other writes: `{name}` (the item's id, if it was still in `from_status` and moved)
@@ -184,7 +203,7 @@ def transition_ctes(
     from_status = Status(from_status)
     to_status = Status(to)
     check_transition(from_status, to_status)
-    now = timezone.now()
+    now = now or timezone.now()
     event_sql, event_params = insert_statement(
         Event,
         {
@@ -226,7 +245,7 @@ def transition_many(
     Items that have already moved elsewhere are left alone, which makes batch starts safe to
     repeat. One UPDATE and one bulk INSERT of events, for runs over tens of thousands of items.
     """
-    from medcot.bulk import insert_dicts
+    from medcot.bulk import ids_in, ids_params, insert_dicts, insert_statement
     from medcot.models import Event
 
     from_status = Status(from_status)
@@ -236,40 +255,53 @@ def transition_many(
     now = timezone.now()
     actor_id = actor.pk if actor is not None and actor.is_authenticated else None
     moved: list[int] = []
+    move_sql = (
+        "UPDATE medcot_item SET status = %s, status_changed_at = %s, status_reason = '' "
+        "WHERE id {} AND status = %s RETURNING id, project_id"
+    )
+    event = {
+        "actor_id": actor_id,
+        "kind": "transition",
+        "from_status": from_status.value,
+        "to_status": to_status.value,
+        "reason": reason,
+        "data": {},
+        "created_at": now,
+    }
     # No savepoint inside a caller's transaction: nothing here is meant to be caught and
     # carried on from, and a database error aborts the caller's transaction either way. The
     # conditional UPDATE … RETURNING locks and moves in one statement (a row another
-    # transaction moves first is re-checked against `status = from` and left out).
+    # transaction moves first is re-checked against `status = from` and left out); on
+    # PostgreSQL the events are written by the same statement.
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
         for start in range(0, len(ids), 5000):
             chunk = ids[start : start + 5000]
-            cursor.execute(
-                "UPDATE medcot_item SET status = %s, status_changed_at = %s, status_reason = '' "  # noqa: S608
-                f"WHERE id IN ({', '.join(['%s'] * len(chunk))}) AND status = %s "
-                "RETURNING id, project_id",
-                [
-                    to_status.value,
-                    connection.ops.adapt_datetimefield_value(now),
-                    *chunk,
-                    from_status.value,
-                ],
-            )
+            params = [
+                to_status.value,
+                connection.ops.adapt_datetimefield_value(now),
+                *ids_params(chunk),
+                from_status.value,
+            ]
+            if connection.vendor == "postgresql":
+                event_sql, event_params = insert_statement(
+                    Event,
+                    event,
+                    source="moved",
+                    refs={"item_id": "moved.id", "project_id": "moved.project_id"},
+                    returning=False,
+                )
+                cursor.execute(
+                    f"WITH moved AS ({move_sql.format(ids_in(chunk))}), "  # noqa: S608 (from code)
+                    f"moved_event AS ({event_sql}) SELECT id FROM moved ORDER BY id",
+                    [*params, *event_params],
+                )
+                moved.extend(pk for (pk,) in cursor.fetchall())
+                continue
+            cursor.execute(move_sql.format(ids_in(chunk)), params)
             rows = sorted(cursor.fetchall())
             insert_dicts(
                 Event,
-                [
-                    {
-                        "project_id": project_id,
-                        "item_id": pk,
-                        "actor_id": actor_id,
-                        "kind": "transition",
-                        "from_status": from_status.value,
-                        "to_status": to_status.value,
-                        "reason": reason,
-                        "created_at": now,
-                    }
-                    for pk, project_id in rows
-                ],
+                [{**event, "project_id": project_id, "item_id": pk} for pk, project_id in rows],
             )
             moved.extend(pk for pk, _ in rows)
     return moved

@@ -6,7 +6,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
-from medcot.bulk import insert_row
+from medcot.bulk import insert_row, insert_statement
 from medcot.models import OPTION_LABELS, Event, Item, ItemVersion, Project, RevisionStatus
 
 
@@ -55,8 +55,9 @@ def item_version_create(
 
     `marks_modified` records that a person (or a guided regeneration) changed the item after
     its first draft, which the release reports as "modified". Locks the item row so two edits
-    cannot both become version N+1. Four plain statements (the locking read, the version, the
-    item's pointer, the event): the LLM workers create a version for every seed they draft.
+    cannot both become version N+1. Plain statements, no query compilation, and on PostgreSQL
+    two of them (the locking read; the version, the item's pointer and the event): the LLM
+    workers create a version for every seed they draft.
     """
     author = author if author is not None and author.is_authenticated else None
     lock = " FOR NO KEY UPDATE OF i" if connection.features.has_select_for_update_of else ""
@@ -90,33 +91,41 @@ def item_version_create(
             **{f"option_{label.lower()}": new_options.get(label, "") for label in OPTION_LABELS},
         }
         version = ItemVersion(**values)
-        version.pk = insert_row(ItemVersion, values)
+        pointer = "current_version_id = {}"
+        pointer_params: list = []
+        if marks_modified:
+            pointer += ", revision_status = %s"
+            pointer_params = [RevisionStatus.MODIFIED.value]
+        event = {
+            "project_id": project_id,
+            "item_id": item.pk,
+            "actor_id": values["author_id"],
+            "kind": "version_created",
+            "reason": reason,
+            "data": {"number": version.number, "author_kind": author_kind},
+            "created_at": values["created_at"],
+        }
+        if connection.vendor == "postgresql":
+            # The version, the item's pointer and the event in one statement.
+            version_sql, version_params = insert_statement(ItemVersion, values)
+            event_sql, event_params = insert_statement(Event, event, returning=False)
+            cursor.execute(
+                f"WITH v AS ({version_sql}), "  # noqa: S608 (names and placeholders from code)
+                f"p AS (UPDATE medcot_item SET {pointer.format('(SELECT id FROM v)')} "
+                "WHERE id = %s), "
+                f"e AS ({event_sql}) SELECT id FROM v",
+                [*version_params, *pointer_params, item.pk, *event_params],
+            )
+            version.pk = cursor.fetchone()[0]
+        else:
+            version.pk = insert_row(ItemVersion, values)
+            cursor.execute(
+                f"UPDATE medcot_item SET {pointer.format('%s')} WHERE id = %s",  # noqa: S608
+                [version.pk, *pointer_params, item.pk],
+            )
+            insert_row(Event, event, returning=False)
         version._state.adding = False
         version._state.db = connection.alias
-        if marks_modified:
-            cursor.execute(
-                "UPDATE medcot_item SET current_version_id = %s, revision_status = %s "
-                "WHERE id = %s",
-                [version.pk, RevisionStatus.MODIFIED.value, item.pk],
-            )
-        else:
-            cursor.execute(
-                "UPDATE medcot_item SET current_version_id = %s WHERE id = %s",
-                [version.pk, item.pk],
-            )
-        insert_row(
-            Event,
-            {
-                "project_id": project_id,
-                "item_id": item.pk,
-                "actor_id": values["author_id"],
-                "kind": "version_created",
-                "reason": reason,
-                "data": {"number": version.number, "author_kind": author_kind},
-                "created_at": values["created_at"],
-            },
-            returning=False,
-        )
     item.current_version = version
     if marks_modified:
         item.revision_status = RevisionStatus.MODIFIED

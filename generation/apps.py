@@ -34,7 +34,7 @@ def _worker_init(sender=None, **kwargs) -> None:
 
 def _worker_ready(sender=None, **kwargs) -> None:
     """A worker starting (often after one died) first sends again any job whose dispatch was
-    lost, instead of waiting for the next beat."""
+    lost, or whose message died with a worker, instead of waiting for the next beat."""
     import logging
 
     from django.db import connections
@@ -42,7 +42,7 @@ def _worker_ready(sender=None, **kwargs) -> None:
     from generation.services import jobs_redispatch_lost
 
     try:
-        jobs_redispatch_lost()
+        jobs_redispatch_lost(broker_check=True)
     except Exception:  # the database may not be up yet; beat sweeps again soon
         logging.getLogger(__name__).exception("Start-up sweep for lost LLM job dispatches failed")
     finally:

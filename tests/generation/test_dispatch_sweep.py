@@ -1,6 +1,7 @@
 """A job committed by a process that died before sending its message is sent again by the
 sweep (beat, and every worker at start-up); a job whose message went out is left alone."""
 
+import json
 import threading
 import time
 from datetime import timedelta
@@ -222,3 +223,69 @@ def test_a_message_redelivered_while_its_run_is_paused_gives_the_job_back(
         services.run_resume(run=run)
     seed.refresh_from_db()
     assert seed.status == Status.GENERATED
+
+
+@pytest.fixture
+def redis_broker(settings):
+    """Celery publishing to the test Redis for real (no worker consumes): what the broker
+    holds can be looked at and tampered with."""
+    import redis
+
+    from tests.conftest import redis_url
+
+    client = redis.Redis.from_url(redis_url())
+    client.flushdb()
+    conf = celery_app.conf
+    saved = (conf.broker_url, conf.task_always_eager)
+    settings.CELERY_BROKER_URL = redis_url()
+    conf.broker_url, conf.task_always_eager = redis_url(), False
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    yield client
+    conf.broker_url, conf.task_always_eager = saved
+    celery_app._pool = None
+    celery_app.amqp._producer_pool = None
+    client.flushdb()
+
+
+def _queued_job_ids(client) -> list[int]:
+    return sorted(
+        services._message_job_id(json.loads(raw))
+        for raw in client.lrange(services.LLM_QUEUE, 0, -1)
+    )
+
+
+@pytest.mark.services
+def test_a_message_lost_with_a_worker_is_sent_again(
+    sim_profile, project, redis_broker, django_capture_on_commit_callbacks
+):
+    for _ in range(3):
+        ItemFactory(project=project)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.run_start(project=project, stage="cot")
+    jobs = list(Job.objects.filter(run=run).order_by("id").values_list("pk", flat=True))
+    assert _queued_job_ids(redis_broker) == jobs
+    assert services.jobs_redispatch_lost(grace_seconds=0, broker_check=True) == 0
+
+    # A worker takes a message off the queue and is killed before recording it as delivered.
+    lost = services._message_job_id(json.loads(redis_broker.rpop(services.LLM_QUEUE)))
+    # Another one's message was delivered and is waiting for its acknowledgement: still held.
+    delivered = redis_broker.rpop(services.LLM_QUEUE)
+    redis_broker.hset("unacked", "tag-1", json.dumps([json.loads(delivered), "", "llm"]))
+    _age(Job.objects.filter(run=run))
+    Job.objects.filter(run=run).update(dispatched_at=timezone.now() - timedelta(seconds=120))
+
+    with django_capture_on_commit_callbacks(execute=True):
+        # The beat's sweep notices that the broker holds fewer messages than there are jobs.
+        assert services.jobs_redispatch_lost(grace_seconds=30) == 1
+    waiting = _queued_job_ids(redis_broker)
+    assert lost in waiting and len(waiting) == 2
+    assert Job.objects.get(pk=lost).dispatched_at > timezone.now() - timedelta(seconds=30)
+    # Sent once: the next sweep finds every job's message.
+    assert services.jobs_redispatch_lost(grace_seconds=30, broker_check=True) == 0
+
+
+def test_the_broker_is_not_read_when_tasks_run_in_the_process(sim_profile, project):
+    ItemFactory(project=project)
+    jobs = Job.objects.all()
+    assert services._jobs_without_message(jobs, force=True, limit=10) == []

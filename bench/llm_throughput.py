@@ -176,7 +176,7 @@ def parse_args() -> argparse.Namespace:
         default=0,
         help="threads per worker (default: enough for 1.5×C in total)",
     )
-    p.add_argument("--db-threads", type=int, default=4, help="database threads per worker")
+    p.add_argument("--db-threads", type=int, default=8, help="database threads per worker")
     p.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
     p.add_argument("--db", default=f"medcot_gen_bench_{os.getpid()}", help="(default: one per run)")
     p.add_argument("--redis", default="redis://127.0.0.1:6379/3")

@@ -68,7 +68,13 @@ def in_db(fn: Callable[..., T], /, *args, **kwargs) -> T:
     return executor.submit(_run, fn, args, kwargs).result()
 
 
+# Enough that a drafting burst (CoTs and expansions, the heaviest steps) does not queue behind
+# the database threads: with 4 a step waited ~200 ms for a thread and the threads were the
+# bottleneck of a run's first phase; 8 per worker are still few connections.
+DEFAULT_THREADS = 8
+
+
 def threads_from_env() -> int:
-    """MEDCOT_DB_THREADS overrides the default of 4 threads for a threaded worker."""
+    """MEDCOT_DB_THREADS overrides the default of 8 threads for a threaded worker."""
     value = os.getenv("MEDCOT_DB_THREADS", "")
-    return int(value) if value.strip() else 4
+    return int(value) if value.strip() else DEFAULT_THREADS

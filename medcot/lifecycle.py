@@ -101,6 +101,18 @@ _MOVE_SQL = (
 )
 
 
+def _event_values(project_id, actor_id, from_status: Status, to_status: Status, reason: str):
+    """The fields of a move's `transition` event that do not depend on how it is written."""
+    return {
+        "project_id": project_id,
+        "actor_id": actor_id,
+        "kind": "transition",
+        "from_status": from_status.value,
+        "to_status": to_status.value,
+        "reason": reason,
+    }
+
+
 def transition(
     item: Item,
     to: Status | str,
@@ -157,19 +169,10 @@ def transition(
             )
             changed = cursor.rowcount
             if changed == 1:
+                event = _event_values(item.project_id, actor_id, from_status, to_status, reason)
                 insert_row(
                     Event,
-                    {
-                        "project_id": item.project_id,
-                        "item_id": item.pk,
-                        "actor_id": actor_id,
-                        "kind": "transition",
-                        "from_status": from_status.value,
-                        "to_status": to_status.value,
-                        "reason": reason,
-                        "data": data or {},
-                        "created_at": now,
-                    },
+                    {**event, "item_id": item.pk, "data": data or {}, "created_at": now},
                     returning=False,
                 )
     if changed != 1:
@@ -207,12 +210,7 @@ def transition_ctes(
     event_sql, event_params = insert_statement(
         Event,
         {
-            "project_id": project_id,
-            "actor_id": actor_id,
-            "kind": "transition",
-            "from_status": from_status.value,
-            "to_status": to_status.value,
-            "reason": reason,
+            **_event_values(project_id, actor_id, from_status, to_status, reason),
             "data": data or {},
             "created_at": now,
         },

@@ -170,6 +170,7 @@ def jobs_redispatch_lost(
             "Re-dispatching %d queued job(s) whose message the broker no longer holds",
             len(silent),
         )
+        # Unmarked first: if the broker is unreachable now, the sweep above sends them later.
         Job.objects.filter(pk__in=silent, state=Job.State.QUEUED).update(dispatched_at=None)
         _dispatch(silent)
     return len(ids) + len(silent)
@@ -593,22 +594,19 @@ _FINISH_SQL = (
 )
 
 
+def _finish_params(job_id: int, state: str = Job.State.DONE, error: str = "") -> list:
+    """The parameters of `_FINISH_SQL`."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    return [state, error, now, job_id, *ACTIVE_JOB_STATES]
+
+
 def job_finish(
     *, job_id: int, state: str = Job.State.DONE, error: str = "", ctx: JobContext | None = None
 ) -> None:
     """Mark a claimed or queued job finished (a conditional UPDATE: finishing twice is a
     no-op) and close its run when that was the last job of a run that is not hands-off."""
     with connection.cursor() as cursor:
-        cursor.execute(
-            _FINISH_SQL,
-            [
-                state,
-                error,
-                connection.ops.adapt_datetimefield_value(timezone.now()),
-                job_id,
-                *ACTIVE_JOB_STATES,
-            ],
-        )
+        cursor.execute(_FINISH_SQL, _finish_params(job_id, state, error))
         changed = cursor.rowcount
     if not changed or (ctx is not None and ctx.hands_off):
         return
@@ -799,18 +797,32 @@ def _status_locked(item_id: int) -> str:
     return row[0] if row else ""
 
 
-def _job_add(run_id: int, kind: str, item_id: int) -> list[int]:
-    """`_jobs_add` for one job, in one statement when the job is new."""
+def _job_insert(run_id: int, kind: str, item_id: int) -> tuple[str, str, list]:
+    """One job's key and its INSERT (returning the id, or nothing when the key exists)."""
     key = f"{run_id}:{kind}:{item_id}"
-    job_id = insert_row(
+    sql, params = insert_statement(
         Job,
         {"run_id": run_id, "item_id": item_id, "kind": kind, "key": key, "payload": {}},
         on_conflict_do_nothing=("key",),
     )
-    if job_id is not None:
-        return [job_id]
-    # It exists already (a redelivered task got here before): queued, it is sent again.
+    return key, sql, params
+
+
+def _job_ids_to_send(key: str, inserted_id: int | None) -> list[int]:
+    """The job to dispatch after `_job_insert`: the new one, or, when it existed already (a
+    redelivered task got here before), that one if still queued."""
+    if inserted_id is not None:
+        return [inserted_id]
     return list(Job.objects.filter(key=key, state=Job.State.QUEUED).values_list("pk", flat=True))
+
+
+def _job_add(run_id: int, kind: str, item_id: int) -> list[int]:
+    """`_jobs_add` for one job, in one statement when the job is new."""
+    key, sql, params = _job_insert(run_id, kind, item_id)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return _job_ids_to_send(key, row[0] if row else None)
 
 
 def _after_generated(ctx: JobContext, item: Item) -> None:
@@ -879,41 +891,15 @@ def _cot_conclude(ctx: JobContext, data: dict) -> None:
         to=Status.GENERATED,
         data=data,
     )
-    key = f"{ctx.run_id}:{Job.Kind.EXPAND}:{ctx.item_id}"
-    job_sql, job_params = insert_statement(
-        Job,
-        {
-            "run_id": ctx.run_id,
-            "item_id": ctx.item_id,
-            "kind": Job.Kind.EXPAND,
-            "key": key,
-            "payload": {},
-        },
-        on_conflict_do_nothing=("key",),
-    )
+    key, job_sql, job_params = _job_insert(ctx.run_id, Job.Kind.EXPAND, ctx.item_id)
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH {move_sql}, j AS ({job_sql}), f AS ({_FINISH_SQL}) "  # noqa: S608 (from code)
             "SELECT (SELECT id FROM j)",
-            [
-                *move_params,
-                *job_params,
-                Job.State.DONE,
-                "",
-                connection.ops.adapt_datetimefield_value(timezone.now()),
-                ctx.job_id,
-                *ACTIVE_JOB_STATES,
-            ],
+            [*move_params, *job_params, *_finish_params(ctx.job_id)],
         )
         (job_id,) = cursor.fetchone()
-    if job_id is None:
-        # It exists already (a redelivered task got here before): queued, it is sent again.
-        job_ids = list(
-            Job.objects.filter(key=key, state=Job.State.QUEUED).values_list("pk", flat=True)
-        )
-    else:
-        job_ids = [job_id]
-    jobs_dispatch_on_commit(job_ids)
+    jobs_dispatch_on_commit(_job_ids_to_send(key, job_id))
 
 
 # -- expansion ------------------------------------------------------------------------------
@@ -1359,14 +1345,7 @@ def reanswer_conclude(*, ctx: JobContext, to: str, reason: str, data: dict) -> N
     with connection.cursor() as cursor:
         cursor.execute(
             f"WITH {move_sql}, f AS ({_FINISH_SQL} RETURNING 1) SELECT count(*) FROM f",  # noqa: S608
-            [
-                *move_params,
-                Job.State.DONE,
-                "",
-                connection.ops.adapt_datetimefield_value(timezone.now()),
-                ctx.job_id,
-                *ACTIVE_JOB_STATES,
-            ],
+            [*move_params, *_finish_params(ctx.job_id)],
         )
         (finished,) = cursor.fetchone()
     if finished and not ctx.hands_off:

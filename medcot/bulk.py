@@ -142,17 +142,34 @@ def insert_dicts(model: type[models.Model], rows: Sequence[dict]) -> None:
     or none at all: on PostgreSQL one INSERT of a JSON array for a few rows and COPY for many,
     bulk_create elsewhere. No model instances are built on PostgreSQL, which is most of the
     cost of writing a family of ten."""
-    if not rows:
+    insert_dicts_together([(model, rows)])
+
+
+def insert_dicts_together(batches: Sequence[tuple[type[models.Model], Sequence[dict]]]) -> None:
+    """`insert_dicts` for rows of several tables; on PostgreSQL, when they are few, in one
+    statement (a data-modifying CTE per table; the foreign keys between them are checked at
+    commit), so a family of ten and all that goes with it costs one round trip."""
+    now = timezone.now()
+    batches = [(model, _complete(model, rows, now)) for model, rows in batches if rows]
+    if not batches:
         return
-    complete = _complete(model, rows, timezone.now())
     if not is_postgres():
-        model.objects.bulk_create([model(**row) for row in complete])
-    elif len(complete) > JSON_INSERT_MAX_ROWS:
-        copy_rows(model, complete)
-    else:
-        with connection.cursor() as cursor:
-            sql, payload = _json_insert(model, complete)
-            cursor.execute(sql, [payload])
+        for model, complete in batches:
+            model.objects.bulk_create([model(**row) for row in complete])
+        return
+    if sum(len(complete) for _, complete in batches) > JSON_INSERT_MAX_ROWS:
+        for model, complete in batches:
+            copy_rows(model, complete)
+        return
+    statements, params = [], []
+    for model, complete in batches:
+        sql, payload = _json_insert(model, complete)
+        statements.append(sql)
+        params.append(payload)
+    *first, last = statements
+    ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(first))
+    with connection.cursor() as cursor:
+        cursor.execute(f"WITH {ctes} {last}" if ctes else last, params)
 
 
 def _json_insert(model: type[models.Model], complete: Sequence[dict]) -> tuple[str, str]:
@@ -164,29 +181,6 @@ def _json_insert(model: type[models.Model], complete: Sequence[dict]) -> tuple[s
         default=_json_value,
     )
     return _json_insert_statement(model, names), payload
-
-
-def insert_dicts_together(batches: Sequence[tuple[type[models.Model], Sequence[dict]]]) -> None:
-    """`insert_dicts` for rows of several tables; on PostgreSQL, when they are few, in one
-    statement (a data-modifying CTE per table; the foreign keys between them are checked at
-    commit), so a family of ten and all that goes with it costs one round trip."""
-    batches = [(model, rows) for model, rows in batches if rows]
-    if not batches:
-        return
-    if not is_postgres() or sum(len(rows) for _, rows in batches) > JSON_INSERT_MAX_ROWS:
-        for model, rows in batches:
-            insert_dicts(model, rows)
-        return
-    statements, params = [], []
-    now = timezone.now()
-    for model, rows in batches:
-        sql, payload = _json_insert(model, _complete(model, rows, now))
-        statements.append(sql)
-        params.append(payload)
-    *first, last = statements
-    ctes = ", ".join(f"w{n} AS ({sql})" for n, sql in enumerate(first))
-    with connection.cursor() as cursor:
-        cursor.execute(f"WITH {ctes} {last}" if ctes else last, params)
 
 
 def insert_objects(model: type[models.Model], objs: Sequence[models.Model]) -> None:

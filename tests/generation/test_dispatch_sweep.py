@@ -106,7 +106,7 @@ def test_an_unreachable_broker_leaves_the_run_started_and_the_sweep_catches_up(
         raise OperationalError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
 
     with monkeypatch.context() as patch:
-        patch.setattr(tasks.job_execute_task, "delay", broker_down)
+        patch.setattr(tasks.job_execute_task, "apply_async", broker_down)
         with django_capture_on_commit_callbacks(execute=True):
             run = services.run_start(project=project, stage="cot")
     job = Job.objects.get(run=run)
@@ -283,6 +283,57 @@ def test_a_message_lost_with_a_worker_is_sent_again(
     assert Job.objects.get(pk=lost).dispatched_at > timezone.now() - timedelta(seconds=30)
     # Sent once: the next sweep finds every job's message.
     assert services.jobs_redispatch_lost(grace_seconds=30, broker_check=True) == 0
+
+
+@pytest.mark.services
+def test_a_chunk_of_messages_goes_to_redis_in_one_pipeline(
+    sim_profile, project, redis_broker, django_capture_on_commit_callbacks, monkeypatch
+):
+    from redis.client import Pipeline
+
+    for _ in range(5):
+        ItemFactory(project=project)
+    executed = []
+    real_execute = Pipeline.execute
+    monkeypatch.setattr(
+        Pipeline,
+        "execute",
+        lambda self, *a, **kw: executed.append(len(self)) or real_execute(self, *a, **kw),
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.run_start(project=project, stage="cot")
+    jobs = list(Job.objects.filter(run=run).order_by("id").values_list("pk", flat=True))
+    assert executed == [5]
+    assert _queued_job_ids(redis_broker) == jobs
+    assert not Job.objects.filter(run=run, dispatched_at__isnull=True).exists()
+
+
+@pytest.mark.services
+def test_a_failed_pipeline_leaves_its_jobs_to_the_sweep(
+    sim_profile, project, redis_broker, django_capture_on_commit_callbacks, monkeypatch
+):
+    import redis
+    from redis.client import Pipeline
+
+    for _ in range(3):
+        ItemFactory(project=project)
+
+    def connection_lost(self, *args, **kwargs):
+        raise redis.ConnectionError("Connection reset by peer")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Pipeline, "execute", connection_lost)
+        with django_capture_on_commit_callbacks(execute=True):
+            run = services.run_start(project=project, stage="cot")
+    assert run.state == Run.State.RUNNING
+    assert _queued_job_ids(redis_broker) == []
+    jobs = Job.objects.filter(run=run)
+    assert jobs.count() == 3 and not jobs.exclude(dispatched_at=None).exists()
+
+    _age(jobs)
+    with django_capture_on_commit_callbacks(execute=True):
+        assert services.jobs_redispatch_lost() == 3
+    assert _queued_job_ids(redis_broker) == sorted(jobs.values_list("pk", flat=True))
 
 
 def test_the_broker_is_not_read_when_tasks_run_in_the_process(sim_profile, project):

@@ -208,3 +208,21 @@ def browser():
         yield chromium
         chromium.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_pyfunc_call(pyfuncitem):
+    """A browser test's database connections are closed as soon as it returns. Seen in
+    tests/generation/test_browser_runs.py: the test's own ORM calls ran on a connection other
+    than the one the database fixtures set up and flushed with, and nothing closed it, so at
+    the session's end dropping the test database warned that another session was using it.
+    A connection inside a test's transaction (a non-transactional test) is left alone."""
+    try:
+        return (yield)
+    finally:
+        if "browser" in pyfuncitem.fixturenames:
+            from django.db import connections
+
+            for conn in connections.all(initialized_only=True):
+                if not conn.in_atomic_block:
+                    conn.close()

@@ -23,6 +23,15 @@ def _worker_pids(schedule: Path) -> set[int]:
     return {int(pid) for pid in found.stdout.split()}
 
 
+def _at_least(n: int, pids: set[int]) -> set[int] | None:
+    return pids if len(pids) >= n else None
+
+
+def _parent(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
 def _wait(condition, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -63,14 +72,27 @@ def test_it_starts_everything_and_restarts_a_worker_that_died(tmp_path):
         stderr=subprocess.STDOUT,
     )
     schedule = var / "celerybeat-schedule"
+
+    def log_text() -> str:
+        return (tmp_path / "runlocal.log").read_text()
+
     try:
         _wait(lambda: _serves(f"http://127.0.0.1:{port}/"), 60, "the web server")
         _wait(lambda: _serves(f"http://127.0.0.1:{sim_port}/health"), 30, "the simulator")
-        first = _wait(lambda: _worker_pids(schedule), 30, "the worker")
-        for pid in first:
-            os.kill(pid, signal.SIGKILL)
-        second = _wait(lambda: _worker_pids(schedule) - first, 30, "a new worker")
-        assert second and proc.poll() is None
+        # The worker and the beat it runs in a process of its own (same command line).
+        first = _wait(lambda: _at_least(2, _worker_pids(schedule)), 30, "the worker and its beat")
+        worker = next(pid for pid in first if _parent(pid) == proc.pid)
+        os.kill(worker, signal.SIGKILL)  # as the kernel's OOM killer would: that process only
+        _wait(lambda: "restarting worker (1 of 5)" in log_text(), 30, "the restart")
+        # The killed worker's beat is gone with it, and the new worker has its own.
+        second = _wait(
+            lambda: (
+                _at_least(2, _worker_pids(schedule)) if not first & _worker_pids(schedule) else None
+            ),
+            30,
+            "a new worker and beat, and none of the old",
+        )
+        assert len(second) == 2 and proc.poll() is None
         assert _serves(f"http://127.0.0.1:{port}/")
     finally:
         proc.send_signal(signal.SIGTERM)

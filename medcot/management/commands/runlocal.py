@@ -1,6 +1,8 @@
 """Run MedCoT on one machine: the web server, a real Celery worker, and — when no LLM is
 configured — the simulated OpenAI-compatible server. Ctrl-C stops all of them."""
 
+import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -13,6 +15,19 @@ from django.core.management.base import BaseCommand
 
 # How many times a crashed worker or simulator is started again before runlocal gives up.
 MAX_RESTARTS = 5
+
+
+def _spawn(argv: list[str]) -> subprocess.Popen:
+    """A child in a process group of its own, so that what it leaves behind can be found."""
+    return subprocess.Popen(argv, process_group=0)  # noqa: S603 — our own commands
+
+
+def _kill_leftovers(proc: subprocess.Popen) -> None:
+    """Kill what is left of a child's process group once the child itself is gone. The worker
+    runs beat (`--beat`) in a process of its own: a worker killed with SIGKILL leaves that
+    beat running, and the restarted worker would start a second one beside it."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
 
 
 class Command(BaseCommand):
@@ -32,7 +47,7 @@ class Command(BaseCommand):
         def start(name: str, argv: list[str]) -> None:
             self.stdout.write(f"starting {name}: {' '.join(argv[1:])}")
             commands[name] = argv
-            children.append((name, subprocess.Popen(argv)))  # noqa: S603 — our own commands
+            children.append((name, _spawn(argv)))
 
         if not settings.MEDCOT_LLM_BASE_URL and "llmsim" in get_commands():
             sim = urlparse(settings.MEDCOT_SIMULATOR_URL)
@@ -88,8 +103,10 @@ class Command(BaseCommand):
             nonlocal stopping
             stopping = True
 
-        signal.signal(signal.SIGINT, stop)
-        signal.signal(signal.SIGTERM, stop)
+        # The children have process groups of their own, so a Ctrl-C or a closed terminal
+        # reaches only this process, which stops them all.
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, stop)
         restarts = 0
         try:
             while not stopping:
@@ -97,6 +114,7 @@ class Command(BaseCommand):
                     if proc.poll() is None or stopping:
                         continue
                     self.stderr.write(self.style.ERROR(f"{name} exited ({proc.returncode})"))
+                    _kill_leftovers(proc)
                     # A supervisor's job, as docker-compose's restart policy does in production:
                     # the worker and the simulator come back (their work is idempotent); the web
                     # server exiting, or restarts without end, stop everything.
@@ -105,7 +123,7 @@ class Command(BaseCommand):
                         continue
                     restarts += 1
                     self.stderr.write(f"restarting {name} ({restarts} of {MAX_RESTARTS})")
-                    children[index] = (name, subprocess.Popen(commands[name]))  # noqa: S603
+                    children[index] = (name, _spawn(commands[name]))
                 time.sleep(0.5)
         finally:
             for _name, proc in children:
@@ -117,3 +135,5 @@ class Command(BaseCommand):
                     proc.wait(timeout=max(0.1, deadline - time.monotonic()))
                 except subprocess.TimeoutExpired:
                     proc.kill()
+                    proc.wait()
+                _kill_leftovers(proc)

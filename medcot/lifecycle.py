@@ -101,10 +101,10 @@ _MOVE_SQL = (
 )
 
 
-def _event_values(project_id, actor_id, from_status: Status, to_status: Status, reason: str):
-    """The fields of a move's `transition` event that do not depend on how it is written."""
+def _event_values(actor_id, from_status: Status, to_status: Status, reason: str) -> dict:
+    """The fields of a move's `transition` event that do not depend on the item or on how it
+    is written."""
     return {
-        "project_id": project_id,
         "actor_id": actor_id,
         "kind": "transition",
         "from_status": from_status.value,
@@ -169,10 +169,16 @@ def transition(
             )
             changed = cursor.rowcount
             if changed == 1:
-                event = _event_values(item.project_id, actor_id, from_status, to_status, reason)
+                event = _event_values(actor_id, from_status, to_status, reason)
                 insert_row(
                     Event,
-                    {**event, "item_id": item.pk, "data": data or {}, "created_at": now},
+                    {
+                        **event,
+                        "project_id": item.project_id,
+                        "item_id": item.pk,
+                        "data": data or {},
+                        "created_at": now,
+                    },
                     returning=False,
                 )
     if changed != 1:
@@ -210,7 +216,8 @@ def transition_ctes(
     event_sql, event_params = insert_statement(
         Event,
         {
-            **_event_values(project_id, actor_id, from_status, to_status, reason),
+            **_event_values(actor_id, from_status, to_status, reason),
+            "project_id": project_id,
             "data": data or {},
             "created_at": now,
         },
@@ -258,11 +265,7 @@ def transition_many(
         "WHERE id {} AND status = %s RETURNING id, project_id"
     )
     event = {
-        "actor_id": actor_id,
-        "kind": "transition",
-        "from_status": from_status.value,
-        "to_status": to_status.value,
-        "reason": reason,
+        **_event_values(actor_id, from_status, to_status, reason),
         "data": {},
         "created_at": now,
     }

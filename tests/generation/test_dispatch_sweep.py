@@ -256,15 +256,25 @@ def _queued_job_ids(client) -> list[int]:
     )
 
 
+def _cot_run(project, django_capture_on_commit_callbacks, seeds: int) -> tuple[Run, list[int]]:
+    """A CoT run started over `seeds` new seeds, its messages sent: the run and its jobs."""
+    for _ in range(seeds):
+        ItemFactory(project=project)
+    with django_capture_on_commit_callbacks(execute=True):
+        run = services.run_start(project=project, stage="cot")
+    return run, list(Job.objects.filter(run=run).order_by("id").values_list("pk", flat=True))
+
+
+needs_publish_batch = pytest.mark.skipif(
+    not hasattr(Producer, "batch"), reason="kombu before 5.7 has no publish batch"
+)
+
+
 @pytest.mark.services
 def test_a_message_lost_with_a_worker_is_sent_again(
     sim_profile, project, redis_broker, django_capture_on_commit_callbacks
 ):
-    for _ in range(3):
-        ItemFactory(project=project)
-    with django_capture_on_commit_callbacks(execute=True):
-        run = services.run_start(project=project, stage="cot")
-    jobs = list(Job.objects.filter(run=run).order_by("id").values_list("pk", flat=True))
+    run, jobs = _cot_run(project, django_capture_on_commit_callbacks, seeds=3)
     assert _queued_job_ids(redis_broker) == jobs
     assert services.jobs_redispatch_lost(grace_seconds=0, broker_check=True) == 0
 
@@ -287,14 +297,12 @@ def test_a_message_lost_with_a_worker_is_sent_again(
 
 
 @pytest.mark.services
-@pytest.mark.skipif(not hasattr(Producer, "batch"), reason="kombu before 5.7 has no publish batch")
+@needs_publish_batch
 def test_a_chunk_of_messages_goes_to_redis_in_one_pipeline(
     sim_profile, project, redis_broker, django_capture_on_commit_callbacks, monkeypatch
 ):
     from redis.client import Pipeline
 
-    for _ in range(5):
-        ItemFactory(project=project)
     executed = []
     real_execute = Pipeline.execute
     monkeypatch.setattr(
@@ -302,32 +310,26 @@ def test_a_chunk_of_messages_goes_to_redis_in_one_pipeline(
         "execute",
         lambda self, *a, **kw: executed.append(len(self)) or real_execute(self, *a, **kw),
     )
-    with django_capture_on_commit_callbacks(execute=True):
-        run = services.run_start(project=project, stage="cot")
-    jobs = list(Job.objects.filter(run=run).order_by("id").values_list("pk", flat=True))
+    run, jobs = _cot_run(project, django_capture_on_commit_callbacks, seeds=5)
     assert executed == [5]
     assert _queued_job_ids(redis_broker) == jobs
     assert not Job.objects.filter(run=run, dispatched_at__isnull=True).exists()
 
 
 @pytest.mark.services
-@pytest.mark.skipif(not hasattr(Producer, "batch"), reason="kombu before 5.7 has no publish batch")
+@needs_publish_batch
 def test_a_failed_pipeline_leaves_its_jobs_to_the_sweep(
     sim_profile, project, redis_broker, django_capture_on_commit_callbacks, monkeypatch
 ):
     import redis
     from redis.client import Pipeline
 
-    for _ in range(3):
-        ItemFactory(project=project)
-
     def connection_lost(self, *args, **kwargs):
         raise redis.ConnectionError("Connection reset by peer")
 
     with monkeypatch.context() as patch:
         patch.setattr(Pipeline, "execute", connection_lost)
-        with django_capture_on_commit_callbacks(execute=True):
-            run = services.run_start(project=project, stage="cot")
+        run, _jobs = _cot_run(project, django_capture_on_commit_callbacks, seeds=3)
     assert run.state == Run.State.RUNNING
     assert _queued_job_ids(redis_broker) == []
     jobs = Job.objects.filter(run=run)

@@ -143,7 +143,7 @@ class SeedRecord:
             "specialty": self.specialty,
             "cognitive_level": self.cognitive_level,
             "difficulty": self.difficulty,
-            "language": self.language,
+            "language": str(self.language),
             "source": self.source,
             "cot": self.cot,
         }

@@ -109,6 +109,19 @@ def import_batch_confirm(*, batch: ImportBatch, options: ImportOptions) -> Impor
     return batch
 
 
+def import_batch_set_options(*, batch: ImportBatch, options: ImportOptions) -> ImportBatch:
+    """Change how a previewed upload is read (the preview's "update")."""
+    ImportBatch.objects.filter(pk=batch.pk, state=ImportBatch.State.PREVIEW).update(
+        options=_options_to_json(options), format=options.format, license=options.license
+    )
+    batch.refresh_from_db()
+    return batch
+
+
+def import_options_from_batch(batch: ImportBatch) -> ImportOptions:
+    return _options_from_json(batch.options, batch.file_name)
+
+
 def import_batch_discard(*, batch: ImportBatch) -> None:
     """Drop a previewed upload that was never confirmed."""
     ImportBatch.objects.filter(pk=batch.pk, state=ImportBatch.State.PREVIEW).delete()

@@ -129,6 +129,44 @@ def release_eligible_items(*, project: Project, filters: dict) -> QuerySet[Item]
     )
 
 
+def source_licenses(*, project: Project) -> list[dict]:
+    """The licences of the sources a release would draw on (the approved items; every item
+    while none is approved), most restrictive first, with the files they came from. A
+    synthetic item carries its seed's licence."""
+    from django.db.models import Value
+
+    from medcot.licenses import UNKNOWN, label, restrictions
+    from medcot.models import ImportBatch
+
+    items = Item.objects.filter(project=project, status=Status.APPROVED)
+    if not items.exists():
+        items = Item.objects.filter(project=project)
+    counts = dict(
+        items.annotate(
+            lic=Coalesce("import_batch__license", "family__import_batch__license", Value(UNKNOWN))
+        )
+        .order_by()
+        .values("lic")
+        .annotate(n=Count("id"))
+        .values_list("lic", "n")
+    )
+    files: dict[str, list[str]] = defaultdict(list)
+    for code, name in (
+        ImportBatch.objects.filter(project=project, state=ImportBatch.State.DONE)
+        .order_by("created_at")
+        .values_list("license", "file_name")
+    ):
+        if name not in files[code]:
+            files[code].append(name)
+    return sorted(
+        (
+            {"code": code, "label": label(code), "items": n, "files": files.get(code, [])}
+            for code, n in counts.items()
+        ),
+        key=lambda row: (-len(restrictions(row["code"])), row["code"]),
+    )
+
+
 def filter_choices(*, project: Project) -> dict:
     approved = Item.objects.filter(project=project, status=Status.APPROVED)
 

@@ -264,6 +264,16 @@ class Item(models.Model):
     def family_key(self) -> int:
         return self.family_id or self.pk
 
+    @property
+    def case(self) -> dict | None:
+        """The case group the item belongs to (a synthetic sibling: its seed's), or None."""
+        source = self
+        if not self.group_id and self.family_id and self.family_id != self.pk:
+            source = self.family
+        if not source.group_id:
+            return None
+        return {"group_id": source.group_id, "order": source.group_order, "text": source.case_text}
+
 
 class ItemVersion(AppendOnlyModel):
     """One version of an item's content. Append-only: an edit is a new row.

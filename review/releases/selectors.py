@@ -209,6 +209,10 @@ RECORD_COLUMNS = (
     "v.option_e",
     "v.answer",
     "v.cot",
+    # Case groups: a synthetic sibling belongs to its seed's case.
+    "COALESCE(NULLIF(i.group_id, ''), f.group_id, '')",
+    "COALESCE(i.group_order, f.group_order)",
+    "COALESCE(NULLIF(i.case_text, ''), f.case_text, '')",
 )
 
 
@@ -355,6 +359,7 @@ def _record(row: tuple, related: dict) -> dict:
     ) = row
     option_values = options_and_rest[:5]
     answer, cot = options_and_rest[5], options_and_rest[6]
+    group_id, group_order, case_text = options_and_rest[7:10]
     options = {
         label: (text or None) for label, text in zip(OPTION_LABELS, option_values, strict=True)
     }
@@ -367,6 +372,9 @@ def _record(row: tuple, related: dict) -> dict:
         "external_id": external_id,
         "seed_family_id": family_id or item_id,
         "seed_family_external_id": family_external_id or external_id,
+        "group_id": group_id or None,
+        "group_order": group_order,
+        "case_text": case_text or None,
         "kind": kind,
         "question_type": question_type,
         "specialty": specialty,

@@ -315,14 +315,15 @@ def guess_mapping(keys: list[str]) -> dict:
     pick("case_text")
     for ours in ("type", "specialty", "cognitive_level", "difficulty", "language", "source"):
         pick(ours)
-    if "options" not in mapping:
-        for name in keys:
-            match = OPTION_COLUMN.match(str(name).strip())
-            if match and name not in taken:
-                label = match.group(1).upper()
-                if label not in mapping:
-                    mapping[label] = name
-                    taken.add(name)
+    # Option columns too, even beside an options field: records of one file may differ, and a
+    # record whose options field is empty falls back to its columns.
+    for name in keys:
+        match = OPTION_COLUMN.match(str(name).strip())
+        if match and name not in taken:
+            label = match.group(1).upper()
+            if label not in mapping:
+                mapping[label] = name
+                taken.add(name)
     return mapping
 
 

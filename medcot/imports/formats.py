@@ -461,7 +461,8 @@ def _load_document(data: bytes) -> object:
                     "choose a JSONL format or “Detect from the file”."
                 ) from None
         raise FormatError(
-            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+            f"This is not valid JSON ({exc.msg.removesuffix(' at')}) at line {exc.lineno} "
+            f"column {exc.colno}."
         ) from None
 
 
@@ -535,7 +536,9 @@ def _detect_delimiter(first_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _read_csv(data: bytes, errors: ErrorLog) -> tuple[str, Iterator[tuple[int, bytes, list[str]]]]:
+def _read_csv(
+    data: bytes, errors: ErrorLog, on_unreadable=None
+) -> tuple[str, Iterator[tuple[int, bytes, list[str]]]]:
     """(delimiter, rows with the line each starts on and its raw bytes)."""
     first = b""
     for _, raw in _physical_lines(data):
@@ -552,6 +555,8 @@ def _read_csv(data: bytes, errors: ErrorLog) -> tuple[str, Iterator[tuple[int, b
             for number, raw in lines:
                 text = _decode(number, raw, errors)
                 if text is None:
+                    if on_unreadable is not None:
+                        on_unreadable(number)
                     continue
                 pending.append((number, raw, text))
                 yield text + "\n"
@@ -575,6 +580,8 @@ def _read_csv(data: bytes, errors: ErrorLog) -> tuple[str, Iterator[tuple[int, b
                 elif "field limit" in message:
                     message = "a field runs on for more than a megabyte (an unclosed quote?)"
                 errors.add(where, message)
+                if on_unreadable is not None:
+                    on_unreadable(where)
                 continue
             if not pending:
                 continue
@@ -971,6 +978,8 @@ class _Parser:
         self.bad_records = 0
         # Records that could not even be read (not JSON, not UTF-8, wrong number of columns).
         self.unreadable = 0
+        self.unreadable_run = 0
+        self.run_start = 0
         self.unit = "line"
 
     def duplicate(self, line: int, raw: bytes) -> bool:
@@ -984,10 +993,30 @@ class _Parser:
 
     def give_up(self) -> None:
         if self.read >= GIVE_UP_AFTER and not self.records:
-            raise _GiveUp
+            raise _GiveUp(
+                f"The first {GIVE_UP_AFTER:,} {self.unit}s hold not one readable record; this "
+                "does not look like a seed file in this format."
+            )
+
+    def unreadable_line(self, line: int) -> None:
+        """A line that is not a record at all (not JSON, wrong number of columns …). A long
+        run of them is junk, not a seed file: stop there rather than list a million lines."""
+        self.read += 1
+        self.bad_records += 1
+        self.unreadable += 1
+        self.unreadable_run += 1
+        if self.unreadable_run == 1:
+            self.run_start = line
+        if self.unreadable_run >= GIVE_UP_AFTER:
+            raise _GiveUp(
+                f"{GIVE_UP_AFTER:,} {self.unit}s in a row, from {self.unit} {self.run_start:,}, "
+                "are not readable records; this does not look like a seed file in this format."
+            )
+        self.give_up()
 
     def add(self, line: int, raw: dict, default_id: str) -> None:
         self.read += 1
+        self.unreadable_run = 0
         result = build_record(line, raw, self.options, default_id)
         if isinstance(result, list):
             self.bad_records += 1
@@ -1087,6 +1116,8 @@ def parse_seed_file(data: bytes, options: ImportOptions) -> ParsedFile:
             "This file is one JSON document, not JSON Lines (one object per line); choose "
             "“JSON document” or “Detect from the file”."
         )
+    if fmt == "json" and container == "csv":
+        raise FormatError("This file is not JSON: it does not start with { or [.")
     if fmt == "json" and container == "jsonl":
         raise FormatError(
             "This file is JSON Lines (one JSON object per line), not one JSON document; choose "
@@ -1107,11 +1138,11 @@ def parse_seed_file(data: bytes, options: ImportOptions) -> ParsedFile:
             parsed = _parse_document(data, options, parser)
         else:
             parsed = _parse_jsonl(data, options, parser)
-    except _GiveUp:
+    except _GiveUp as stop:
+        first = parser.errors.kept[0] if parser.errors.kept else None
         raise FormatError(
-            f"The first {GIVE_UP_AFTER:,} {parser.unit}s hold not one readable record; this does "
-            "not look like a seed file in this format. First problem: "
-            + (parser.errors.kept[0].message if parser.errors.kept else "none")
+            f"{stop} The first problem: "
+            + (f"{parser.unit} {first.line}: {first.message}" if first else "none")
         ) from None
     if parser.read and not parser.records and parser.unreadable == parser.read:
         raise FormatError(
@@ -1167,10 +1198,7 @@ def _parse_jsonl(data: bytes, options: ImportOptions, parser: _Parser) -> Parsed
     for number, raw_bytes, value in _read_jsonl(data, parser.errors):
         total += 1
         if value is None:
-            parser.read += 1
-            parser.bad_records += 1
-            parser.unreadable += 1
-            parser.give_up()
+            parser.unreadable_line(number)
             continue
         if parser.duplicate(number, raw_bytes):
             continue
@@ -1413,7 +1441,7 @@ def _guess_positions(rows: list[list[str]]) -> dict:
 
 
 def _parse_csv(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFile:
-    delimiter, rows = _read_csv(data, parser.errors)
+    delimiter, rows = _read_csv(data, parser.errors, parser.unreadable_line)
     head: list[tuple[int, bytes, list[str]]] = []
     for row in rows:
         head.append(row)
@@ -1509,11 +1537,8 @@ def _parse_csv(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFi
             continue
         total += 1
         if has_header and len(row) != len(header):
-            parser.read += 1
-            parser.bad_records += 1
-            parser.unreadable += 1
             parser.errors.add(number, f"has {len(row)} columns; the header has {len(header)}")
-            parser.give_up()
+            parser.unreadable_line(number)
             continue
         if parser.duplicate(number, raw_bytes):
             continue

@@ -9,6 +9,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
+from medcot.licenses import SOURCE_LICENSES, UNKNOWN
 from medcot.lifecycle import Status
 
 OPTION_LABELS = ("A", "B", "C", "D", "E")
@@ -135,6 +136,7 @@ class ImportBatch(models.Model):
     """One import of one seed file. Records the file's digest so a re-import is recognised."""
 
     class State(models.TextChoices):
+        PREVIEW = "preview", _("Awaiting confirmation")
         PENDING = "pending", _("Pending")
         RUNNING = "running", _("Running")
         DONE = "done", _("Imported")
@@ -153,8 +155,15 @@ class ImportBatch(models.Model):
     records = models.PositiveIntegerField(default=0)
     created_count = models.PositiveIntegerField(default=0)
     unchanged_count = models.PositiveIntegerField(default=0)
+    # The first ERROR_LIMIT problems; error_count counts them all.
     errors = models.JSONField(default=list, blank=True)
     error_count = models.PositiveIntegerField(default=0)
+    # Notes that did not stop the import (repeated records kept once), capped the same way.
+    warnings = models.JSONField(default=list, blank=True)
+    warning_count = models.PositiveIntegerField(default=0)
+    license = models.CharField(
+        _("licence of the source"), max_length=32, choices=SOURCE_LICENSES, default=UNKNOWN
+    )
     duration_ms = models.PositiveIntegerField(null=True, blank=True)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -197,6 +206,11 @@ class Item(models.Model):
     difficulty = models.CharField(max_length=10, choices=Difficulty.choices, blank=True, default="")
     language = models.CharField(max_length=8, choices=Language.choices)
     source = models.CharField(max_length=300, blank=True)
+    # Case groups: questions sharing one case text (or one option list) carry the same group id
+    # and their order in the case; the case text is kept with each so every screen shows it.
+    group_id = models.CharField(max_length=200, blank=True, default="")
+    group_order = models.PositiveSmallIntegerField(null=True, blank=True)
+    case_text = models.TextField(_("case text"), blank=True, default="")
     status = models.CharField(max_length=20, choices=Status.choices, default=Status.IMPORTED)
     status_changed_at = models.DateTimeField(auto_now_add=True)
     revision_status = models.CharField(
@@ -233,6 +247,11 @@ class Item(models.Model):
         indexes = [
             models.Index(fields=["project", "status"], name="item_project_status"),
             models.Index(fields=["project", "specialty"], name="item_project_specialty"),
+            models.Index(
+                fields=["project", "group_id"],
+                name="item_project_group",
+                condition=~Q(group_id=""),
+            ),
             # Queue claims walk straight to the first free item of a stage (specialty first).
             models.Index(fields=["status", "id"], name="review_item_queue"),
             models.Index(fields=["status", "specialty", "id"], name="review_item_queue_specialty"),
@@ -244,6 +263,16 @@ class Item(models.Model):
     @property
     def family_key(self) -> int:
         return self.family_id or self.pk
+
+    @property
+    def case(self) -> dict | None:
+        """The case group the item belongs to (a synthetic sibling: its seed's), or None."""
+        source = self
+        if not self.group_id and self.family_id and self.family_id != self.pk:
+            source = self.family
+        if not source.group_id:
+            return None
+        return {"group_id": source.group_id, "order": source.group_order, "text": source.case_text}
 
 
 class ItemVersion(AppendOnlyModel):

@@ -14,6 +14,11 @@ urlpatterns = [
     path("projects/<slug:slug>/items/<int:pk>/", views.item_detail, name="item_detail"),
     path("projects/<slug:slug>/import/", views.project_import, name="project_import"),
     path(
+        "projects/<slug:slug>/import/<int:pk>/preview/",
+        views.import_batch_preview,
+        name="import_batch_preview",
+    ),
+    path(
         "projects/<slug:slug>/import/<int:pk>/",
         views.import_batch_detail,
         name="import_batch_detail",

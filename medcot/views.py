@@ -14,9 +14,15 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
 
 from medcot import selectors
-from medcot.forms import ProjectForm, SeedImportForm
-from medcot.imports.formats import ImportOptions
-from medcot.imports.service import import_batch_create
+from medcot.forms import ImportPreviewForm, ProjectForm, SeedImportForm
+from medcot.imports.service import (
+    import_batch_confirm,
+    import_batch_create,
+    import_batch_discard,
+    import_batch_set_options,
+    import_options_from_batch,
+    import_preview,
+)
 from medcot.lifecycle import Status
 from medcot.models import ImportBatch, Item, Language, Project
 from medcot.services import project_create
@@ -119,26 +125,16 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
     form = SeedImportForm(request.POST or None, request.FILES or None)
     if request.method == "POST" and form.is_valid():
         upload = form.cleaned_data["file"]
-        options = ImportOptions(
-            format="mapped"
-            if form.cleaned_data["mapping"] and form.cleaned_data["format"] == "auto"
-            else form.cleaned_data["format"],
+        options = form.import_options(file_name=upload.name, mapping=form.cleaned_data["mapping"])
+        batch = import_batch_create(
+            project=project,
+            data=upload.read(),
             file_name=upload.name,
-            specialty=form.cleaned_data["specialty"].strip(),
-            language=form.cleaned_data["language"],
-            question_type=form.cleaned_data["question_type"],
-            mapping=form.cleaned_data["mapping"],
+            options=options,
+            actor=request.user,
+            preview=True,
         )
-        with transaction.atomic():
-            batch = import_batch_create(
-                project=project,
-                data=upload.read(),
-                file_name=upload.name,
-                options=options,
-                actor=request.user,
-            )
-            transaction.on_commit(partial(import_seed_batch_task.delay, batch.pk))
-        return redirect("import_batch_detail", slug=project.slug, pk=batch.pk)
+        return redirect("import_batch_preview", slug=project.slug, pk=batch.pk)
     return render(
         request,
         "medcot/project_import.html",
@@ -151,13 +147,64 @@ def project_import(request: HttpRequest, slug: str) -> HttpResponse:
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
+def import_batch_preview(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """What the import would do, with the mapping to correct, before anything is written."""
+    require_role(request.user, ADMIN)
+    batch = get_object_or_404(ImportBatch, pk=pk, project__slug=slug)
+    if batch.state != ImportBatch.State.PREVIEW:
+        return redirect("import_batch_detail", slug=slug, pk=pk)
+    data = bytes(batch.content or b"")
+    action = request.POST.get("action", "")
+    if action == "discard":
+        import_batch_discard(batch=batch)
+        messages.info(request, _("The upload was discarded; nothing was imported."))
+        return redirect("project_import", slug=slug)
+    options = import_options_from_batch(batch)
+    preview = import_preview(data=data, options=options, project=batch.project)
+    form = ImportPreviewForm(
+        initial={
+            **ImportPreviewForm.initial_from(batch.options),
+            **ImportPreviewForm.mapping_initial(preview.mapping),
+        },
+        columns=preview.columns,
+    )
+    if request.method == "POST":
+        form = ImportPreviewForm(request.POST, columns=preview.columns)
+        if form.is_valid():
+            mapping = form.mapping()
+            # The mapping as detected stays "detected" (a known layout keeps its ids); a changed
+            # one is used as given.
+            if mapping == {k: v for k, v in preview.mapping.items() if isinstance(v, str)}:
+                mapping = options.mapping
+            options = form.import_options(file_name=batch.file_name, mapping=mapping)
+            if action == "import":
+                with transaction.atomic():
+                    batch = import_batch_confirm(batch=batch, options=options)
+                    transaction.on_commit(partial(import_seed_batch_task.delay, batch.pk))
+                return redirect("import_batch_detail", slug=slug, pk=pk)
+            batch = import_batch_set_options(batch=batch, options=options)
+            return redirect("import_batch_preview", slug=slug, pk=pk)
+    return render(
+        request,
+        "medcot/import_preview.html",
+        {"project": batch.project, "batch": batch, "preview": preview, "form": form},
+    )
+
+
+@login_required
 def import_batch_detail(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
     require_role(request.user, ADMIN)
     batch = get_object_or_404(ImportBatch.objects.defer("content"), pk=pk, project__slug=slug)
+    if batch.state == ImportBatch.State.PREVIEW:
+        return redirect("import_batch_preview", slug=slug, pk=pk)
     context = {
         "project": batch.project,
         "batch": batch,
         "errors_shown": batch.errors[:500],
+        "group_count": batch.items.exclude(group_id="").values("group_id").distinct().count()
+        if batch.state == ImportBatch.State.DONE
+        else 0,
         "poll_url": reverse("import_batch_detail", kwargs={"slug": slug, "pk": pk}),
     }
     if request.htmx:

@@ -1,14 +1,23 @@
 """Seed file formats: detection, decoding and parsing into uniform `SeedRecord`s.
 
-Parsing never raises on bad records: each problem becomes a `LineError` naming the line, so the
-caller can report every bad line at once and import nothing.
+A file is read in two steps. The *container* (JSON Lines, one JSON document, CSV or TSV with or
+without a header row) yields raw records, each a dict of the file's own field or column names.
+A *mapping* from our field names to the file's names then turns each raw record into a
+`SeedRecord`. The known layouts (MedQA, MedMCQA, CMMLU, our own) are preset mappings; any other
+layout gets a mapping guessed from its field names, which the preview shows and lets people edit.
+
+Parsing never raises on bad records: each problem becomes a `LineError` naming the line (or the
+record, in a JSON document), so the caller can report the bad lines at once and import nothing.
+A file that cannot be read at all raises `FormatError` with one sentence saying what to change.
+Errors are kept in an `ErrorLog`, which holds the first `ERROR_LIMIT` and counts the rest, so a
+50 MB file of junk costs a counter, not a list of a million messages.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
-import io
 import json
 import re
 from collections.abc import Iterator
@@ -19,8 +28,9 @@ from medcot.models import OPTION_LABELS, CognitiveLevel, Difficulty, Language, Q
 
 FORMATS = {
     "auto": "Detect from the file",
+    "json": "JSON document (a list of records, or records under a key)",
     "medcot-jsonl": "MedCoT JSONL (docs/import-formats.md)",
-    "medcot-csv": "MedCoT CSV (docs/import-formats.md)",
+    "medcot-csv": "MedCoT CSV or TSV (docs/import-formats.md)",
     "medqa-jsonl": "MedQA-style JSONL (options object + answer_idx)",
     "medmcqa-jsonl": "MedMCQA-style JSONL (opa…opd + cop, 1-based)",
     "cmmlu-csv": "CMMLU-style CSV (,Question,A,B,C,D,Answer)",
@@ -45,14 +55,22 @@ MAPPABLE_FIELDS = (
     "language",
     "source",
     "cot",
+    "case_text",
+    "group_id",
+    "questions",
 )
+
+ERROR_LIMIT = 100
+# A file whose first this-many records hold not one readable record is not a seed file.
+GIVE_UP_AFTER = 1000
+CSV_FIELD_LIMIT = 1 << 20
 
 CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 QUESTION_TYPES = frozenset(QuestionType.values)
 
 
 class FormatError(Exception):
-    """The file as a whole cannot be read in the requested format."""
+    """The file as a whole cannot be read as asked."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +80,30 @@ class LineError:
 
     def as_dict(self) -> dict:
         return {"line": self.line, "message": self.message}
+
+
+class ErrorLog:
+    """The first `limit` problems in the order found, and how many there were in all."""
+
+    def __init__(self, limit: int = ERROR_LIMIT):
+        self.limit = limit
+        self.kept: list[LineError] = []
+        self.total = 0
+
+    def add(self, line: int, message: str) -> None:
+        self.total += 1
+        if len(self.kept) < self.limit:
+            self.kept.append(LineError(line, message))
+
+    def extend(self, errors) -> None:
+        for error in errors:
+            self.add(error.line, error.message)
+
+    def __bool__(self) -> bool:
+        return self.total > 0
+
+    def __len__(self) -> int:
+        return self.total
 
 
 @dataclass
@@ -78,10 +120,33 @@ class SeedRecord:
     language: str = ""
     source: str = ""
     cot: str = ""
+    case_text: str = ""
+    group_id: str = ""
+    group_order: int | None = None
 
     def fingerprint(self) -> str:
         """What "the same question" means for re-imports: stem, options and key."""
         return content_fingerprint(self.stem, self.options, self.answer)
+
+    def as_dict(self) -> dict:
+        """The record as it will be stored (shown in the preview and the API's dry run)."""
+        return {
+            "line": self.line,
+            "id": self.external_id,
+            "group_id": self.group_id,
+            "group_order": self.group_order,
+            "case_text": self.case_text,
+            "question": self.stem,
+            "options": self.options,
+            "answer": self.answer,
+            "type": self.question_type,
+            "specialty": self.specialty,
+            "cognitive_level": self.cognitive_level,
+            "difficulty": self.difficulty,
+            "language": str(self.language),
+            "source": self.source,
+            "cot": self.cot,
+        }
 
 
 def content_fingerprint(stem: str, options: dict[str, str], answer: str) -> str:
@@ -97,92 +162,434 @@ class ImportOptions:
     language: str = ""
     question_type: str = ""
     source: str = ""
-    mapping: dict[str, str] = field(default_factory=dict)
+    mapping: dict = field(default_factory=dict)
+    # JSON documents: where the records are, e.g. "data" or "data.questions" (found if empty).
+    records_path: str = ""
+    # CSV/TSV: "auto" (a header when the first row looks like one), "yes", or "no" (first row is
+    # data: columns are then named by position, 1, 2, 3 …).
+    header: str = "auto"
+    # Numeric answers: "" (decided from the file), "0" or "1".
+    index_base: str = ""
+    license: str = ""
 
 
 @dataclass
 class ParsedFile:
     format: str
     records: list[SeedRecord]
-    errors: list[LineError]
+    errors: ErrorLog
     total_lines: int
+    container: str = ""
+    records_path: str = ""
+    header: bool | None = None
+    columns: list[str] = field(default_factory=list)
+    mapping: dict = field(default_factory=dict)
+    warnings: ErrorLog = field(default_factory=ErrorLog)
+    unit: str = "line"
+
+    @property
+    def group_count(self) -> int:
+        return len({r.group_id for r in self.records if r.group_id})
+
+
+# ---------------------------------------------------------------- names in the wild
+
+# Our field → the names files use for it, most specific first (compared case-insensitively,
+# ignoring spaces, dashes and underscores).
+SYNONYMS: dict[str, tuple[str, ...]] = {
+    "id": ("id", "qid", "questionid", "uid", "itemid", "_id", "编号", "题号", "序号"),
+    "question": (
+        "question",
+        "stem",
+        "questiontext",
+        "query",
+        "prompt",
+        "题干",
+        "问题",
+        "题目",
+        "试题",
+    ),
+    "options": ("options", "choices", "option", "candidates", "选项", "备选答案"),
+    "answer": (
+        "answeridx",
+        "answerkey",
+        "answer",
+        "correctanswer",
+        "correctoption",
+        "correct",
+        "cop",
+        "key",
+        "label",
+        "gold",
+        "target",
+        "答案",
+        "正确答案",
+        "标准答案",
+    ),
+    "type": ("type", "questiontype", "题型"),
+    "specialty": (
+        "specialty",
+        "speciality",
+        "subjectname",
+        "subject",
+        "department",
+        "category",
+        "topic",
+        "科室",
+        "学科",
+        "科目",
+    ),
+    "cognitive_level": ("cognitivelevel", "level"),
+    "difficulty": ("difficulty", "难度"),
+    "language": ("language", "lang", "语言"),
+    "source": ("source", "来源", "出处"),
+    "cot": ("cot", "explanation", "exp", "rationale", "analysis", "解析", "答案解析"),
+    "case_text": (
+        "casetext",
+        "case",
+        "vignette",
+        "casesummary",
+        "sharedstem",
+        "context",
+        "background",
+        "scenario",
+        "passage",
+        "病例",
+        "病例摘要",
+        "案例",
+        "材料",
+        "共用题干",
+    ),
+    "group_id": ("groupid", "caseid", "group", "病例编号"),
+    "questions": (
+        "questions",
+        "subquestions",
+        "items",
+        "qas",
+        "qa",
+        "子题",
+        "小题",
+        "问题组",
+    ),
+}
+OPTION_COLUMN = re.compile(
+    r"^(?:op(?:tion)?[\s_-]*|choice[\s_-]*|选项)?\(?([a-e])\)?$", re.IGNORECASE
+)
+LETTER = re.compile(r"^[\s(（\[]*([A-Ea-e])[\s)）\].．、:：]*$")
+ANY_LETTER = re.compile(r"^[\s(（\[]*([A-Za-z])[\s)）\].．、:：]*$")
+LETTER_THEN_TEXT = re.compile(r"^\s*[(（]?\s*([A-Ea-e])\s*(?:[)）]|[.．、:：])\s*(.*)$", re.S)
+ANSWER_PREFIX = re.compile(
+    r"^\s*(?:answer|correct answer|the answer is|答案|正确答案)\s*[:：是为]?\s*", re.I
+)
+# An option on its own line: "A. text", "A．text", "A) text", "(A) text", "（A）text", "A、text".
+OPTION_LINE = re.compile(
+    r"^\s*(?:[(（]\s*([A-Ea-e])\s*[)）]|([A-Ea-e])\s*[.．、:：)）])\s*(\S.*?)\s*$"
+)
+# Options run together on one line: "… A. one B. two C. three D. four".
+INLINE_OPTION = re.compile(r"(?:(?<=\s)|^)(?:[(（]([A-E])[)）]|([A-E])[.．、)）])\s*")
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", str(name)).lower()
+
+
+def guess_mapping(keys: list[str]) -> dict:
+    """Our fields → the file's names, from the names alone."""
+    by_key: dict[str, str] = {}
+    for name in keys:
+        by_key.setdefault(_key(name), name)
+    mapping: dict = {}
+    taken: set[str] = set()
+
+    def pick(ours: str) -> None:
+        for synonym in SYNONYMS[ours]:
+            name = by_key.get(synonym)
+            if name is not None and name not in taken:
+                mapping[ours] = name
+                taken.add(name)
+                return
+
+    # MedQA carries the key as answer_idx and the key's text as answer: the letter comes first.
+    for ours in ("questions", "id", "group_id", "answer", "options", "cot", "question"):
+        pick(ours)
+    pick("case_text")
+    for ours in ("type", "specialty", "cognitive_level", "difficulty", "language", "source"):
+        pick(ours)
+    # Option columns too, even beside an options field: records of one file may differ, and a
+    # record whose options field is empty falls back to its columns.
+    for name in keys:
+        match = OPTION_COLUMN.match(str(name).strip())
+        if match and name not in taken:
+            label = match.group(1).upper()
+            if label not in mapping:
+                mapping[label] = name
+                taken.add(name)
+    return mapping
 
 
 # ---------------------------------------------------------------- decoding
 
 
-def _decode_lines(data: bytes) -> tuple[list[tuple[int, str]], list[LineError]]:
-    """Split into (line number, text) pairs, reporting every line that is not valid UTF-8."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
-    lines: list[tuple[int, str]] = []
-    errors: list[LineError] = []
-    for number, raw in enumerate(data.split(b"\n"), start=1):
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            errors.append(
-                LineError(
-                    number,
-                    f"bad encoding: not UTF-8 (byte 0x{raw[exc.start]:02x} at column "
-                    f"{exc.start + 1}); save the file as UTF-8",
-                )
-            )
-            continue
-        lines.append((number, text.rstrip("\r")))
-    return lines, errors
+def _sniff_binary(data: bytes) -> None:
+    head = data[:65536]
+    if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise FormatError("The file is UTF-16 text; save it as UTF-8 and upload it again.")
+    if b"\x00" in head:
+        raise FormatError(
+            "This is a binary file (a spreadsheet, archive or image?), not text; export the "
+            "questions as CSV, JSON or JSON Lines in UTF-8."
+        )
+    if head[:4] == b"PK\x03\x04":
+        raise FormatError("This is a ZIP or Excel file; save the sheet as CSV (UTF-8).")
 
 
-def _csv_rows(lines: list[tuple[int, str]]) -> Iterator[tuple[int, list[str]]]:
-    """CSV rows with the line number each starts on (quoted fields may span lines)."""
-    numbered = iter(lines)
-    buffer: list[str] = []
-    start = 0
-    for number, text in numbered:
-        if not buffer:
-            start = number
-        buffer.append(text)
-        joined = "\n".join(buffer)
-        if joined.count('"') % 2:  # an open quoted field continues on the next line
-            continue
-        buffer = []
-        if not joined.strip():
-            continue
-        yield start, next(csv.reader(io.StringIO(joined)))
-    if buffer:
-        yield start, next(csv.reader(io.StringIO("\n".join(buffer) + '"')))
+def _strip_bom(data: bytes) -> bytes:
+    return data[3:] if data.startswith(codecs.BOM_UTF8) else data
 
 
-# ---------------------------------------------------------------- detection
+def _physical_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw bytes) without building a list: a 50 MB file stays one buffer.
+    Classic Mac files (CR only, no LF) are split on CR."""
+    sep = b"\n" if b"\n" in data[: 1 << 20] or b"\r" not in data[: 1 << 20] else b"\r"
+    start, number, size = 0, 0, len(data)
+    while start < size:
+        end = data.find(sep, start)
+        if end < 0:
+            end = size
+        number += 1
+        raw = data[start:end]
+        if raw.endswith(b"\r"):
+            raw = raw[:-1]
+        yield number, raw
+        start = end + 1
 
 
-def detect_format(data: bytes, file_name: str = "") -> str:
-    head = data[:65536].lstrip(b"\xef\xbb\xbf").lstrip()
+def _decode(number: int, raw: bytes, errors: ErrorLog) -> str | None:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        errors.add(
+            number,
+            f"bad encoding: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+            "save the file as UTF-8",
+        )
+        return None
+
+
+# ---------------------------------------------------------------- containers
+
+
+def detect_container(data: bytes) -> str:
+    """`jsonl`, `json` or `csv` from the content (not the file name)."""
+    head = _strip_bom(data[:65536]).lstrip()
     if not head:
         raise FormatError("the file holds no records")
+    if head.startswith(b"["):
+        return "json"
     if head.startswith(b"{"):
-        first = head.split(b"\n", 1)[0]
+        first = head.split(b"\n", 1)[0].rstrip(b"\r")
         try:
-            record = json.loads(first.decode("utf-8", errors="replace"))
+            value = json.loads(first.decode("utf-8", errors="replace"))
         except json.JSONDecodeError:
-            return "medcot-jsonl"
-        keys = set(record) if isinstance(record, dict) else set()
-        if "answer_idx" in keys and "options" in keys:
-            return "medqa-jsonl"
-        if {"opa", "opb", "opc", "opd", "cop"} <= keys:
-            return "medmcqa-jsonl"
-        return "medcot-jsonl"
-    header_line = head.split(b"\n", 1)[0].decode("utf-8", errors="replace").strip("\r")
-    header = [h.strip() for h in next(csv.reader(io.StringIO(header_line)), [])]
-    if header[:7] == ["", "Question", "A", "B", "C", "D", "Answer"]:
-        return "cmmlu-csv"
-    lowered = {h.lower() for h in header}
-    if ("question" in lowered or "stem" in lowered) and "answer" in lowered:
-        return "medcot-csv"
-    raise FormatError(
-        "Could not recognise the file's layout. Choose a format, or give a field mapping "
-        "(see docs/import-formats.md)."
-    )
+            return "json"  # an object spread over lines: one JSON document
+        if isinstance(value, dict) and not _looks_like_record(value):
+            rest = head[len(first) :].strip()
+            if not rest:
+                return "json"  # one line holding the whole document
+        return "jsonl"
+    return "csv"
+
+
+def _looks_like_record(value: dict) -> bool:
+    """A question (or a case with its questions), not a wrapper around a list of them."""
+    keys = {_key(k) for k in value}
+    if keys & set(SYNONYMS["questions"]):
+        return any(
+            isinstance(v, list) and any(isinstance(x, dict) for x in v)
+            for k, v in value.items()
+            if _key(k) in SYNONYMS["questions"]
+        )
+    return bool(keys & (set(SYNONYMS["question"]) | set(SYNONYMS["answer"])))
+
+
+def _read_jsonl(data: bytes, errors: ErrorLog) -> Iterator[tuple[int, bytes, object]]:
+    for number, raw in _physical_lines(data):
+        if not raw.strip():
+            continue
+        text = _decode(number, raw, errors)
+        if text is None:
+            yield number, raw, None
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            message = f"not valid JSON: {exc.msg} at column {exc.colno}"
+            if "\r" in text:
+                message += " (the line holds a stray carriage return)"
+            errors.add(number, message)
+            yield number, raw, None
+            continue
+        if not isinstance(value, dict):
+            errors.add(number, "each line must be a JSON object")
+            yield number, raw, None
+            continue
+        yield number, raw, value
+
+
+def _load_document(data: bytes) -> object:
+    text = _strip_bom(data)
+    try:
+        decoded = text.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = text.count(b"\n", 0, exc.start) + 1
+        raise FormatError(
+            f"bad encoding: not UTF-8 (byte 0x{text[exc.start]:02x} on line {line}); "
+            "save the file as UTF-8"
+        ) from None
+    try:
+        return json.loads(decoded)
+    except json.JSONDecodeError as exc:
+        if exc.msg == "Extra data" and exc.lineno > 1:
+            first = decoded.split("\n", 1)[0]
+            try:
+                json.loads(first)
+            except json.JSONDecodeError:
+                pass
+            else:
+                raise FormatError(
+                    "This file is JSON Lines (one JSON object per line), not one JSON document; "
+                    "choose a JSONL format or “Detect from the file”."
+                ) from None
+        raise FormatError(
+            f"This is not valid JSON ({exc.msg.removesuffix(' at')}) at line {exc.lineno} "
+            f"column {exc.colno}."
+        ) from None
+
+
+def _record_lists(value, path: str = "", depth: int = 0) -> Iterator[tuple[str, list]]:
+    """Every list of objects in a document, with its path (`data`, `data.questions`)."""
+    if isinstance(value, list):
+        if value and sum(isinstance(v, dict) for v in value[:50]) * 2 > min(len(value), 50):
+            yield path, value
+        return
+    if isinstance(value, dict) and depth < 4:
+        for key, child in value.items():
+            yield from _record_lists(child, f"{path}.{key}" if path else str(key), depth + 1)
+
+
+def find_records(document, records_path: str = "") -> tuple[str, list]:
+    """The list of records in a JSON document: at `records_path` if given, else the one
+    obvious list of record-like objects."""
+    if records_path:
+        value = document
+        for part in [p for p in records_path.strip().strip(".").split(".") if p]:
+            if isinstance(value, dict) and part in value:
+                value = value[part]
+            elif isinstance(value, list) and part.lstrip("-").isdigit():
+                try:
+                    value = value[int(part)]
+                except IndexError:
+                    value = None
+            else:
+                raise FormatError(
+                    f"The records path {records_path!r} is not in the file "
+                    f"(no {part!r}); leave it empty to find the records automatically."
+                )
+        if not isinstance(value, list):
+            raise FormatError(f"The records path {records_path!r} names no list of records.")
+        return records_path, value
+    if isinstance(document, dict) and _looks_like_record(document):
+        return "", [document]
+    candidates = list(_record_lists(document))
+    if not candidates:
+        raise FormatError(
+            "This JSON document holds no list of records (objects with a question and its "
+            "options); give the records path if they are there."
+        )
+    # Inside case groups the sub-question lists are lists of records too; the outermost list
+    # is the records, and the rest are parts of them.
+    outer = [
+        (p, v)
+        for p, v in candidates
+        if not any(p != q and p.startswith(q + ".") for q, _ in candidates)
+    ]
+    recordish = [
+        (p, v)
+        for p, v in outer
+        if any(_looks_like_record(x) for x in v[:20] if isinstance(x, dict))
+    ]
+    chosen = recordish or outer
+    if len(chosen) > 1:
+        chosen.sort(key=lambda pv: -len(pv[1]))
+        if len(chosen[0][1]) < 10 * len(chosen[1][1]):
+            names = ", ".join(repr(p or "(top level)") for p, _ in chosen[:5])
+            raise FormatError(
+                f"This JSON document holds several lists of records ({names}); give the "
+                "records path to say which one to import."
+            )
+    return chosen[0]
+
+
+def _detect_delimiter(first_line: str) -> str:
+    counts = {d: first_line.count(d) for d in (",", "\t", ";")}
+    best = max(counts, key=counts.get)
+    return best if counts[best] else ","
+
+
+def _read_csv(
+    data: bytes, errors: ErrorLog, on_unreadable=None
+) -> tuple[str, Iterator[tuple[int, bytes, list[str]]]]:
+    """(delimiter, rows with the line each starts on and its raw bytes)."""
+    first = b""
+    for _, raw in _physical_lines(data):
+        if raw.strip():
+            first = raw
+            break
+    delimiter = _detect_delimiter(first.decode("utf-8", errors="replace"))
+
+    def rows() -> Iterator[tuple[int, bytes, list[str]]]:
+        lines = _physical_lines(data)
+        pending: list[tuple[int, bytes, str]] = []
+
+        def source() -> Iterator[str]:
+            for number, raw in lines:
+                text = _decode(number, raw, errors)
+                if text is None:
+                    if on_unreadable is not None:
+                        on_unreadable(number)
+                    continue
+                pending.append((number, raw, text))
+                yield text + "\n"
+
+        csv.field_size_limit(CSV_FIELD_LIMIT)
+        reader = csv.reader(source(), delimiter=delimiter)
+        while True:
+            pending.clear()
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                where = pending[0][0] if pending else reader.line_num
+                message = str(exc)
+                if "new-line" in message or any("\r" in t for _, _, t in pending):
+                    message = (
+                        "the line holds a stray carriage return (\\r); save the file with "
+                        "ordinary line ends"
+                    )
+                elif "field limit" in message:
+                    message = "a field runs on for more than a megabyte (an unclosed quote?)"
+                errors.add(where, message)
+                if on_unreadable is not None:
+                    on_unreadable(where)
+                continue
+            if not pending:
+                continue
+            if not any(cell.strip() for cell in row):
+                continue
+            yield pending[0][0], b"\n".join(raw for _, raw, _ in pending), row
+
+    return delimiter, rows()
 
 
 # ---------------------------------------------------------------- normalisation
@@ -193,6 +600,8 @@ def _text(value) -> str:
         return ""
     if isinstance(value, float) and value.is_integer():
         value = int(value)
+    if isinstance(value, list | dict):
+        return json.dumps(value, ensure_ascii=False)
     return str(value).strip()
 
 
@@ -229,35 +638,181 @@ _DIFFICULTIES = {
 }
 
 
+def split_embedded_options(text: str) -> tuple[str, list[tuple[str, str]]]:
+    """A stem with its options written into it → (stem, [(label, text)…]); no options found →
+    (text, []). Options must start at A and run on consecutively, one per line or run together
+    on the last line."""
+    lines = text.split("\n")
+    for start, line in enumerate(lines):
+        match = OPTION_LINE.match(line)
+        if not match or (match.group(1) or match.group(2)).upper() != "A":
+            continue
+        found: list[tuple[str, str]] = []
+        for follow in lines[start:]:
+            if not follow.strip():
+                continue
+            m = OPTION_LINE.match(follow)
+            expected = OPTION_LABELS[len(found)] if len(found) < 5 else None
+            if m and (m.group(1) or m.group(2)).upper() == expected:
+                found.append((expected, m.group(3).strip()))
+            elif found:
+                # A line that is not the next option continues the last one.
+                label, previous = found[-1]
+                found[-1] = (label, f"{previous} {follow.strip()}")
+        if len(found) >= 2:
+            return "\n".join(lines[:start]).strip(), found
+    # Run together on one line: "… A. one B. two C. three D. four"
+    last = lines[-1] if lines else ""
+    parts = INLINE_OPTION.split(last)
+    # split → [before, g1, g2, text, g1, g2, text …]
+    labels = [(a or b) for a, b in zip(parts[1::3], parts[2::3], strict=False)]
+    if len(labels) >= 4 and labels == list(OPTION_LABELS[: len(labels)]):
+        texts = [t.strip() for t in parts[3::3]]
+        before = "\n".join([*lines[:-1], parts[0]]).strip()
+        return before, list(zip(labels, texts, strict=True))
+    return text, []
+
+
+def _option_items(raw_options, problems: list[str]) -> list[tuple[str, str]] | None:
+    """Options as (label, text) pairs from a dict, a list or a block of text."""
+    if isinstance(raw_options, dict):
+        items = []
+        keys = list(raw_options)
+        numeric = all(_text(k).isdigit() for k in keys)
+        base = min((int(_text(k)) for k in keys), default=0) if numeric else 0
+        for key, value in raw_options.items():
+            name = _text(key)
+            if numeric:
+                index = int(name) - base
+                label = OPTION_LABELS[index] if 0 <= index < 5 else f"#{name}"
+            else:
+                match = LETTER.match(name)
+                label = match.group(1).upper() if match else name
+            items.append((label, _text(value)))
+        return items
+    if isinstance(raw_options, list):
+        if raw_options and all(isinstance(v, dict) for v in raw_options):
+            items = []
+            for i, value in enumerate(raw_options):
+                lowered = {_key(k): v for k, v in value.items()}
+                label = (
+                    _text(lowered.get("label") or lowered.get("key") or lowered.get("letter") or "")
+                    .upper()
+                    .strip("().．、 ")
+                )
+                text = next(
+                    (
+                        lowered[k]
+                        for k in ("text", "value", "content", "option", "answer")
+                        if k in lowered
+                    ),
+                    None,
+                )
+                items.append((label or (OPTION_LABELS[i] if i < 5 else f"#{i + 1}"), _text(text)))
+            return items
+        texts = [_text(v) for v in raw_options]
+        # ["A. one", "B. two", …]: the labels are written into the texts.
+        prefixed = [LETTER_THEN_TEXT.match(t) for t in texts]
+        if len(texts) >= 2 and all(
+            m and m.group(1).upper() == OPTION_LABELS[i] if i < 5 else False
+            for i, m in enumerate(prefixed)
+        ):
+            return [(m.group(1).upper(), m.group(2).strip()) for m in prefixed]
+        return [(OPTION_LABELS[i] if i < 5 else f"#{i + 1}", t) for i, t in enumerate(texts)]
+    if isinstance(raw_options, str):
+        _, found = split_embedded_options(raw_options)
+        if found:
+            return found
+        problems.append("options: a text that holds no labelled options (A. … B. …)")
+        return []
+    problems.append("options must be an object (A → text), a list, or lines “A. …”")
+    return []
+
+
+def _answer_label(value, opts: dict[str, str], index_base: str) -> tuple[str, int | None, str]:
+    """(letter, pending index, problem). A bare number is an index whose base (0 or 1) may
+    only be known once the whole file is read: it is returned as the pending index."""
+    if isinstance(value, list):
+        if len(value) != 1:
+            return (
+                "",
+                None,
+                (
+                    f"answer: {len(value)} answers given ({_text(value)}); a question has one key"
+                    if value
+                    else "missing answer key"
+                ),
+            )
+        value = value[0]
+    if isinstance(value, bool):
+        return "", None, f"answer: {value!r} is not a key"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if float(value).is_integer():
+            return _index(int(value), opts, index_base)
+        return "", None, f"answer: {value!r} is not a letter or an option number"
+    text = _text(value)
+    if not text:
+        return "", None, "missing answer key"
+    text = ANSWER_PREFIX.sub("", text).strip()
+    if text.isdigit():
+        return _index(int(text), opts, index_base)
+    match = ANY_LETTER.match(text)
+    if match:
+        return match.group(1).upper(), None, ""
+    match = LETTER_THEN_TEXT.match(text)
+    if match and (
+        not match.group(2).strip()
+        or match.group(2).strip().casefold()
+        == opts.get(match.group(1).upper(), "").strip().casefold()
+    ):
+        return match.group(1).upper(), None, ""
+    same = [label for label, t in opts.items() if t.strip().casefold() == text.casefold()]
+    if len(same) == 1:
+        return same[0], None, ""
+    if len(same) > 1:
+        return "", None, f"answer: the text {text[:60]!r} matches options {', '.join(same)}"
+    if re.fullmatch(r"[A-Ea-e]([,，、/ ]*[A-Ea-e])+", text):
+        return "", None, f"answer: {text!r} names several options; a question has one key"
+    return "", None, f"answer: {text[:60]!r} is not a letter, an option number or an option's text"
+
+
+def _index(n: int, opts: dict[str, str], index_base: str) -> tuple[str, int | None, str]:
+    if index_base in {"0", "1"}:
+        i = n - int(index_base)
+        if 0 <= i < len(OPTION_LABELS):
+            return OPTION_LABELS[i], None, ""
+        return "", None, f"answer: option number {n} is out of range"
+    if n < 0 or n > len(opts):
+        return "", None, f"answer: option number {n} is out of range"
+    return "", n, ""
+
+
 def build_record(
     line: int, raw: dict, options: ImportOptions, default_id: str
 ) -> SeedRecord | list[LineError]:
     """Validate one raw record (already mapped to our field names)."""
     problems: list[str] = []
     stem = _text(raw.get("question"))
-    if not stem:
-        problems.append("empty stem (no question text)")
 
     opts: dict[str, str] = {}
     raw_options = raw.get("options")
-    if isinstance(raw_options, dict):
-        items = [(str(k).strip().upper(), _text(v)) for k, v in raw_options.items()]
-    elif isinstance(raw_options, list):
-        items = [
-            (OPTION_LABELS[i] if i < 5 else f"#{i + 1}", _text(v))
-            for i, v in enumerate(raw_options)
-        ]
-    elif raw_options not in (None, ""):
-        items = []
-        problems.append("options must be an object (A → text) or a list")
+    if raw_options not in (None, "", [], {}):
+        items = _option_items(raw_options, problems)
     else:
         items = [(label, _text(raw.get(label))) for label in OPTION_LABELS]
         items = [(label, text) for label, text in items if text or label in "ABCD"]
-        # Trailing empty E is simply absent; an empty A–D is reported below.
+        if not any(text for _, text in items):
+            # No options anywhere but in the stem: "A. …" lines written into it.
+            stem, items = split_embedded_options(stem)
+            if not items:
+                items = []
+                problems.append("no options (none given, and none written into the stem)")
+    if not stem:
+        problems.insert(0, "empty stem (no question text)")
     present = [(label, text) for label, text in items if text or label in "ABCD"]
-    if len(present) > 5:
+    if items and len(present) > 5:
         problems.append(f"too many options ({len(present)}; at most 5, A–E)")
-    else:
+    elif items:
         for label, text in present:
             if label not in OPTION_LABELS:
                 problems.append(f"option label {label!r} is not one of A–E")
@@ -274,10 +829,10 @@ def build_record(
                 f"options must be labelled consecutively from A (got {', '.join(labels)})"
             )
 
-    answer = _text(raw.get("answer")).upper().strip("()（）. ")
-    if not answer:
-        problems.append("missing answer key")
-    elif answer not in opts and len(opts) >= 4:
+    answer, pending_index, problem = _answer_label(raw.get("answer"), opts, options.index_base)
+    if problem:
+        problems.append(problem)
+    elif answer and answer not in opts and len(opts) >= 4:
         problems.append(f"answer key {answer!r} is not among the options {', '.join(sorted(opts))}")
 
     qtype = _text(raw.get("type")) or options.question_type or QuestionType.K
@@ -296,17 +851,25 @@ def build_record(
     if diff_raw and not difficulty:
         problems.append(f"unknown difficulty {diff_raw!r} (easy, moderate, hard)")
 
-    language = normalise_language(_text(raw.get("language")) or options.language, stem)
+    case_text = _text(raw.get("case_text"))
+    language = normalise_language(
+        _text(raw.get("language")) or options.language, f"{case_text}\n{stem}".strip()
+    )
     if language is None:
         problems.append(f"unknown language {_text(raw.get('language'))!r} (zh or en)")
 
     external_id = _text(raw.get("id")) or default_id
     if len(external_id) > 200:
         problems.append("id is longer than 200 characters")
+    group_id = _text(raw.get("group_id"))
+    if case_text and not group_id:
+        group_id = "case-" + hashlib.sha256(case_text.encode()).hexdigest()[:12]
+    if len(group_id) > 200:
+        problems.append("group id is longer than 200 characters")
 
     if problems:
         return [LineError(line, p) for p in problems]
-    return SeedRecord(
+    record = SeedRecord(
         line=line,
         external_id=external_id,
         stem=stem,
@@ -317,9 +880,14 @@ def build_record(
         cognitive_level=level,
         difficulty=difficulty,
         language=language or "",
-        source=(_text(raw.get("source")) or options.source)[:300],
+        source=(options.source or _text(raw.get("source")) or _text(raw.get("_source")))[:300],
         cot=_text(raw.get("cot")),
+        case_text=case_text,
+        group_id=group_id,
+        group_order=raw.get("_group_order"),
     )
+    record.pending_index = pending_index  # type: ignore[attr-defined]
+    return record
 
 
 def _content_id(prefix: str, raw: dict) -> str:
@@ -333,42 +901,666 @@ def _content_id(prefix: str, raw: dict) -> str:
     return f"{prefix}-{digest.hexdigest()[:16]}"
 
 
-# ---------------------------------------------------------------- readers
+# ---------------------------------------------------------------- layouts (preset mappings)
+
+CMMLU_HEADER = ["", "Question", "A", "B", "C", "D", "Answer"]
+LAYOUT_MAPPINGS = {
+    "medqa-jsonl": {"question": "question", "options": "options", "answer": "answer_idx"},
+    "medmcqa-jsonl": {
+        "id": "id",
+        "question": "question",
+        "A": "opa",
+        "B": "opb",
+        "C": "opc",
+        "D": "opd",
+        "answer": "cop",
+        "specialty": "subject_name",
+    },
+    "cmmlu-csv": {
+        "question": "Question",
+        "A": "A",
+        "B": "B",
+        "C": "C",
+        "D": "D",
+        "answer": "Answer",
+    },
+}
 
 
-def _read_jsonl(data: bytes) -> tuple[list[tuple[int, dict]], list[LineError], int]:
-    lines, errors = _decode_lines(data)
-    out: list[tuple[int, dict]] = []
-    for number, text in lines:
-        if not text.strip():
-            continue
+def _layout_of(keys: set[str]) -> str:
+    if "answer_idx" in keys and "options" in keys and "question" in keys:
+        return "medqa-jsonl"
+    if {"opa", "opb", "opc", "opd", "cop"} <= keys:
+        return "medmcqa-jsonl"
+    return ""
+
+
+def detect_format(data: bytes, file_name: str = "") -> str:
+    """The layout's name, as shown in the report (kept for callers that only want the name)."""
+    _sniff_binary(data)
+    container = detect_container(data)
+    if container == "jsonl":
+        first = _strip_bom(data[:65536]).lstrip().split(b"\n", 1)[0]
         try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            errors.append(LineError(number, f"not valid JSON: {exc.msg} at column {exc.colno}"))
-            continue
-        if not isinstance(value, dict):
-            errors.append(LineError(number, "each line must be a JSON object"))
-            continue
-        out.append((number, value))
-    return out, errors, len(lines) + len([e for e in errors if e.message.startswith("bad enc")])
+            record = json.loads(first.decode("utf-8", errors="replace"))
+        except json.JSONDecodeError:
+            return "medcot-jsonl"
+        return _layout_of(set(record) if isinstance(record, dict) else set()) or "medcot-jsonl"
+    if container == "json":
+        return "json"
+    header_line = _strip_bom(data[:65536]).lstrip().split(b"\n", 1)[0]
+    header_text = header_line.decode("utf-8", errors="replace").strip("\r")
+    header = next(csv.reader([header_text], delimiter=_detect_delimiter(header_text)), [])
+    header = [h.strip() for h in header]
+    if header[:7] == CMMLU_HEADER:
+        return "cmmlu-csv"
+    lowered = {_key(h) for h in header}
+    if lowered & set(SYNONYMS["question"]) and lowered & set(SYNONYMS["answer"]):
+        return "medcot-csv"
+    raise FormatError(
+        "Could not recognise the file's layout. Choose a format, or give a field mapping "
+        "(see docs/import-formats.md)."
+    )
 
 
-def _read_csv(data: bytes) -> tuple[list[str], list[tuple[int, dict]], list[LineError], int]:
-    lines, errors = _decode_lines(data)
-    rows = list(_csv_rows(lines))
-    if not rows:
-        return [], [], errors, 0
-    header = [h.strip() for h in rows[0][1]]
-    out: list[tuple[int, dict]] = []
-    for number, row in rows[1:]:
-        if len(row) != len(header):
-            errors.append(
-                LineError(number, f"has {len(row)} columns; the header has {len(header)}")
+# ---------------------------------------------------------------- parsing
+
+
+class _Parser:
+    def __init__(self, options: ImportOptions):
+        self.options = options
+        self.records: list[SeedRecord] = []
+        self.errors = ErrorLog()
+        self.warnings = ErrorLog()
+        self.seen: dict[bytes, int] = {}
+        self.seen_ids: dict[str, int] = {}
+        self.read = 0
+        self.bad_records = 0
+        # Records that could not even be read (not JSON, not UTF-8, wrong number of columns).
+        self.unreadable = 0
+        self.unreadable_run = 0
+        self.run_start = 0
+        self.unit = "line"
+
+    def duplicate(self, line: int, raw: bytes) -> bool:
+        digest = hashlib.blake2b(raw, digest_size=16).digest()
+        first = self.seen.get(digest)
+        if first is not None:
+            self.warnings.add(line, f"{self.unit} {line} repeats {self.unit} {first}; kept once")
+            return True
+        self.seen[digest] = line
+        return False
+
+    def give_up(self) -> None:
+        if self.read >= GIVE_UP_AFTER and not self.records:
+            raise _GiveUp(
+                f"The first {GIVE_UP_AFTER:,} {self.unit}s hold not one readable record; this "
+                "does not look like a seed file in this format."
             )
+
+    def unreadable_line(self, line: int) -> None:
+        """A line that is not a record at all (not JSON, wrong number of columns …). A long
+        run of them is junk, not a seed file: stop there rather than list a million lines."""
+        self.read += 1
+        self.bad_records += 1
+        self.unreadable += 1
+        self.unreadable_run += 1
+        if self.unreadable_run == 1:
+            self.run_start = line
+        if self.unreadable_run >= GIVE_UP_AFTER:
+            raise _GiveUp(
+                f"{GIVE_UP_AFTER:,} {self.unit}s in a row, from {self.unit} {self.run_start:,}, "
+                "are not readable records; this does not look like a seed file in this format."
+            )
+        self.give_up()
+
+    def add(self, line: int, raw: dict, default_id: str) -> None:
+        self.read += 1
+        self.unreadable_run = 0
+        result = build_record(line, raw, self.options, default_id)
+        if isinstance(result, list):
+            self.bad_records += 1
+            self.errors.extend(result)
+            return
+        first = self.seen_ids.get(result.external_id)
+        if first is not None:
+            self.errors.add(
+                line, f"duplicate id {result.external_id!r} (first on {self.unit} {first})"
+            )
+            return
+        self.seen_ids[result.external_id] = line
+        self.records.append(result)
+
+    def resolve_indexes(self) -> None:
+        """Numeric answers: 0-based if any is 0, 1-based if any equals its option count."""
+        pending = [r for r in self.records if getattr(r, "pending_index", None) is not None]
+        if not pending:
+            return
+        base = None
+        if any(r.pending_index == 0 for r in pending):
+            base = 0
+        elif any(r.pending_index == len(r.options) for r in pending):
+            base = 1
+        kept = []
+        for record in self.records:
+            n = getattr(record, "pending_index", None)
+            if n is None:
+                kept.append(record)
+                continue
+            if base is None:
+                self.errors.add(
+                    record.line,
+                    f"answer: {n} is an option number, and the file does not show whether "
+                    "they count from 0 or from 1; set the answer index base",
+                )
+                continue
+            label_index = n - base
+            if not 0 <= label_index < len(record.options):
+                self.errors.add(record.line, f"answer: option number {n} is out of range")
+                continue
+            record.answer = OPTION_LABELS[label_index]
+            kept.append(record)
+        self.records = kept
+
+
+class _GiveUp(Exception):
+    pass
+
+
+def _mapping_for(fmt: str, keys: list[str], options: ImportOptions) -> dict:
+    if options.mapping:
+        return dict(options.mapping)
+    if fmt in LAYOUT_MAPPINGS:
+        return dict(LAYOUT_MAPPINGS[fmt])
+    return guess_mapping(keys)
+
+
+def _check_mapping(mapping: dict, keys: list[str], what: str) -> None:
+    """A mapping that names a field or column the file lacks: one error for the file."""
+    known = set(keys)
+    missing = []
+    for ours, theirs in mapping.items():
+        names = theirs if isinstance(theirs, list | tuple) else [theirs]
+        missing += [f"{ours}={n}" for n in names if n not in known]
+    if missing:
+        available = ", ".join(str(k) for k in keys[:30]) or "none"
+        raise FormatError(
+            f"The mapping names {what} the file does not have: {', '.join(missing)} "
+            f"(the file has: {available})."
+        )
+
+
+def _apply_mapping(obj: dict, mapping: dict) -> dict:
+    """Rename source fields to ours: mapping is {our field: their field}."""
+    raw: dict = {}
+    for ours, theirs in mapping.items():
+        if ours == "questions":
             continue
-        out.append((number, dict(zip(header, row, strict=True))))
-    return header, out, errors, len(rows) - 1
+        if ours == "options" and isinstance(theirs, list | tuple):
+            raw["options"] = [obj.get(col) for col in theirs]
+        else:
+            raw[ours] = obj.get(theirs)
+    return raw
+
+
+def parse_seed_file(data: bytes, options: ImportOptions) -> ParsedFile:
+    _sniff_binary(data)
+    if not _strip_bom(data).strip():
+        raise FormatError("the file holds no records")
+    fmt = options.format
+    if fmt not in FORMATS:
+        raise FormatError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    container = detect_container(data)
+    if fmt.endswith("-jsonl") and container == "json":
+        raise FormatError(
+            "This file is one JSON document, not JSON Lines (one object per line); choose "
+            "“JSON document” or “Detect from the file”."
+        )
+    if fmt == "json" and container == "csv":
+        raise FormatError("This file is not JSON: it does not start with { or [.")
+    if fmt == "json" and container == "jsonl":
+        raise FormatError(
+            "This file is JSON Lines (one JSON object per line), not one JSON document; choose "
+            "a JSONL format or “Detect from the file”."
+        )
+    if fmt.endswith("-csv") and container != "csv":
+        raise FormatError(
+            f"This file is {'a JSON document' if container == 'json' else 'JSON Lines'}, "
+            "not CSV; choose “Detect from the file”."
+        )
+    if fmt.endswith("-jsonl") and container == "csv":
+        raise FormatError("This file is not JSON Lines (its first line is not a JSON object).")
+    parser = _Parser(options)
+    try:
+        if container == "csv":
+            parsed = _parse_csv(data, options, parser)
+        elif container == "json":
+            parsed = _parse_document(data, options, parser)
+        else:
+            parsed = _parse_jsonl(data, options, parser)
+    except _GiveUp as stop:
+        first = parser.errors.kept[0] if parser.errors.kept else None
+        raise FormatError(
+            f"{stop} The first problem: "
+            + (f"{parser.unit} {first.line}: {first.message}" if first else "none")
+        ) from None
+    if parser.read and not parser.records and parser.unreadable == parser.read:
+        raise FormatError(
+            f"Not one {parser.unit} of this file is a readable record; this does not look like a "
+            "seed file in this format. First problem: "
+            + (parser.errors.kept[0].message if parser.errors.kept else "none")
+        )
+    parser.resolve_indexes()
+    parsed.records = parser.records
+    parsed.errors = parser.errors
+    parsed.warnings = parser.warnings
+    parsed.unit = parser.unit
+    return parsed
+
+
+def _layout_defaults(fmt: str, obj: dict, raw: dict) -> str:
+    """The id a record gets when it carries none; fills detected defaults into `raw`."""
+    if fmt == "medqa-jsonl":
+        meta = _text(obj.get("meta_info"))
+        raw["_source"] = f"MedQA (USMLE) {meta}".strip()
+        return _content_id("medqa", {"q": obj.get("question"), "o": obj.get("options")})
+    if fmt == "medmcqa-jsonl":
+        raw["_source"] = "MedMCQA"
+        return _content_id("medmcqa", obj)
+    if fmt == "mapped":
+        return _content_id("row", obj)
+    return _content_id("item", obj)
+
+
+def _first_keys(objects) -> list[str]:
+    keys: dict[str, None] = {}
+    for obj in objects:
+        if isinstance(obj, dict):
+            keys.update(dict.fromkeys(str(k) for k in obj))
+    return list(keys)
+
+
+def _parse_jsonl(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFile:
+    # The mapping comes from the first records' keys; the rest are read streaming.
+    sample = []
+    for _, _, value in _read_jsonl(data[: 1 << 20], ErrorLog()):
+        if isinstance(value, dict):
+            sample.append(value)
+        if len(sample) >= 50:
+            break
+    fmt = options.format
+    if fmt in {"auto", "medcot-jsonl"}:
+        fmt = ("mapped" if options.mapping else _layout_of(set(_first_keys(sample)))) or (
+            "medcot-jsonl"
+        )
+    reader, columns, mapping = _prepare(fmt, sample, options, parser)
+    total = 0
+    for number, raw_bytes, value in _read_jsonl(data, parser.errors):
+        total += 1
+        if value is None:
+            parser.unreadable_line(number)
+            continue
+        if parser.duplicate(number, raw_bytes):
+            continue
+        reader.add(number, value)
+        parser.give_up()
+    return ParsedFile(
+        fmt, [], parser.errors, total, container="jsonl", columns=columns, mapping=mapping
+    )
+
+
+def _nested_keys(sample: list, options: ImportOptions) -> tuple[str, list[str]] | None:
+    """When records are case groups: (the key of their question list, their questions' keys)."""
+    list_key = (options.mapping or {}).get("questions")
+    subs: list = []
+    for obj in sample:
+        if not isinstance(obj, dict):
+            continue
+        if not list_key:
+            list_key = next(
+                (
+                    k
+                    for k, v in obj.items()
+                    if _key(k) in SYNONYMS["questions"]
+                    and isinstance(v, list)
+                    and any(isinstance(x, dict) for x in v)
+                ),
+                None,
+            )
+        value = obj.get(list_key) if list_key else None
+        if isinstance(value, list):
+            subs += [v for v in value[:20] if isinstance(v, dict)]
+    return (list_key, _first_keys(subs)) if list_key and subs else None
+
+
+GROUP_LEVEL = ("specialty", "type", "language", "source", "difficulty", "cognitive_level")
+
+
+def _auto_group_mapping(group_keys: list[str], list_key: str, nested_keys: list[str]) -> dict:
+    """One flat mapping for case groups: a sub-question's fields are written `questions[].name`;
+    the rest are the group's (its case text, its id, options shared by all its questions)."""
+    group = guess_mapping([k for k in group_keys if k != list_key])
+    flat: dict = {"questions": list_key}
+    case = group.get("case_text") or group.get("question")
+    if case:
+        flat["case_text"] = case
+    if group.get("group_id") or group.get("id"):
+        flat["group_id"] = group.get("group_id") or group.get("id")
+    for ours in ("options", *OPTION_LABELS, *GROUP_LEVEL):
+        if ours in group:
+            flat[ours] = group[ours]
+    sub = guess_mapping(nested_keys)
+    for ours in ("questions", "case_text", "group_id"):
+        sub.pop(ours, None)
+    if "options" in sub:
+        for label in OPTION_LABELS:
+            flat.pop(label, None)
+    for ours, theirs in sub.items():
+        flat[ours] = f"{list_key}[].{theirs}"
+    return flat
+
+
+def _split_group_mapping(flat: dict, list_key: str, group_keys, nested_keys) -> tuple[dict, dict]:
+    prefix = f"{list_key}[]."
+    group, sub = {}, {}
+    for ours, theirs in flat.items():
+        if ours == "questions":
+            continue
+        if isinstance(theirs, str) and theirs.startswith(prefix):
+            sub[ours] = theirs[len(prefix) :]
+        elif isinstance(theirs, str) and theirs not in group_keys and theirs in nested_keys:
+            sub[ours] = theirs
+        else:
+            group[ours] = theirs
+    return group, sub
+
+
+def _check_group_mapping(flat, list_key, group_keys, nested_keys) -> None:
+    group, sub = _split_group_mapping(flat, list_key, group_keys, nested_keys)
+    _check_mapping(group, group_keys, "fields")
+    _check_mapping(sub, nested_keys, f"fields of the {list_key!r} questions")
+
+
+class _Reader:
+    """Turns one raw object into records with a mapping (flat, or split for case groups)."""
+
+    def __init__(self, parser, fmt, mapping, nested, group_keys):
+        self.parser, self.fmt, self.mapping = parser, fmt, mapping
+        self.list_key = nested[0] if nested else None
+        if self.list_key:
+            self.group_map, self.sub_map = _split_group_mapping(
+                mapping, self.list_key, group_keys, nested[1]
+            )
+            flat = {k: v for k, v in self.group_map.items() if k not in ("case_text", "group_id")}
+            self.flat_map = {**flat, **self.sub_map}
+        else:
+            self.flat_map = mapping
+
+    def add(self, number: int, obj: dict) -> None:
+        if self.list_key and isinstance(obj.get(self.list_key), list):
+            self._add_group(number, obj)
+            return
+        raw = _apply_mapping(obj, self.flat_map)
+        default_id = _layout_defaults(self.fmt, obj, raw)
+        self.parser.add(number, raw, default_id)
+
+    def _add_group(self, number: int, group: dict) -> None:
+        parser, list_key = self.parser, self.list_key
+        subs = group.get(list_key) or []
+        group_raw = _apply_mapping(group, self.group_map)
+        case_text = _text(group_raw.get("case_text"))
+        group_id = _text(group_raw.get("group_id"))
+        if not group_id:
+            group_id = _content_id("case", {"case": case_text, "n": len(subs), "g": group})
+        if not subs:
+            parser.read += 1
+            parser.errors.add(number, f"{list_key}: the case has no questions")
+            return
+        for order, sub in enumerate(subs, start=1):
+            if not isinstance(sub, dict):
+                parser.errors.add(number, f"question {order}: not an object")
+                continue
+            raw = _apply_mapping(sub, self.sub_map)
+            shared = ("options", *OPTION_LABELS, *GROUP_LEVEL)
+            if any(raw.get(k) not in (None, "", [], {}) for k in ("options", *OPTION_LABELS)):
+                shared = GROUP_LEVEL
+            for ours in shared:
+                if _text(raw.get(ours)) == "" and group_raw.get(ours) not in (None, ""):
+                    raw[ours] = group_raw[ours]
+            raw["case_text"] = case_text
+            raw["group_id"] = group_id
+            raw["_group_order"] = order
+            if not _text(raw.get("id")):
+                raw["id"] = f"{group_id}-{order}"
+            kept = len(parser.errors.kept)
+            parser.add(number, raw, raw["id"])
+            # Say which question of the case: the line (or record) holds the whole case.
+            for i in range(kept, len(parser.errors.kept)):
+                error = parser.errors.kept[i]
+                parser.errors.kept[i] = LineError(error.line, f"question {order}: {error.message}")
+
+
+def _parse_document(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFile:
+    parser.unit = "record"
+    document = _load_document(data)
+    path, values = find_records(document, options.records_path)
+    del document
+    sample = [v for v in values[:50] if isinstance(v, dict)]
+    fmt = options.format
+    if fmt in {"auto", "json"}:
+        fmt = "mapped" if options.mapping else (_layout_of(set(_first_keys(sample))) or "json")
+    reader, columns, mapping = _prepare(fmt, sample, options, parser)
+    for number, value in enumerate(values, start=1):
+        if not isinstance(value, dict):
+            parser.read += 1
+            parser.errors.add(number, "a record must be a JSON object")
+            parser.give_up()
+            continue
+        raw_bytes = json.dumps(value, sort_keys=True, ensure_ascii=False).encode()
+        if parser.duplicate(number, raw_bytes):
+            continue
+        reader.add(number, value)
+        parser.give_up()
+    return ParsedFile(
+        fmt,
+        [],
+        parser.errors,
+        len(values),
+        container="json",
+        records_path=path,
+        columns=columns,
+        mapping=mapping,
+    )
+
+
+def _prepare(fmt: str, sample: list, options: ImportOptions, parser: _Parser):
+    """The mapping for JSON records (guessed, preset or given), checked against the file."""
+    if fmt == "medmcqa-jsonl" and not options.index_base:
+        parser.options = ImportOptions(**{**options.__dict__, "index_base": "1"})
+    keys = _first_keys(sample)
+    nested = _nested_keys(sample, options)
+    if nested:
+        list_key, nested_keys = nested
+        columns = [k for k in keys if k != list_key] + [f"{list_key}[].{k}" for k in nested_keys]
+        if options.mapping:
+            mapping = dict(options.mapping)
+            _check_group_mapping(mapping, list_key, keys, nested_keys)
+        else:
+            mapping = _auto_group_mapping(keys, list_key, nested_keys)
+        columns = [list_key, *columns]
+    else:
+        columns = keys
+        mapping = _mapping_for(fmt, keys, options)
+        if options.mapping and sample:
+            _check_mapping(mapping, keys, "fields")
+    return _Reader(parser, fmt, mapping, nested, keys), columns, mapping
+
+
+def _looks_like_header(row: list[str]) -> bool:
+    names = {_key(c) for c in row}
+    known = set().union(*SYNONYMS.values())
+    if names & known:
+        return True
+    return sum(bool(OPTION_COLUMN.match(c.strip())) for c in row) >= 4
+
+
+def _guess_positions(rows: list[list[str]]) -> dict:
+    """question,A,B,C,D[,E],answer (optionally after an id column) in a headerless file."""
+    if not rows:
+        return {}
+    width = max(len(r) for r in rows)
+    letter_share = []
+    for col in range(width):
+        values = [r[col].strip() for r in rows if col < len(r)]
+        letters = sum(bool(LETTER.match(v)) for v in values if v)
+        letter_share.append(letters / max(1, len(values)))
+    answer_cols = [c for c, share in enumerate(letter_share) if share >= 0.8]
+    if not answer_cols:
+        return {}
+    answer = answer_cols[-1]
+    mean_len = [
+        sum(len(r[c]) for r in rows if c < len(r)) / max(1, len(rows)) for c in range(width)
+    ]
+    for n_options in (5, 4):
+        first_option = answer - n_options
+        if first_option < 1:
+            continue
+        question = first_option - 1
+        if question > 1:
+            continue
+        if n_options == 5 and question == 0 and mean_len[0] < mean_len[1] and answer == 6:
+            continue  # id,question,A,B,C,D,answer read better as 4 options
+        mapping = {"question": str(question + 1)}
+        if question == 1:
+            mapping["id"] = "1"
+        for i in range(n_options):
+            mapping[OPTION_LABELS[i]] = str(first_option + i + 1)
+        mapping["answer"] = str(answer + 1)
+        return mapping
+    return {}
+
+
+def _parse_csv(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFile:
+    delimiter, rows = _read_csv(data, parser.errors, parser.unreadable_line)
+    head: list[tuple[int, bytes, list[str]]] = []
+    for row in rows:
+        head.append(row)
+        if len(head) >= 51:
+            break
+    if not head:
+        raise FormatError("the file holds no records")
+    first = [c.strip() for c in head[0][2]]
+    if options.header == "no":
+        has_header = False
+    elif (
+        options.header == "yes"
+        or first[:7] == CMMLU_HEADER
+        or options.format in {"cmmlu-csv", "medcot-csv"}
+    ):
+        has_header = True
+    else:
+        has_header = _looks_like_header(first)
+        mapping = options.mapping or {}
+        if mapping and all(str(v).isdigit() for v in mapping.values() if not isinstance(v, list)):
+            has_header = _looks_like_header(first)
+        elif mapping and set(map(str, mapping.values())) & set(first):
+            has_header = True
+    width = max(len(r[2]) for r in head)
+    if has_header:
+        header = first
+        columns = header
+    else:
+        header = []
+        columns = [str(i + 1) for i in range(width)]
+    fmt = options.format
+    if fmt == "auto":
+        if options.mapping:
+            fmt = "mapped"
+        elif has_header and header[:7] == CMMLU_HEADER:
+            fmt = "cmmlu-csv"
+        elif has_header:
+            fmt = "medcot-csv"
+        else:
+            fmt = "mapped"
+    if options.mapping:
+        mapping = dict(options.mapping)
+        if has_header:
+            # A column may be named by its position too (1 = the first column).
+            mapping = {
+                k: (
+                    header[int(v) - 1]
+                    if isinstance(v, str)
+                    and v.isdigit()
+                    and v not in header
+                    and 0 < int(v) <= len(header)
+                    else v
+                )
+                for k, v in mapping.items()
+            }
+        _check_mapping(mapping, columns, "columns")
+    elif fmt == "cmmlu-csv":
+        if first[:7] != CMMLU_HEADER:
+            raise FormatError("A CMMLU-style CSV starts with the header ,Question,A,B,C,D,Answer")
+        mapping = dict(LAYOUT_MAPPINGS["cmmlu-csv"])
+    elif has_header:
+        mapping = guess_mapping(header)
+        if "question" not in mapping:
+            raise FormatError(
+                "Could not recognise the file's layout: no column holds the question. Give a "
+                "field mapping (see docs/import-formats.md)."
+            )
+    else:
+        mapping = _guess_positions([r[2] for r in head[:50]])
+        if not mapping:
+            raise FormatError(
+                "Could not recognise the file's layout: it has no header row and its columns are "
+                "not question, A, B, C, D, answer. Give a mapping by column number, e.g. "
+                "question=1,A=2,B=3,C=4,D=5,answer=6 (see docs/import-formats.md)."
+            )
+
+    cmmlu_prefix = ""
+    opts = options
+    if fmt == "cmmlu-csv":
+        subject, split = _subject_from_file_name(options.file_name)
+        cmmlu_prefix = f"cmmlu-{split}_{subject}" if split else f"cmmlu-{subject}"
+        if not options.specialty:
+            opts = ImportOptions(**{**options.__dict__, "specialty": _specialty_label(subject)})
+        parser.options = opts
+
+    def all_rows():
+        yield from head
+        yield from rows
+
+    total = 0
+    for index, (number, raw_bytes, row) in enumerate(all_rows()):
+        if index == 0 and has_header:
+            continue
+        total += 1
+        if has_header and len(row) != len(header):
+            parser.errors.add(number, f"has {len(row)} columns; the header has {len(header)}")
+            parser.unreadable_line(number)
+            continue
+        if parser.duplicate(number, raw_bytes):
+            continue
+        obj = dict(zip(columns, row, strict=False))
+        raw = _apply_mapping(obj, mapping)
+        if fmt == "cmmlu-csv":
+            raw["id"] = f"{cmmlu_prefix}-{row[0].strip() or number}"
+            raw["_source"] = f"CMMLU {subject}"
+            parser.add(number, raw, raw["id"])
+        else:
+            parser.add(number, raw, _content_id("item" if fmt == "medcot-csv" else "row", obj))
+        parser.give_up()
+    return ParsedFile(
+        fmt,
+        [],
+        parser.errors,
+        total,
+        container="tsv" if delimiter == "\t" else "csv",
+        header=has_header,
+        columns=columns,
+        mapping=mapping,
+    )
 
 
 def _subject_from_file_name(file_name: str) -> tuple[str, str]:
@@ -384,132 +1576,32 @@ def _specialty_label(subject: str) -> str:
     return subject.replace("_", " ").strip().capitalize()
 
 
-def parse_seed_file(data: bytes, options: ImportOptions) -> ParsedFile:
-    fmt = options.format
-    if fmt == "auto":
-        fmt = "mapped" if options.mapping else detect_format(data, options.file_name)
-    if fmt not in FORMATS or fmt == "auto":
-        raise FormatError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-
-    records: list[SeedRecord] = []
-    errors: list[LineError] = []
-
-    def add(line: int, raw: dict, default_id: str) -> None:
-        result = build_record(line, raw, options, default_id)
-        if isinstance(result, list):
-            errors.extend(result)
-        else:
-            records.append(result)
-
-    if fmt in {"medcot-jsonl", "medqa-jsonl", "medmcqa-jsonl"} or (
-        fmt == "mapped" and data.lstrip(b"\xef\xbb\xbf").lstrip().startswith(b"{")
-    ):
-        rows, errors, total = _read_jsonl(data)
-        for line, obj in rows:
-            if fmt == "medqa-jsonl":
-                meta = _text(obj.get("meta_info"))
-                raw = {
-                    "question": obj.get("question"),
-                    "options": obj.get("options"),
-                    "answer": obj.get("answer_idx"),
-                    "source": f"MedQA (USMLE) {meta}".strip(),
-                }
-                add(
-                    line,
-                    raw,
-                    _content_id("medqa", {"q": obj.get("question"), "o": obj.get("options")}),
-                )
-            elif fmt == "medmcqa-jsonl":
-                cop = _text(obj.get("cop"))
-                answer = (
-                    OPTION_LABELS[int(cop) - 1] if cop.isdigit() and 1 <= int(cop) <= 4 else cop
-                )
-                raw = {
-                    "id": obj.get("id"),
-                    "question": obj.get("question"),
-                    "A": obj.get("opa"),
-                    "B": obj.get("opb"),
-                    "C": obj.get("opc"),
-                    "D": obj.get("opd"),
-                    "answer": answer,
-                    "specialty": obj.get("subject_name"),
-                    "source": "MedMCQA",
-                }
-                add(line, raw, _content_id("medmcqa", obj))
-            elif fmt == "mapped":
-                add(line, _apply_mapping(obj, options.mapping), _content_id("row", obj))
-            else:
-                raw = dict(obj)
-                raw.setdefault("question", obj.get("stem"))
-                add(line, raw, _content_id("item", obj))
-        return ParsedFile(fmt, records, errors, total)
-
-    header, rows, errors, total = _read_csv(data)
-    if fmt == "cmmlu-csv":
-        if header[:7] != ["", "Question", "A", "B", "C", "D", "Answer"]:
-            raise FormatError("A CMMLU-style CSV starts with the header ,Question,A,B,C,D,Answer")
-        subject, split = _subject_from_file_name(options.file_name)
-        prefix = f"cmmlu-{split}_{subject}" if split else f"cmmlu-{subject}"
-        opts = options
-        if not options.specialty:
-            opts = ImportOptions(**{**options.__dict__, "specialty": _specialty_label(subject)})
-        for line, row in rows:
-            raw = {
-                "id": f"{prefix}-{row.get('', '').strip() or line}",
-                "question": row.get("Question"),
-                "A": row.get("A"),
-                "B": row.get("B"),
-                "C": row.get("C"),
-                "D": row.get("D"),
-                "answer": row.get("Answer"),
-                "source": f"CMMLU {subject}",
-            }
-            result = build_record(line, raw, opts, raw["id"])
-            if isinstance(result, list):
-                errors.extend(result)
-            else:
-                records.append(result)
-    elif fmt == "mapped":
-        for line, row in rows:
-            add(line, _apply_mapping(row, options.mapping), _content_id("row", row))
+def parse_mapping(text) -> dict:
+    """`question=Q,A=opa,B=opb,answer=ans` (or `question=1,A=2 …` by column number), or a JSON
+    object → {our field: their field}."""
+    if isinstance(text, dict):
+        mapping = dict(text)
     else:
-        lower = {h.lower(): h for h in header}
-        if "question" not in lower and "stem" not in lower:
-            raise FormatError("A MedCoT CSV needs a 'question' column (see docs/import-formats.md)")
-        for line, row in rows:
-            raw = {key.lower(): value for key, value in row.items()}
-            raw.setdefault("question", raw.get("stem"))
-            for label in OPTION_LABELS:
-                raw[label] = row.get(label, row.get(label.lower(), ""))
-            add(line, raw, _content_id("item", row))
-    return ParsedFile(fmt, records, errors, total)
-
-
-def _apply_mapping(obj: dict, mapping: dict[str, str]) -> dict:
-    """Rename source fields to ours: mapping is {our field: their field}."""
-    raw: dict = {}
-    for ours, theirs in mapping.items():
-        if ours == "options" and isinstance(theirs, list | tuple):
-            raw["options"] = [obj.get(col) for col in theirs]
+        text = (text or "").strip()
+        if not text:
+            return {}
+        if text.startswith("{"):
+            try:
+                mapping = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise FormatError(f"The mapping is not valid JSON: {exc.msg}") from None
+            if not isinstance(mapping, dict):
+                raise FormatError('A JSON mapping is an object: {"question": "…", …}')
         else:
-            raw[ours] = obj.get(theirs)
-    return raw
-
-
-def parse_mapping(text: str) -> dict[str, str]:
-    """`question=Q,A=opa,B=opb,answer=ans` or a JSON object → {our field: their field}."""
-    text = text.strip()
-    if not text:
-        return {}
-    if text.startswith("{"):
-        mapping = json.loads(text)
-    else:
-        mapping = {}
-        for part in text.split(","):
-            if "=" not in part:
-                raise FormatError(f"Mapping entries look like field=column, not {part!r}")
-            ours, theirs = part.split("=", 1)
-            mapping[ours.strip()] = theirs.strip()
+            mapping = {}
+            for part in text.split(","):
+                if not part.strip():
+                    continue
+                if "=" not in part:
+                    raise FormatError(f"Mapping entries look like field=column, not {part!r}")
+                ours, theirs = part.split("=", 1)
+                mapping[ours.strip()] = theirs.strip()
+    mapping = {k: v for k, v in mapping.items() if v not in ("", None)}
     unknown = sorted(set(mapping) - set(MAPPABLE_FIELDS))
     if unknown:
         raise FormatError(

@@ -9,8 +9,9 @@ overwrite (content changes are new versions, made by people or the pipeline, not
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.db import transaction
 from django.db.models import F, OuterRef, Subquery
@@ -18,6 +19,8 @@ from django.utils import timezone
 
 from medcot.bulk import allocate_ids, copy_rows, is_postgres
 from medcot.imports.formats import (
+    ERROR_LIMIT,
+    ErrorLog,
     FormatError,
     ImportOptions,
     LineError,
@@ -38,6 +41,8 @@ from medcot.models import (
 )
 
 BATCH_SIZE = 2000
+PREVIEW_RECORDS = 5
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -58,10 +63,14 @@ def import_batch_create(
     options: ImportOptions,
     actor=None,
     keep_content: bool = True,
+    preview: bool = False,
 ) -> ImportBatch:
-    """Record an upload to be processed by a worker (`import_batch_process`)."""
+    """Record an upload to be processed by a worker (`import_batch_process`), or, with
+    `preview`, kept until an admin has seen the preview and confirmed it."""
     return ImportBatch.objects.create(
         project=project,
+        state=ImportBatch.State.PREVIEW if preview else ImportBatch.State.PENDING,
+        license=options.license or ImportBatch._meta.get_field("license").default,
         file_name=file_name[:255],
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
@@ -76,14 +85,113 @@ def import_batch_process(*, batch_id: int) -> ImportBatch:
     """Run a pending batch. Safe to call twice: a finished batch is returned unchanged."""
     with transaction.atomic():
         batch = ImportBatch.objects.select_for_update().get(pk=batch_id)
-        if batch.is_finished:
+        if batch.is_finished or batch.state == ImportBatch.State.PREVIEW:
             return batch
         batch.state = ImportBatch.State.RUNNING
         batch.save(update_fields=["state"])
     options = _options_from_json(batch.options, batch.file_name)
     data = bytes(batch.content or b"")
-    _run(batch=batch, data=data, options=options)
+    _run_safely(batch=batch, data=data, options=options)
     return batch
+
+
+def import_batch_confirm(*, batch: ImportBatch, options: ImportOptions) -> ImportBatch:
+    """An admin confirmed a previewed upload with these options: hand it to a worker."""
+    with transaction.atomic():
+        batch = ImportBatch.objects.select_for_update().get(pk=batch.pk)
+        if batch.state != ImportBatch.State.PREVIEW:
+            return batch
+        batch.options = _options_to_json(options)
+        batch.format = options.format
+        batch.license = options.license or batch.license
+        batch.state = ImportBatch.State.PENDING
+        batch.save(update_fields=["options", "format", "license", "state"])
+    return batch
+
+
+def import_batch_set_options(*, batch: ImportBatch, options: ImportOptions) -> ImportBatch:
+    """Change how a previewed upload is read (the preview's "update")."""
+    ImportBatch.objects.filter(pk=batch.pk, state=ImportBatch.State.PREVIEW).update(
+        options=_options_to_json(options), format=options.format, license=options.license
+    )
+    batch.refresh_from_db()
+    return batch
+
+
+def import_options_from_batch(batch: ImportBatch) -> ImportOptions:
+    return _options_from_json(batch.options, batch.file_name)
+
+
+def import_batch_discard(*, batch: ImportBatch) -> None:
+    """Drop a previewed upload that was never confirmed."""
+    ImportBatch.objects.filter(pk=batch.pk, state=ImportBatch.State.PREVIEW).delete()
+
+
+@dataclass
+class Preview:
+    """What an import would do, without doing it (the preview page and the API's dry run)."""
+
+    ok: bool
+    format: str = ""
+    container: str = ""
+    records_path: str = ""
+    header: bool | None = None
+    columns: list[str] = field(default_factory=list)
+    mapping: dict = field(default_factory=dict)
+    records: list[dict] = field(default_factory=list)
+    record_count: int = 0
+    group_count: int = 0
+    errors: list[dict] = field(default_factory=list)
+    error_count: int = 0
+    warnings: list[dict] = field(default_factory=list)
+    warning_count: int = 0
+    message: str = ""
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def import_preview(
+    *, data: bytes, options: ImportOptions, project: Project | None = None
+) -> Preview:
+    """Parse the file as the import would and say what it found: the layout, the mapping in
+    use, the first records as they would be stored, and the problems. Writes nothing."""
+    try:
+        parsed = parse_seed_file(data, options)
+    except FormatError as exc:
+        return Preview(
+            ok=False, message=str(exc), error_count=1, errors=[LineError(0, str(exc)).as_dict()]
+        )
+    except Exception:  # a preview must answer whatever the file holds
+        logger.exception("import preview failed on %s", options.file_name)
+        message = "The file could not be read (an internal error, logged for the developers)."
+        return Preview(
+            ok=False, message=message, error_count=1, errors=[LineError(0, message).as_dict()]
+        )
+    errors = parsed.errors
+    if project is not None and parsed.records and not errors:
+        existing = _existing_fingerprints(project.pk, [r.external_id for r in parsed.records])
+        for record in parsed.records:
+            known = existing.get(record.external_id)
+            if known is not None and known != record.fingerprint():
+                errors.add(record.line, _changed_message(record.external_id))
+    return Preview(
+        ok=not errors and bool(parsed.records),
+        format=parsed.format,
+        container=parsed.container,
+        records_path=parsed.records_path,
+        header=parsed.header,
+        columns=[str(c) for c in parsed.columns],
+        mapping=parsed.mapping,
+        records=[r.as_dict() for r in parsed.records[:PREVIEW_RECORDS]],
+        record_count=len(parsed.records),
+        group_count=parsed.group_count,
+        errors=[e.as_dict() for e in sorted(errors.kept, key=lambda e: e.line)],
+        error_count=errors.total,
+        warnings=[w.as_dict() for w in parsed.warnings.kept],
+        warning_count=parsed.warnings.total,
+        message="" if parsed.records or errors else "the file holds no records",
+    )
 
 
 def seed_file_import(
@@ -98,33 +206,64 @@ def seed_file_import(
         actor=actor,
         keep_content=False,
     )
-    errors = _run(batch=batch, data=data, options=options)
+    errors = _run_safely(batch=batch, data=data, options=options)
     return ImportResult(batch=batch, errors=errors)
 
 
-def _run(*, batch: ImportBatch, data: bytes, options: ImportOptions) -> list[LineError]:
+def _run_safely(*, batch: ImportBatch, data: bytes, options: ImportOptions) -> list[LineError]:
+    """Whatever happens, the batch ends done, rejected or failed: never pending or running."""
     started = time.perf_counter()
+    try:
+        return _run(batch=batch, data=data, options=options, started=started)
+    except BaseException as exc:
+        if isinstance(exc, Exception):
+            logger.exception("import batch %s failed", batch.pk)
+        message = (
+            "The import stopped on an internal error (logged for the developers); "
+            "nothing was imported."
+        )
+        errors = ErrorLog()
+        errors.add(0, message)
+        _finish(batch, started, state=ImportBatch.State.FAILED, errors=errors)
+        if not isinstance(exc, Exception):
+            raise
+        return errors.kept
+
+
+def _changed_message(external_id: str) -> str:
+    return (
+        f"id {external_id!r} already exists in this project with different content; give the "
+        "changed question a new id"
+    )
+
+
+def _run(
+    *, batch: ImportBatch, data: bytes, options: ImportOptions, started: float
+) -> list[LineError]:
     options.file_name = options.file_name or batch.file_name
     try:
         parsed = parse_seed_file(data, options)
     except FormatError as exc:
-        return _finish(
-            batch, started, state=ImportBatch.State.REJECTED, errors=[LineError(0, str(exc))]
+        errors = ErrorLog()
+        errors.add(0, str(exc))
+        state = (
+            ImportBatch.State.REJECTED
+            if str(exc) == "the file holds no records"
+            else ImportBatch.State.FAILED
         )
+        return _finish(batch, started, state=state, errors=errors)
+    del data
 
     batch.format = parsed.format
-    batch.records = len(parsed.records) + len({e.line for e in parsed.errors})
-    errors = list(parsed.errors)
-    errors.extend(_duplicate_ids(parsed.records))
+    batch.records = len(parsed.records) + parsed.errors.total
+    batch.warnings = [w.as_dict() for w in parsed.warnings.kept]
+    batch.warning_count = parsed.warnings.total
+    errors = parsed.errors
     if errors:
         return _finish(batch, started, state=ImportBatch.State.REJECTED, errors=errors)
     if not parsed.records:
-        return _finish(
-            batch,
-            started,
-            state=ImportBatch.State.REJECTED,
-            errors=[LineError(0, "the file holds no records")],
-        )
+        errors.add(0, "the file holds no records")
+        return _finish(batch, started, state=ImportBatch.State.REJECTED, errors=errors)
 
     with transaction.atomic():
         # Lock the project row: two imports into one project run one after the other, so the
@@ -143,13 +282,7 @@ def _run(*, batch: ImportBatch, data: bytes, options: ImportOptions) -> list[Lin
             if known is None:
                 new_records.append(record)
             elif known != record.fingerprint():
-                errors.append(
-                    LineError(
-                        record.line,
-                        f"id {record.external_id!r} already exists in this project with different "
-                        "content; give the changed question a new id",
-                    )
-                )
+                errors.add(record.line, _changed_message(record.external_id))
         if errors:
             transaction.set_rollback(True)
         else:
@@ -158,39 +291,21 @@ def _run(*, batch: ImportBatch, data: bytes, options: ImportOptions) -> list[Lin
             batch.unchanged_count = len(parsed.records) - len(new_records)
     if errors:
         return _finish(batch, started, state=ImportBatch.State.REJECTED, errors=errors)
-    return _finish(batch, started, state=ImportBatch.State.DONE, errors=[])
+    return _finish(batch, started, state=ImportBatch.State.DONE, errors=ErrorLog())
 
 
-def _finish(
-    batch: ImportBatch, started: float, *, state: str, errors: list[LineError]
-) -> list[LineError]:
-    errors = sorted(errors, key=lambda e: (e.line, e.message))
+def _finish(batch: ImportBatch, started: float, *, state: str, errors: ErrorLog) -> list[LineError]:
+    """Store the outcome: the first ERROR_LIMIT problems, in line order, and their total."""
+    kept = sorted(errors.kept[:ERROR_LIMIT], key=lambda e: (e.line, e.message))
     batch.state = state
-    batch.errors = [e.as_dict() for e in errors]
-    batch.error_count = len(errors)
+    batch.errors = [e.as_dict() for e in kept]
+    batch.error_count = errors.total
     batch.duration_ms = int((time.perf_counter() - started) * 1000)
     batch.finished_at = timezone.now()
     # The upload is not needed once processed; the digest stays for provenance.
     batch.content = None
     batch.save()
-    return errors
-
-
-def _duplicate_ids(records) -> list[LineError]:
-    first_line: dict[str, int] = {}
-    errors = []
-    for record in records:
-        if record.external_id in first_line:
-            errors.append(
-                LineError(
-                    record.line,
-                    f"duplicate id {record.external_id!r} "
-                    f"(first on line {first_line[record.external_id]})",
-                )
-            )
-        else:
-            first_line[record.external_id] = record.line
-    return errors
+    return kept
 
 
 def _existing_fingerprints(project_id: int, external_ids: list[str]) -> dict[str, str]:
@@ -240,6 +355,9 @@ def _item_fields(batch: ImportBatch, r) -> dict:
         "difficulty": r.difficulty,
         "language": r.language,
         "source": r.source,
+        "group_id": r.group_id,
+        "group_order": r.group_order,
+        "case_text": r.case_text,
         "status": Status.IMPORTED,
         "import_batch_id": batch.pk,
     }
@@ -322,6 +440,10 @@ def _options_to_json(options: ImportOptions) -> dict:
         "question_type": options.question_type,
         "source": options.source,
         "mapping": options.mapping,
+        "records_path": options.records_path,
+        "header": options.header,
+        "index_base": options.index_base,
+        "license": options.license,
     }
 
 
@@ -334,4 +456,8 @@ def _options_from_json(data: dict, file_name: str) -> ImportOptions:
         question_type=data.get("question_type", ""),
         source=data.get("source", ""),
         mapping=data.get("mapping") or {},
+        records_path=data.get("records_path", ""),
+        header=data.get("header", "auto"),
+        index_base=data.get("index_base", ""),
+        license=data.get("license", ""),
     )

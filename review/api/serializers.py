@@ -5,7 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from rest_framework import serializers
 
-from medcot.imports.formats import FORMATS, FormatError, parse_mapping
+from medcot.imports.formats import FORMATS, FormatError, ImportOptions, parse_mapping
+from medcot.licenses import SOURCE_LICENSES, UNKNOWN
 from medcot.lifecycle import STAGES, Status
 from medcot.models import (
     Event,
@@ -69,7 +70,12 @@ class ProjectDetailSerializer(ProjectSerializer):
 
 class ImportBatchSerializer(serializers.ModelSerializer):
     created_by = UsernameField(read_only=True, allow_null=True)
-    errors = serializers.ListField(child=serializers.DictField(), read_only=True)
+    errors = serializers.ListField(
+        child=serializers.DictField(),
+        read_only=True,
+        help_text="The first 100 problems (line 0 = the whole file); error_count counts all.",
+    )
+    warnings = serializers.ListField(child=serializers.DictField(), read_only=True)
     is_finished = serializers.BooleanField(read_only=True)
 
     class Meta:
@@ -88,6 +94,9 @@ class ImportBatchSerializer(serializers.ModelSerializer):
             "unchanged_count",
             "error_count",
             "errors",
+            "warning_count",
+            "warnings",
+            "license",
             "duration_ms",
             "created_by",
             "created_at",
@@ -98,12 +107,12 @@ class ImportBatchSerializer(serializers.ModelSerializer):
 
 class ImportBatchSummarySerializer(ImportBatchSerializer):
     class Meta(ImportBatchSerializer.Meta):
-        fields = [f for f in ImportBatchSerializer.Meta.fields if f != "errors"]
+        fields = [f for f in ImportBatchSerializer.Meta.fields if f not in ("errors", "warnings")]
         read_only_fields = fields
 
 
 class ImportUploadSerializer(serializers.Serializer):
-    file = serializers.FileField(help_text="The seed file: JSONL or CSV, UTF-8.")
+    file = serializers.FileField(help_text="The seed file: JSON, JSONL, CSV or TSV, UTF-8.")
     format = serializers.ChoiceField(choices=list(FORMATS), default="auto")
     specialty = serializers.CharField(required=False, allow_blank=True, default="", max_length=100)
     language = serializers.ChoiceField(
@@ -116,7 +125,38 @@ class ImportUploadSerializer(serializers.Serializer):
         required=False,
         allow_blank=True,
         default="",
-        help_text="For other layouts: question=q,A=opa,B=opb,C=opc,D=opd,answer=ans",
+        help_text="For other layouts: question=q,A=opa,B=opb,C=opc,D=opd,answer=ans, or by "
+        "column number (question=1,A=2 … answer=6), or a JSON object.",
+    )
+    records_path = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=200,
+        help_text="JSON documents: where the records are (e.g. data); found if empty.",
+    )
+    first_row_is_data = serializers.BooleanField(
+        required=False, default=False, help_text="CSV/TSV without a header row."
+    )
+    index_base = serializers.ChoiceField(
+        choices=["", "0", "1"],
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Numeric answers count options from 0 or 1 (empty: decided from the file).",
+    )
+    source = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        default="",
+        max_length=300,
+        help_text="Source of every record; wins over a source detected from the layout.",
+    )
+    license = serializers.ChoiceField(
+        choices=[code for code, _label in SOURCE_LICENSES],
+        required=False,
+        default=UNKNOWN,
+        help_text="The licence of the file's questions.",
     )
 
     def validate_file(self, upload):
@@ -133,6 +173,44 @@ class ImportUploadSerializer(serializers.Serializer):
             return parse_mapping(value)
         except (FormatError, ValueError) as exc:
             raise serializers.ValidationError(str(exc)) from exc
+
+    def import_options(self) -> ImportOptions:
+        data = self.validated_data
+        return ImportOptions(
+            format="mapped" if data["mapping"] and data["format"] == "auto" else data["format"],
+            file_name=data["file"].name,
+            specialty=data["specialty"].strip(),
+            language=data["language"],
+            question_type=data["question_type"],
+            source=data["source"].strip(),
+            mapping=data["mapping"],
+            records_path=data["records_path"].strip(),
+            header="no" if data["first_row_is_data"] else "auto",
+            index_base=data["index_base"],
+            license=data["license"],
+        )
+
+
+class ImportPreviewSerializer(serializers.Serializer):
+    """What an import would do (the dry run): nothing is written."""
+
+    ok = serializers.BooleanField(help_text="True if confirming would import every record.")
+    format = serializers.CharField()
+    container = serializers.CharField(help_text="jsonl, json, csv or tsv.")
+    records_path = serializers.CharField(help_text="JSON documents: where the records were found.")
+    header = serializers.BooleanField(allow_null=True, help_text="CSV/TSV: a header row or not.")
+    columns = serializers.ListField(child=serializers.CharField())
+    mapping = serializers.DictField(help_text="The mapping in use: our field → the file's name.")
+    records = serializers.ListField(
+        child=serializers.DictField(), help_text="The first five records as they would be stored."
+    )
+    record_count = serializers.IntegerField()
+    group_count = serializers.IntegerField()
+    errors = serializers.ListField(child=serializers.DictField())
+    error_count = serializers.IntegerField()
+    warnings = serializers.ListField(child=serializers.DictField())
+    warning_count = serializers.IntegerField()
+    message = serializers.CharField()
 
 
 class ItemVersionSerializer(serializers.ModelSerializer):
@@ -185,6 +263,9 @@ class ItemSerializer(serializers.ModelSerializer):
             "difficulty",
             "language",
             "source",
+            "group_id",
+            "group_order",
+            "case_text",
             "status",
             "status_changed_at",
             "status_reason",
@@ -309,7 +390,13 @@ class ReleaseCreateSerializer(serializers.Serializer):
         help_text='{"specialties": [...], "languages": [...], "question_types": [...]}; '
         "empty means every approved item.",
     )
-    license = serializers.CharField(max_length=64, required=False, default="cc-by-nc-4.0")
+    license = serializers.CharField(
+        max_length=64,
+        required=False,
+        allow_blank=True,
+        default="",
+        help_text="Empty: the most restrictive licence of the items' sources.",
+    )
     notes = serializers.CharField(required=False, allow_blank=True, default="")
 
 

@@ -22,8 +22,7 @@ from rest_framework.response import Response
 
 from medcot import permissions as rules
 from medcot import selectors
-from medcot.imports.formats import ImportOptions
-from medcot.imports.service import import_batch_create, import_batch_process
+from medcot.imports.service import import_batch_create, import_batch_process, import_preview
 from medcot.models import Item, Project
 from medcot.services import project_create
 from medcot.tasks import import_seed_batch_task
@@ -131,10 +130,17 @@ class ImportList(generics.ListAPIView):
                 bool,
                 description="Process the file in this request and answer with the report "
                 "(for scripts); otherwise a worker processes it and the answer is pending.",
-            )
+            ),
+            OpenApiParameter(
+                "dry_run",
+                bool,
+                description="Only preview: the layout found, the mapping in use, the first five "
+                "records as they would be stored and the problems (200); nothing is written.",
+            ),
         ],
         responses={
             201: s.ImportBatchSerializer,
+            200: s.ImportPreviewSerializer,
             413: OpenApiResponse(ErrorSerializer, description="File too large"),
             **ERRORS,
         },
@@ -154,16 +160,11 @@ class ImportList(generics.ListAPIView):
             )
         upload = s.ImportUploadSerializer(data=request.data)
         upload.is_valid(raise_exception=True)
-        data = upload.validated_data
-        file = data["file"]
-        options = ImportOptions(
-            format="mapped" if data["mapping"] and data["format"] == "auto" else data["format"],
-            file_name=file.name,
-            specialty=data["specialty"].strip(),
-            language=data["language"],
-            question_type=data["question_type"],
-            mapping=data["mapping"],
-        )
+        file = upload.validated_data["file"]
+        options = upload.import_options()
+        if request.query_params.get("dry_run", "").lower() in {"1", "true", "yes"}:
+            preview = import_preview(data=file.read(), options=options, project=project)
+            return Response(s.ImportPreviewSerializer(preview.as_dict()).data)
         wait = request.query_params.get("wait", "").lower() in {"1", "true", "yes"}
         with transaction.atomic():
             batch = import_batch_create(

@@ -1,17 +1,10 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from medcot.licenses import RELEASE_LICENSES
 from review.releases.models import VERSION_PATTERN
 
-LICENSES = [
-    ("cc-by-nc-4.0", "CC BY-NC 4.0"),
-    ("cc-by-4.0", "CC BY 4.0"),
-    ("cc-by-sa-4.0", "CC BY-SA 4.0"),
-    ("cc-by-nc-sa-4.0", "CC BY-NC-SA 4.0"),
-    ("apache-2.0", "Apache 2.0"),
-    ("mit", "MIT"),
-    ("other", _("Other (explain in the notes)")),
-]
+LICENSES = RELEASE_LICENSES
 
 
 class ReleaseForm(forms.Form):
@@ -22,7 +15,16 @@ class ReleaseForm(forms.Form):
         help_text=_("Letters, digits, dots, dashes and underscores, e.g. v1.0."),
         error_messages={"invalid": _("Use letters, digits, dots, dashes and underscores.")},
     )
-    license = forms.ChoiceField(label=_("Licence"), choices=LICENSES, initial="cc-by-nc-4.0")
+    license = forms.ChoiceField(
+        label=_("Licence"),
+        choices=LICENSES,
+        initial="cc-by-nc-4.0",
+        help_text=_("Defaults to the most restrictive licence of the sources."),
+    )
+    accept_license = forms.BooleanField(
+        label=_("Release under this licence although a source's licence is more restrictive"),
+        required=False,
+    )
     specialties = forms.MultipleChoiceField(
         label=_("Specialties"),
         required=False,

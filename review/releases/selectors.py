@@ -129,6 +129,44 @@ def release_eligible_items(*, project: Project, filters: dict) -> QuerySet[Item]
     )
 
 
+def source_licenses(*, project: Project) -> list[dict]:
+    """The licences of the sources a release would draw on (the approved items; every item
+    while none is approved), most restrictive first, with the files they came from. A
+    synthetic item carries its seed's licence."""
+    from django.db.models import Value
+
+    from medcot.licenses import UNKNOWN, label, restrictions
+    from medcot.models import ImportBatch
+
+    items = Item.objects.filter(project=project, status=Status.APPROVED)
+    if not items.exists():
+        items = Item.objects.filter(project=project)
+    counts = dict(
+        items.annotate(
+            lic=Coalesce("import_batch__license", "family__import_batch__license", Value(UNKNOWN))
+        )
+        .order_by()
+        .values("lic")
+        .annotate(n=Count("id"))
+        .values_list("lic", "n")
+    )
+    files: dict[str, list[str]] = defaultdict(list)
+    for code, name in (
+        ImportBatch.objects.filter(project=project, state=ImportBatch.State.DONE)
+        .order_by("created_at")
+        .values_list("license", "file_name")
+    ):
+        if name not in files[code]:
+            files[code].append(name)
+    return sorted(
+        (
+            {"code": code, "label": label(code), "items": n, "files": files.get(code, [])}
+            for code, n in counts.items()
+        ),
+        key=lambda row: (-len(restrictions(row["code"])), row["code"]),
+    )
+
+
 def filter_choices(*, project: Project) -> dict:
     approved = Item.objects.filter(project=project, status=Status.APPROVED)
 
@@ -171,6 +209,10 @@ RECORD_COLUMNS = (
     "v.option_e",
     "v.answer",
     "v.cot",
+    # Case groups: a synthetic sibling belongs to its seed's case.
+    "COALESCE(NULLIF(i.group_id, ''), f.group_id, '')",
+    "COALESCE(i.group_order, f.group_order)",
+    "COALESCE(NULLIF(i.case_text, ''), f.case_text, '')",
 )
 
 
@@ -317,6 +359,7 @@ def _record(row: tuple, related: dict) -> dict:
     ) = row
     option_values = options_and_rest[:5]
     answer, cot = options_and_rest[5], options_and_rest[6]
+    group_id, group_order, case_text = options_and_rest[7:10]
     options = {
         label: (text or None) for label, text in zip(OPTION_LABELS, option_values, strict=True)
     }
@@ -329,6 +372,9 @@ def _record(row: tuple, related: dict) -> dict:
         "external_id": external_id,
         "seed_family_id": family_id or item_id,
         "seed_family_external_id": family_external_id or external_id,
+        "group_id": group_id or None,
+        "group_order": group_order,
+        "case_text": case_text or None,
         "kind": kind,
         "question_type": question_type,
         "specialty": specialty,

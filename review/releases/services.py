@@ -59,18 +59,24 @@ def release_create(
     version: str,
     actor,
     filters: dict | None = None,
-    license: str = "cc-by-nc-4.0",
+    license: str = "",
     notes: str = "",
     dispatch: bool = True,
 ) -> Release:
     """Register a release and queue its build. The item set is frozen by the worker at the
     start of the build, from the items approved with consensus at that moment."""
     filters = _clean_filters(filters)
+    if not license.strip():
+        # The default: the least licence that keeps every source's restrictions.
+        from medcot.licenses import most_restrictive
+
+        sources = selectors.source_licenses(project=project)
+        license = most_restrictive(row["code"] for row in sources)
     release = Release(
         project=project,
         version=version.strip(),
         filters=filters,
-        license=license.strip() or "cc-by-nc-4.0",
+        license=license.strip(),
         notes=notes,
         created_by=actor,
         previous=selectors.release_latest_built(project=project),

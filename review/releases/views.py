@@ -9,6 +9,7 @@ from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from medcot import licenses
 from review.releases import figures, selectors, services
 from review.releases.forms import ReleaseForm
 from review.releases.models import Release
@@ -48,10 +49,38 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
 def release_list(request: HttpRequest, slug: str) -> HttpResponse:
     project = selectors.project_get_for_admin(user=request.user, slug=slug)
     choices = selectors.filter_choices(project=project)
-    form = ReleaseForm(request.POST or None, choices=choices)
+    sources = selectors.source_licenses(project=project)
+    default_license = licenses.most_restrictive(row["code"] for row in sources)
+    form = ReleaseForm(request.POST or None, choices=choices, initial={"license": default_license})
     status = 200
     if request.method == "POST":
         if form.is_valid():
+            chosen = form.cleaned_data["license"]
+            looser = [r for r in sources if licenses.less_restrictive(chosen, r["code"])]
+            known = [r for r in looser if r["code"] != licenses.UNKNOWN]
+            if known and not form.cleaned_data["accept_license"]:
+                form.add_error(
+                    "license",
+                    _(
+                        "%(chosen)s is less restrictive than the licence of some sources "
+                        "(%(sources)s). Choose %(default)s, or confirm below."
+                    )
+                    % {
+                        "chosen": licenses.label(chosen),
+                        "sources": ", ".join(r["label"] for r in known),
+                        "default": licenses.label(default_license),
+                    },
+                )
+        if form.is_valid():
+            if looser:
+                messages.warning(
+                    request,
+                    _("Released under %(chosen)s although some sources are under %(sources)s.")
+                    % {
+                        "chosen": licenses.label(chosen),
+                        "sources": ", ".join(r["label"] for r in looser),
+                    },
+                )
             try:
                 release = services.release_create(
                     project=project,
@@ -74,6 +103,8 @@ def release_list(request: HttpRequest, slug: str) -> HttpResponse:
             "project": project,
             "form": form,
             "choices": choices,
+            "sources": sources,
+            "default_license": default_license,
             "releases": selectors.release_list(project=project),
         },
         status=status,

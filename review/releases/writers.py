@@ -42,6 +42,12 @@ FIELDS: tuple[tuple[str, str], ...] = (
         "Item id of the seed question this item was expanded from (itself for a seed).",
     ),
     ("seed_family_external_id", "External id of that seed."),
+    (
+        "group_id",
+        "Case group: questions sharing one case text or option list (null when standalone).",
+    ),
+    ("group_order", "The question's place in its case group (null when standalone)."),
+    ("case_text", "The case text shared by the group's questions (null when none)."),
     ("kind", "seed or synthetic."),
     ("question_type", "K = best choice; S = best choice for a case summary."),
     ("specialty", "Clinical specialty."),
@@ -81,6 +87,9 @@ SCHEMA = pa.schema(
         ("external_id", pa.string()),
         ("seed_family_id", pa.int64()),
         ("seed_family_external_id", pa.string()),
+        ("group_id", pa.string()),
+        ("group_order", pa.int32()),
+        ("case_text", pa.string()),
         ("kind", pa.string()),
         ("question_type", pa.string()),
         ("specialty", pa.string()),
@@ -178,13 +187,16 @@ def chat_record(record: dict) -> dict:
     options = "\n".join(
         f"{label}. {text}" for label, text in record["options"].items() if text is not None
     )
+    # A question of a case group is asked with its case.
+    case = f"{record['case_text']}\n\n" if record.get("case_text") else ""
     answer = ANSWER_LINE[language].format(letter=record["answer"], text=record["answer_text"])
     return {
         "item_id": record["item_id"],
+        "group_id": record.get("group_id"),
         "language": record["language"],
         "messages": [
             {"role": "system", "content": SYSTEM_PROMPTS[language]},
-            {"role": "user", "content": f"{record['question']}\n\n{options}"},
+            {"role": "user", "content": f"{case}{record['question']}\n\n{options}"},
             {
                 "role": "assistant",
                 "content": f"{record['cot']}\n\n{answer}".strip(),

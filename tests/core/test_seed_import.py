@@ -121,7 +121,7 @@ def test_it_imports_nothing_and_names_every_bad_line(project):
         six,
         good(5, question="   "),
         good(6, answer="E"),
-        good(1),
+        good(1, answer="C"),
     )
     data += b"{not json\n"
     result = run_import(project, data)

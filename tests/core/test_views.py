@@ -100,13 +100,18 @@ def test_it_imports_an_uploaded_file_through_the_worker_task(
 ):
     client.force_login(admin_user)
     data = (json.dumps(RECORD) + "\n").encode()
-    with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            reverse("project_import", args=[project.slug]),
-            {"file": upload("seeds.jsonl", data), "format": "auto"},
-        )
+    response = client.post(
+        reverse("project_import", args=[project.slug]),
+        {"file": upload("seeds.jsonl", data), "format": "auto"},
+    )
     batch = ImportBatch.objects.get()
     assert response.status_code == 302
+    assert response.url == reverse("import_batch_preview", args=[project.slug, batch.pk])
+    assert batch.state == "preview"
+    preview = client.get(response.url).content.decode()
+    assert "Import 1 question" in preview
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(response.url, {"action": "import", "format": "auto"})
     assert response.url == reverse("import_batch_detail", args=[project.slug, batch.pk])
     batch.refresh_from_db()
     assert batch.state == "done"
@@ -123,14 +128,14 @@ def test_it_reports_every_bad_line_of_an_upload(
     client.force_login(admin_user)
     bad = dict(RECORD, id="v2", answer="F")
     data = (json.dumps(RECORD) + "\n" + json.dumps(bad) + "\n").encode()
-    with django_capture_on_commit_callbacks(execute=True):
-        response = client.post(
-            reverse("project_import", args=[project.slug]),
-            {"file": upload("<b>bad</b>.jsonl", data), "format": "auto"},
-        )
+    response = client.post(
+        reverse("project_import", args=[project.slug]),
+        {"file": upload("<b>bad</b>.jsonl", data), "format": "auto"},
+    )
+    # The preview already names the bad line, and offers no import.
     page = client.get(response.url).content.decode()
-    assert "Nothing was imported" in page
     assert "answer key &#x27;F&#x27; is not among the options" in page
+    assert "disabled" in page
     assert "<b>bad</b>" not in page
     assert Item.objects.count() == 0
 

@@ -91,7 +91,12 @@ class Command(BaseCommand):
                     project=project,
                     data=data,
                     file_name=path.name,
-                    options=ImportOptions(format=fmt, file_name=path.name),
+                    options=ImportOptions(
+                        format=fmt,
+                        file_name=path.name,
+                        # MedQA is MIT (Jin et al. 2021); CMMLU is CC BY-NC-SA 4.0 (Li et al.).
+                        license="mit" if fmt.startswith("medqa") else "cc-by-nc-sa-4.0",
+                    ),
                 )
                 if not result.ok:
                     self.stderr.write(self.style.ERROR(f"{path.name}: {result.errors[:3]}"))

@@ -34,6 +34,8 @@ class FirstPassForm(forms.Form):
     answer = forms.ChoiceField(label=_("Key"), choices=LETTERS, required=False)
     cot = forms.CharField(label=_("Chain of thought"), required=False)
     seconds = forms.IntegerField(required=False, min_value=0)
+    confirm_mismatch = forms.BooleanField(required=False)
+    confirm_fast = forms.BooleanField(required=False)
 
     def clean(self):
         data = super().clean()
@@ -56,6 +58,7 @@ class ConsensusVoteForm(forms.Form):
         coerce=int,
     )
     comment = forms.CharField(label=_("Comment"), required=False, max_length=4000)
+    confirm_mismatch = forms.BooleanField(required=False)
 
 
 class RubricScoreForm(forms.Form):

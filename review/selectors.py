@@ -372,3 +372,44 @@ def items_held_by(*, user, items):
 
 def item_held_by(*, user, item: Item) -> bool:
     return items_held_by(user=user, items=Item.objects.filter(pk=item.pk)).exists()
+
+
+def cot_concluded(*, version) -> str:
+    """The option the chain of thought ends on, or "" when it names none.
+
+    The CoT text itself is read (with the same parser the re-answers use), so a version a
+    reviewer edited is judged by what it now says; the model's own pick at generation time is
+    the fallback for a CoT whose wording the parser cannot read."""
+    if version is None or not version.cot:
+        return ""
+    from generation.parsing import parse_answer
+
+    parsed = parse_answer(version.cot, version.options)
+    if parsed.ok and parsed.letter:
+        return parsed.letter
+    picked = (version.provenance or {}).get("picked") or ""
+    return picked if picked in version.options else ""
+
+
+def model_verdict(*, version, attempts=None) -> dict:
+    """What the model concluded next to the key, for the review screens: the CoT's own
+    conclusion, and how the re-answer attempts (when there are any) answered.
+
+    `mismatch` is the flag that needs a reviewer's confirmation to pass the item;
+    `attempts_disagree` marks re-answers that did not all give the key."""
+    key = version.answer if version is not None else ""
+    concluded = cot_concluded(version=version)
+    attempts = list(attempts or [])
+    answered = [a for a in attempts if getattr(a, "answer", "")]
+    agreeing = [a for a in answered if a.answer == key]
+    others = sorted({a.answer for a in answered if a.answer != key})
+    return {
+        "key": key,
+        "concluded": concluded,
+        "mismatch": bool(concluded) and concluded != key,
+        "unreadable": bool(version is not None and version.cot) and not concluded,
+        "attempts": len(attempts),
+        "attempts_agree": len(agreeing),
+        "attempts_other": others,
+        "attempts_disagree": bool(attempts) and len(agreeing) < len(attempts),
+    }

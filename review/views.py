@@ -165,6 +165,7 @@ def first_pass_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
     item = selectors.item_get_for_reviewer(user=request.user, pk=pk)
     form = FirstPassForm(request.POST)
     error = ""
+    code = None
     if form.is_valid():
         data = form.cleaned_data
         fix = None
@@ -175,10 +176,6 @@ def first_pass_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
                 answer=data["answer"],
                 cot=data["cot"],
             )
-        seconds = data.get("seconds")
-        if seconds is None:
-            lease = Lease.objects.filter(item=item, holder=request.user).first()
-            seconds = int((timezone.now() - lease.claimed_at).total_seconds()) if lease else 0
         try:
             first_pass_submit(
                 item=item,
@@ -190,16 +187,20 @@ def first_pass_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
                 reason=data["reason"],
                 comment=data["comment"],
                 fix=fix,
-                seconds_on_item=seconds,
+                seconds_on_item=data.get("seconds"),
+                confirm_mismatch=data["confirm_mismatch"],
+                confirm_fast=data["confirm_fast"],
             )
         except ReviewError as exc:
             error = _error_text(exc)
+            code = getattr(exc, "code", None)
     else:
         error = " ".join(str(e) for errors in form.errors.values() for e in errors)
     if error:
         context = _first_pass_context(request, form=form, error=error)
         # Show the item the reviewer was working on, not whatever the queue would hand out.
         context["item"] = item
+        context["need_fast"] = code == "confirm_fast"
         return _render_first_pass(request, context, status=422)
     if not request.htmx:
         return redirect("review:first_pass")
@@ -282,6 +283,7 @@ def consensus_vote_view(request: HttpRequest, pk: int) -> HttpResponse:
                 answer=form.cleaned_data["answer"],
                 approve_phrasing=bool(form.cleaned_data["approve_phrasing"]),
                 comment=form.cleaned_data["comment"],
+                confirm_mismatch=form.cleaned_data["confirm_mismatch"],
             )
         except ReviewError as exc:
             error = _error_text(exc)

@@ -26,6 +26,7 @@
     const zero = form.querySelector('.rv-criterion input[value="0"]:checked') !== null;
     const action = form.querySelector('input[name="action"]:checked');
     form.querySelectorAll("[data-zero-only]").forEach((el) => { el.hidden = !zero; });
+    form.querySelectorAll("[data-pass-only]").forEach((el) => { el.hidden = zero; });
     form.querySelectorAll("[data-fix-only]").forEach((el) => {
       el.hidden = !(action && action.value === "fix");
     });
@@ -62,11 +63,46 @@
     if (form) syncFirstPass(form);
   });
 
+  // A pass needs the reviewer's explicit confirmation when the CoT concludes on another option
+  // than the key, or when it comes sooner than the project's minimum time on an item. The
+  // server enforces both; checking here first saves a round trip and keeps the item on screen.
+  function confirmationMissing(form, elapsed) {
+    if (!form.matches("form[data-first-pass]")) return "";
+    if (form.querySelector('.rv-criterion input[value="0"]:checked')) return "";
+    const hint = form.querySelector("[data-confirm-hint]");
+    const mismatch = form.querySelector('input[name="confirm_mismatch"]');
+    if (mismatch && !mismatch.checked) {
+      if (hint) { hint.textContent = hint.dataset.mismatch || ""; hint.hidden = false; }
+      mismatch.closest("label").classList.add("rv-attention");
+      return "mismatch";
+    }
+    const minimum = Number(form.dataset.minSeconds || 0);
+    const fast = form.querySelector('input[name="confirm_fast"]');
+    if (fast && !fast.checked && elapsed < minimum) {
+      const line = fast.closest("[data-fast-confirm]");
+      line.hidden = false;
+      line.classList.add("rv-attention");
+      if (hint) {
+        hint.textContent = (hint.dataset.fast || "").replace("%(seconds)s", String(elapsed));
+        hint.hidden = false;
+      }
+      return "fast";
+    }
+    return "";
+  }
+
   document.addEventListener("submit", (event) => {
     const form = event.target;
     const shown = Number(form.dataset && form.dataset.clientShownAt);
+    const elapsed = shown ? Math.floor((Date.now() - shown) / 1000) : 0;
+    if (confirmationMissing(form, elapsed)) {
+      // Capture phase on the document: htmx's own listener on the form never sees it.
+      event.preventDefault();
+      event.stopPropagation();
+      return;
+    }
     const seconds = form.querySelector('input[name="seconds"]');
-    if (seconds && shown) seconds.value = String(Math.round((Date.now() - shown) / 1000));
+    if (seconds && shown) seconds.value = String(elapsed);
   }, true);
 
   document.addEventListener("keydown", (event) => {
@@ -117,7 +153,10 @@
       (candidate) => live(candidate) && (visible(candidate) || candidate.type === "radio"));
     if (!el) return;
     event.preventDefault();
-    if (el.type === "radio" || el.type === "checkbox") {
+    if (el.type === "checkbox") {
+      el.checked = !el.checked;
+      el.dispatchEvent(new Event("change", { bubbles: true }));
+    } else if (el.type === "radio") {
       el.checked = true;
       el.dispatchEvent(new Event("change", { bubbles: true }));
       const form = el.closest("form");

@@ -62,8 +62,16 @@ class ConsensusVoteForm(forms.Form):
 
 
 class RubricScoreForm(forms.Form):
-    decision = forms.ChoiceField(label=_("Decision"), choices=Decision.choices)
-    answer = forms.ChoiceField(label=_("The correct answer is"), choices=LETTERS)
+    decision = forms.ChoiceField(
+        label=_("Decision"),
+        choices=Decision.choices,
+        error_messages={"required": _("Decision: choose accept (y), revise (v) or discard (x).")},
+    )
+    answer = forms.ChoiceField(
+        label=_("The correct answer is"),
+        choices=LETTERS,
+        error_messages={"required": _("Answer: choose the option you hold correct (a–e).")},
+    )
     comment = forms.CharField(label=_("Comment"), required=False, max_length=4000)
     first_wrong_step = forms.IntegerField(
         label=_("First wrong step (optional)"), required=False, min_value=1, max_value=200
@@ -77,7 +85,10 @@ class RubricScoreForm(forms.Form):
                 label=dimension.label,
                 choices=[(0, "0"), (1, "1"), (2, "2")],
                 coerce=int,
-                error_messages={"required": _("Score this dimension.")},
+                error_messages={
+                    "required": _("%(dimension)s: give a score of 0, 1 or 2.")
+                    % {"dimension": dimension.label}
+                },
             )
 
     def scores(self) -> dict[str, int]:

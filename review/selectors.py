@@ -413,3 +413,38 @@ def model_verdict(*, version, attempts=None) -> dict:
         "attempts_other": others,
         "attempts_disagree": bool(attempts) and len(agreeing) < len(attempts),
     }
+
+
+def panel_deadlock_reason(*, panel: Panel, item: Item) -> str:
+    """Why a panel waits for an admin: how its last round split, and why no further expert
+    was added. "" when the panel is not waiting for an admin."""
+    from django.utils.translation import gettext as _
+    from django.utils.translation import ngettext
+
+    from review.services.panels import EXTRA_EXPERTS
+
+    if panel.state != PanelState.ADJUDICATION:
+        return ""
+    decisions = list(panel.decisions.filter(round=panel.round))
+    positions: dict[str, int] = {}
+    for d in decisions:
+        if d.decision == "accept":
+            label = _("accept with key %(key)s") % {"key": d.answer}
+        else:
+            label = d.get_decision_display().lower()
+        positions[label] = positions.get(label, 0) + 1
+    split = ", ".join(
+        ngettext("%(n)d expert: %(what)s", "%(n)d experts: %(what)s", n) % {"n": n, "what": what}
+        for what, n in sorted(positions.items(), key=lambda kv: -kv[1])
+    )
+    members = panel.memberships.count()
+    limit = item.project.panel_size + EXTRA_EXPERTS
+    if members >= limit:
+        why = _("the panel already has its maximum of %(n)d experts") % {"n": limit}
+    else:
+        why = _("no other eligible expert is left to add")
+    return _("Round %(round)d ended without a majority (%(split)s), and %(why)s.") % {
+        "round": panel.round,
+        "split": split,
+        "why": why,
+    }

@@ -415,6 +415,8 @@ def _panel_context(request: HttpRequest, item, panel, **extra) -> dict:
         if has_role(user, ADMIN)
         else [],
         "now_ms": int(timezone.now().timestamp() * 1000),
+        "deadlock": selectors.panel_deadlock_reason(panel=panel, item=item),
+        "current_round": next((r for r in view["rounds"] if r["number"] == panel.round), None),
         **view,
         **extra,
     }
@@ -448,8 +450,21 @@ def panel_score(request: HttpRequest, pk: int) -> HttpResponse:
     item, panel = selectors.item_get_for_panel_member(user=request.user, pk=pk)
     form = RubricScoreForm(request.POST)
     if not form.is_valid():
-        errors = " ".join(str(e) for errors in form.errors.values() for e in errors)
-        return _render_panel(request, item, panel, status=422, error=errors, form=form)
+        # Each message names its field and is shown next to it; the summary on top lists them.
+        field_errors = {name: " ".join(errors) for name, errors in form.errors.items()}
+        if any(name.startswith("score_") for name in field_errors):
+            field_errors["scores"] = " ".join(
+                v for k, v in field_errors.items() if k.startswith("score_")
+            )
+        return _render_panel(
+            request,
+            item,
+            panel,
+            status=422,
+            error=_("Some answers are missing; see the marked fields."),
+            form=form,
+            field_errors=field_errors,
+        )
     data = form.cleaned_data
     try:
         panel_submit(
@@ -463,7 +478,16 @@ def panel_score(request: HttpRequest, pk: int) -> HttpResponse:
             seconds_on_item=data.get("seconds") or 0,
         )
     except ReviewError as exc:
-        return _render_panel(request, item, panel, status=422, error=_error_text(exc), form=form)
+        field = exc.code if exc.code in {"scores", "decision", "answer", "comment"} else None
+        return _render_panel(
+            request,
+            item,
+            panel,
+            status=422,
+            error=_error_text(exc),
+            form=form,
+            field_errors={field: _error_text(exc)} if field else {},
+        )
     return _panel_write_done(request, pk, _("Your scores are in."))
 
 

@@ -36,7 +36,22 @@
   function setActiveRow(rows, index) {
     rows.forEach((row, i) => row.classList.toggle("rv-active", i === index));
     const row = rows[index];
-    if (row) row.scrollIntoView({ block: "nearest" });
+    if (!row) return;
+    row.scrollIntoView({ block: "nearest" });
+    // Spell out the highlighted dimension's levels once, under the table.
+    const box = row.closest("form") && row.closest("form").querySelector("[data-level-box]");
+    if (!box) return;
+    box.replaceChildren(...Array.from(row.querySelectorAll("label")).map((label) => {
+      const p = document.createElement("p");
+      const b = document.createElement("b");
+      const level = label.querySelector("input").value;
+      const text = label.querySelector(".rv-level");
+      b.textContent = level + " ";
+      p.append(b, text ? text.textContent : "");
+      p.title = text ? text.textContent : "";
+      return p;
+    }));
+    box.hidden = false;
   }
 
   function rubricRows() {

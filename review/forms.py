@@ -156,3 +156,46 @@ class RubricGuideForm(forms.Form):
             d.value: {lv: self.cleaned_data[f"{d.value}_{lv}"] for lv in ("0", "1", "2")}
             for d in RubricDimension
         }
+
+
+class PanelFilterForm(forms.Form):
+    """Which waiting items the panels page lists (and "all matching" selects)."""
+
+    specialty = forms.CharField(label=_("Specialty"), required=False, max_length=100)
+    waited_days = forms.IntegerField(
+        label=_("Waiting at least (days)"), required=False, min_value=0, max_value=3650
+    )
+    min_wrong = forms.IntegerField(
+        label=_("Wrong re-answers at least"), required=False, min_value=0, max_value=20
+    )
+
+    def filters(self) -> dict:
+        data = self.cleaned_data if self.is_valid() else {}
+        return {
+            "specialty": data.get("specialty") or None,
+            "waited_days": data.get("waited_days"),
+            "min_wrong": data.get("min_wrong"),
+        }
+
+
+class PanelBulkForm(PanelFilterForm):
+    """A bulk action on the selected items, or on every item matching the filter."""
+
+    action = forms.ChoiceField(
+        choices=[
+            ("auto", _("Assign automatically")),
+            ("chosen", _("Assign the chosen experts")),
+            ("specialty", _("Set the specialty")),
+        ],
+        error_messages={"required": _("Choose what to do with the selected items.")},
+    )
+    items = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=())
+    all_matching = forms.BooleanField(required=False)
+    experts = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=())
+    new_specialty = forms.CharField(label=_("New specialty"), required=False, max_length=100)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Ids are checked against the database by the view; any integer parses here.
+        self.fields["items"].valid_value = lambda value: True
+        self.fields["experts"].valid_value = lambda value: True

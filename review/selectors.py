@@ -126,6 +126,64 @@ def panel_waiting_items(*, project_id: int | None = None) -> list[Item]:
     return list(items.order_by("status_changed_at", "id")[:200])
 
 
+NO_SPECIALTY = "-"
+
+
+def panel_waiting_query(
+    *,
+    project_id: int | None = None,
+    specialty: str | None = None,
+    waited_days: int | None = None,
+    min_wrong: int | None = None,
+    now=None,
+):
+    """Items waiting for a panel that match the filter, oldest first, with how many re-answer
+    attempts missed the key (`wrong_attempts`). `specialty` NO_SPECIALTY means none set."""
+    now = now or timezone.now()
+    items = (
+        Item.objects.filter(status=Status.PANEL)
+        .select_related("project", "current_version")
+        .annotate(
+            wrong_attempts=Count(
+                "reanswer_attempts", filter=Q(reanswer_attempts__correct=False), distinct=True
+            )
+        )
+    )
+    if project_id is not None:
+        items = items.filter(project_id=project_id)
+    if specialty == NO_SPECIALTY:
+        items = items.filter(specialty="")
+    elif specialty:
+        items = items.filter(specialty=specialty)
+    if waited_days:
+        items = items.filter(status_changed_at__lte=now - timedelta(days=waited_days))
+    if min_wrong:
+        items = items.filter(wrong_attempts__gte=min_wrong)
+    return items.order_by("status_changed_at", "id")
+
+
+def panel_waiting_specialties() -> list[str]:
+    """The specialties of items waiting for a panel, for the filter."""
+    return sorted(
+        Item.objects.filter(status=Status.PANEL)
+        .exclude(specialty="")
+        .values_list("specialty", flat=True)
+        .distinct()
+    )
+
+
+def expert_specialties() -> list[str]:
+    """Every specialty some expert declares: what an item's specialty can usefully match."""
+    from review.models import Profile
+
+    found: set[str] = set()
+    for values in Profile.objects.filter(user__groups__name=EXPERT).values_list(
+        "specialties", flat=True
+    ):
+        found.update(v for v in values or [] if v)
+    return sorted(found)
+
+
 def panels_needing_admin() -> list[Panel]:
     return list(
         Panel.objects.filter(state=PanelState.ADJUDICATION)

@@ -24,6 +24,8 @@ from review.forms import (
     AdjudicationForm,
     ConsensusVoteForm,
     FirstPassForm,
+    PanelBulkForm,
+    PanelFilterForm,
     PanelReviseForm,
     RegenerateForm,
     RubricGuideForm,
@@ -31,6 +33,14 @@ from review.forms import (
 )
 from review.models import Lease, PanelMembership, PanelState, RubricDimension, Stage
 from review.roles import ADMIN, EXPERT, REVIEWER, has_role, require_role
+from review.services.assignment import (
+    BULK_MAX,
+    items_specialty_set,
+    max_open_panels,
+    panel_auto_choose,
+    panel_experts_all,
+    panels_assign_bulk,
+)
 from review.services.common import ReviewError
 from review.services.consensus import consensus_settle_ready, consensus_tally, consensus_vote
 from review.services.first_pass import (
@@ -43,7 +53,6 @@ from review.services.first_pass import (
 from review.services.panels import (
     adjudication_decide,
     panel_assign,
-    panel_auto_assign,
     panel_candidates,
     panel_refresh,
     panel_request_regeneration,
@@ -319,28 +328,101 @@ def _panels_refresh(user) -> None:
         panel_refresh(item=membership.panel.item)
 
 
+WAITING_PAGE = 200
+
+
+def _panels_context(request: HttpRequest, filter_form: PanelFilterForm, **extra) -> dict:
+    user = request.user
+    is_admin = has_role(user, ADMIN)
+    context = {
+        "is_admin": is_admin,
+        "mine": selectors.expert_panel_queue(user=user) if has_role(user, EXPERT) else [],
+        "open_panels": selectors.panels_open() if is_admin else [],
+        "filter_form": filter_form,
+        **extra,
+    }
+    if is_admin:
+        matching = selectors.panel_waiting_query(**filter_form.filters())
+        context.update(
+            waiting=list(matching[:WAITING_PAGE]),
+            matching_count=matching.count(),
+            specialties=selectors.panel_waiting_specialties(),
+            expert_specialties=selectors.expert_specialties(),
+            experts=panel_experts_all(),
+            no_specialty=selectors.NO_SPECIALTY,
+            bulk_max=BULK_MAX,
+            max_open=max_open_panels(),
+            filter_query=request.GET.urlencode() if request.method == "GET" else "",
+        )
+    return context
+
+
 @login_required
 @require_GET
 def panels(request: HttpRequest) -> HttpResponse:
     user = request.user
     if not has_role(user, EXPERT, ADMIN):
         raise PermissionDenied
-    is_admin = has_role(user, ADMIN)
     _panels_refresh(user)
-    return render(
+    filter_form = PanelFilterForm(request.GET or None)
+    return render(request, "review/panels.html", _panels_context(request, filter_form))
+
+
+@login_required
+@require_POST
+def panels_bulk(request: HttpRequest) -> HttpResponse:
+    """Assign panels to many items in one action (or set their specialty): the selected items,
+    or every item matching the filter. Answers with the page and a summary of what was done."""
+    require_role(request.user, ADMIN)
+    form = PanelBulkForm(request.POST)
+    result = None
+    error = ""
+    changed = None
+    if not form.is_valid():
+        error = " ".join(str(e) for errors in form.errors.values() for e in errors)
+    else:
+        data = form.cleaned_data
+        if data["all_matching"]:
+            items = list(selectors.panel_waiting_query(**form.filters())[: BULK_MAX + 1])
+        else:
+            items = list(
+                Item.objects.filter(pk__in=data["items"])
+                .select_related("project", "current_version")
+                .order_by("status_changed_at", "id")
+            )
+        try:
+            if not items:
+                raise ReviewError(_("Select items first, or tick every item matching the filter."))
+            if data["action"] == "specialty":
+                changed = items_specialty_set(
+                    items=items, specialty=data["new_specialty"], actor=request.user
+                )
+            else:
+                experts = None
+                if data["action"] == "chosen":
+                    experts = list(get_user_model().objects.filter(pk__in=data["experts"]))
+                result = panels_assign_bulk(items=items, actor=request.user, experts=experts)
+        except ReviewError as exc:
+            error = _error_text(exc)
+    filter_form = PanelFilterForm(request.POST)
+    context = _panels_context(
         request,
-        "review/panels.html",
-        {
-            "is_admin": is_admin,
-            "mine": selectors.expert_panel_queue(user=user) if has_role(user, EXPERT) else [],
-            "waiting": selectors.panel_waiting_items() if is_admin else [],
-            "open_panels": selectors.panels_open() if is_admin else [],
-        },
+        filter_form,
+        result=result,
+        bulk_error=error,
+        specialty_changed=changed,
+        new_specialty=form.cleaned_data.get("new_specialty") if form.is_valid() else "",
     )
+    return render(request, "review/panels.html", context, status=422 if error else 200)
 
 
 def _assign_context(item, *, error: str = "") -> dict:
+    try:
+        _chosen, auto_why = panel_auto_choose(item=item)
+    except ReviewError as exc:
+        auto_why = _("Auto-assignment is not possible: %(why)s") % {"why": _error_text(exc)}
     return {
+        "auto_why": auto_why,
         "item": item,
         "attempts": selectors.reanswer_attempts(item=item),
         "first_pass": selectors.first_pass_reviews_for_item(item=item),
@@ -362,9 +444,13 @@ def panel_assign_page(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def panel_assign_view(request: HttpRequest, pk: int) -> HttpResponse:
     item = selectors.item_get_for_admin(user=request.user, pk=pk)
+    why = ""
     try:
         if request.POST.get("auto"):
-            panel_auto_assign(item=item, actor=request.user)
+            result = panels_assign_bulk(items=[item], actor=request.user)
+            if result.not_assigned:
+                raise ReviewError(result.not_assigned[0].why)
+            why = result.assigned[0].why
         else:
             try:
                 ids = [int(value) for value in request.POST.getlist("experts")]
@@ -379,7 +465,7 @@ def panel_assign_view(request: HttpRequest, pk: int) -> HttpResponse:
             _assign_context(item, error=_error_text(exc)),
             status=422,
         )
-    messages.success(request, _("Panel assigned."))
+    messages.success(request, " ".join([_("Panel assigned."), why]).strip())
     target = reverse("review:panel_item", kwargs={"pk": item.pk})
     if request.htmx:
         response = HttpResponse(status=204)

@@ -266,3 +266,24 @@
     if (following) slot.append(following);
   });
 })();
+
+// Panels page: select every item on the page, and say how many are selected.
+(() => {
+  "use strict";
+  function count(form) {
+    const out = form.querySelector("[data-selected-count]");
+    if (!out) return;
+    const all = form.querySelector("[data-all-matching]");
+    const n = form.querySelectorAll('input[name="items"]:checked').length;
+    out.textContent = all && all.checked ? "" : (n ? `${n} ✓` : "");
+  }
+  document.addEventListener("change", (event) => {
+    const el = event.target;
+    const form = el.closest && el.closest("form.rv-bulk");
+    if (!form) return;
+    if (el.matches("[data-select-all]")) {
+      form.querySelectorAll('input[name="items"]').forEach((box) => { box.checked = el.checked; });
+    }
+    count(form);
+  });
+})();

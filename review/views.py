@@ -247,23 +247,33 @@ def first_pass_undo_view(request: HttpRequest) -> HttpResponse:
 # --- Consensus queue ------------------------------------------------------------------------
 
 
+def _consensus_item_context(item) -> dict:
+    return {
+        "item": item,
+        "tally": consensus_tally(item=item),
+        "attempts": selectors.reanswer_attempts(item=item),
+        "first_pass": selectors.first_pass_reviews_for_item(item=item),
+    }
+
+
 def _consensus_context(request: HttpRequest, *, item=None, form=None, error: str = "") -> dict:
+    """The item to vote on and, like first pass, the next one (already leased to the expert)
+    rendered into the page, so the switch after a vote needs no round trip."""
+    following = None
     if item is None:
         consensus_settle_ready()
-        item, _following = queue_next(
+        item, following = queue_next(
             user=request.user,
             stage=Stage.CONSENSUS,
             exclude_ids=_skipped(request, Stage.CONSENSUS),
         )
-    tally = consensus_tally(item=item) if item is not None else None
-    return {
-        "item": item,
-        "form": form,
-        "error": error,
-        "tally": tally,
-        "attempts": selectors.reanswer_attempts(item=item) if item is not None else [],
-        "first_pass": selectors.first_pass_reviews_for_item(item=item) if item else [],
-    }
+    context = {"item": None, "form": form, "error": error, "following": None}
+    if item is not None:
+        context.update(_consensus_item_context(item))
+    if following is not None:
+        context["following"] = following
+        context["next"] = _consensus_item_context(following)
+    return context
 
 
 def _render_consensus(request: HttpRequest, context: dict, status: int = 200) -> HttpResponse:

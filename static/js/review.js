@@ -196,14 +196,28 @@
   document.addEventListener("DOMContentLoaded", () => init(document));
 })();
 
-// Instant switch on first pass: the page carries the next (already claimed) item pre-rendered
+// Instant switch on first pass and consensus: the page carries the next (already claimed) item pre-rendered
 // in <template id="rv-next">. When a submission cannot fail validation, that item is shown at
 // once; when the server answers, only the undo bar and the following prefetch are patched in,
 // so nothing the reviewer has started on the new item is overwritten.
 (() => {
   "use strict";
 
+  const PREFETCHING = "form[data-first-pass], form[data-prefetch]";
+
   function predictable(form) {
+    if (form.matches("[data-prefetch=consensus]")) {
+      // A vote the server will take: another answer or "needs work" come with a comment, and
+      // agreeing with a flagged key comes with its confirmation.
+      const answer = form.querySelector('input[name="answer"]:checked');
+      const approve = form.querySelector('input[name="approve_phrasing"]:checked');
+      const comment = (form.querySelector('[name="comment"]') || {}).value || "";
+      const confirm = form.querySelector('input[name="confirm_mismatch"]');
+      if (!answer || !approve) return false;
+      const agrees = answer.value === form.dataset.keyAnswer;
+      if ((!agrees || approve.value === "0") && !comment.trim()) return false;
+      return !(agrees && confirm && !confirm.checked);
+    }
     const zero = form.querySelector('.rv-criterion input[value="0"]:checked') !== null;
     if (!zero) return true;
     const action = form.querySelector('input[name="action"]:checked');
@@ -216,7 +230,7 @@
 
   document.addEventListener("htmx:beforeRequest", (event) => {
     const form = event.detail.elt;
-    if (!(form instanceof HTMLFormElement) || !form.matches("form[data-first-pass]")) return;
+    if (!(form instanceof HTMLFormElement) || !form.matches(PREFETCHING)) return;
     latest = form;
     const next = document.getElementById("rv-next");
     const current = form.closest("#rv-current");
@@ -233,15 +247,17 @@
     next.remove();
     shownFor.set(form, { id: shown.dataset.item, previous: current });
     htmx.process(shown);
-    shown.querySelectorAll("form[data-first-pass]").forEach((f) => {
+    shown.querySelectorAll(PREFETCHING).forEach((f) => {
       f.dataset.clientShownAt = String(Date.now());
       f.dispatchEvent(new Event("change", { bubbles: true }));
     });
+    // For pages that measure it: when the next item was on screen.
+    document.dispatchEvent(new CustomEvent("rv:shown", { detail: { item: shown.dataset.item } }));
   });
 
   document.addEventListener("htmx:beforeSwap", (event) => {
     const elt = event.detail.requestConfig && event.detail.requestConfig.elt;
-    if (!elt || !elt.matches || !elt.matches("form[data-first-pass]")) return;
+    if (!elt || !elt.matches || !elt.matches(PREFETCHING)) return;
     const optimistic = shownFor.get(elt);
     if (elt !== latest && event.detail.xhr.status === 200) {
       // A later submission is already on its way; its answer brings the newer page.

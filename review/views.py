@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -339,6 +340,7 @@ def _panels_refresh(user) -> None:
 
 
 WAITING_PAGE = 200
+SCORE_FIELDS = {"scores", "decision", "answer", "comment"}
 
 
 def _panels_context(request: HttpRequest, filter_form: PanelFilterForm, **extra) -> dict:
@@ -518,9 +520,31 @@ def _panel_context(request: HttpRequest, item, panel, **extra) -> dict:
     }
 
 
+def _next_panel_to_score(user, *, exclude_pk: int):
+    """The expert's next panel item waiting for their scores (not `exclude_pk`), or None."""
+    for row in selectors.expert_panel_queue(user=user):
+        if row["todo"] == "score" and row["item"].pk != exclude_pk:
+            return row["item"], row["panel"]
+    return None
+
+
 def _render_panel(request, item, panel, status: int = 200, **extra) -> HttpResponse:
-    template = "review/_panel_item.html" if request.htmx else "review/panel_item.html"
-    return render(request, template, _panel_context(request, item, panel, **extra), status=status)
+    """The panel page of one item; while the expert can score it, the next panel item waiting
+    for their scores is rendered into the page too, so it is on screen at once after a
+    submission (like the first-pass and consensus queues)."""
+    context = _panel_context(request, item, panel, **extra)
+    if context["can_score"]:
+        following = _next_panel_to_score(request.user, exclude_pk=item.pk)
+        if following is not None:
+            next_item, next_panel = following
+            context["following"] = next_item
+            context["next_html"] = render_to_string(
+                "review/_panel_item.html",
+                _panel_context(request, next_item, next_panel),
+                request=request,
+            )
+    template = "review/_panel_slot.html" if request.htmx else "review/panel_item.html"
+    return render(request, template, context, status=status)
 
 
 @login_required
@@ -574,7 +598,7 @@ def panel_score(request: HttpRequest, pk: int) -> HttpResponse:
             seconds_on_item=data.get("seconds") or 0,
         )
     except ReviewError as exc:
-        field = exc.code if exc.code in {"scores", "decision", "answer", "comment"} else None
+        field = exc.code if exc.code in SCORE_FIELDS else None
         return _render_panel(
             request,
             item,
@@ -584,7 +608,15 @@ def panel_score(request: HttpRequest, pk: int) -> HttpResponse:
             form=form,
             field_errors={field: _error_text(exc)} if field else {},
         )
-    return _panel_write_done(request, pk, _("Your scores are in."))
+    done = _("Your scores for %(item)s are in.") % {"item": item.external_id}
+    following = _next_panel_to_score(request.user, exclude_pk=item.pk)
+    if request.htmx and following is not None:
+        # Straight on to the next panel item waiting for this expert's scores.
+        next_item, next_panel = following
+        response = _render_panel(request, next_item, next_panel, notice=done)
+        response["HX-Push-Url"] = reverse("review:panel_item", kwargs={"pk": next_item.pk})
+        return response
+    return _panel_write_done(request, pk, done)
 
 
 @login_required

@@ -55,7 +55,7 @@
   }
 
   function rubricRows() {
-    return Array.from(document.querySelectorAll("[data-rubric-row]"));
+    return Array.from(document.querySelectorAll("[data-rubric-row]")).filter(live);
   }
 
   function init(root) {
@@ -193,6 +193,7 @@
   });
 
   document.addEventListener("htmx:afterSwap", (event) => init(event.detail.target));
+  window.rvInit = init;
   document.addEventListener("DOMContentLoaded", () => init(document));
 })();
 
@@ -206,6 +207,16 @@
   const PREFETCHING = "form[data-first-pass], form[data-prefetch]";
 
   function predictable(form) {
+    if (form.matches("[data-prefetch=panel]")) {
+      // Every dimension scored, an answer and a decision, and a comment unless accepting.
+      const rows = Array.from(form.querySelectorAll("[data-rubric-row]"));
+      if (!rows.length || rows.some((row) => !row.querySelector("input:checked"))) return false;
+      const answer = form.querySelector('input[name="answer"]:checked');
+      const decision = form.querySelector('input[name="decision"]:checked');
+      const comment = (form.querySelector('[name="comment"]') || {}).value || "";
+      if (!answer || !decision) return false;
+      return decision.value === "accept" || Boolean(comment.trim());
+    }
     if (form.matches("[data-prefetch=consensus]")) {
       // A vote the server will take: another answer or "needs work" come with a comment, and
       // agreeing with a flagged key comes with its confirmation.
@@ -247,6 +258,8 @@
     next.remove();
     shownFor.set(form, { id: shown.dataset.item, previous: current });
     htmx.process(shown);
+    if (next.dataset.url) history.pushState({}, "", next.dataset.url);
+    if (window.rvInit) window.rvInit(shown);
     shown.querySelectorAll(PREFETCHING).forEach((f) => {
       f.dataset.clientShownAt = String(Date.now());
       f.dispatchEvent(new Event("change", { bubbles: true }));
@@ -273,9 +286,11 @@
       return; // something unexpected (an error, the item went elsewhere): take the server's page
     }
     event.detail.shouldSwap = false;
-    const slot = document.getElementById("review-slot");
+    const slot = document.getElementById("review-slot") || document.getElementById("panel-slot");
     slot.querySelectorAll(":scope > .rv-undo, :scope > .rv-notice, :scope > .rv-error, #rv-next")
       .forEach((el) => el.remove());
+    const notice = doc.querySelector("body > .rv-notice");
+    if (notice) slot.prepend(notice);
     const undo = doc.querySelector(".rv-undo");
     if (undo) { slot.prepend(undo); htmx.process(undo); }
     const following = doc.getElementById("rv-next");

@@ -106,6 +106,10 @@ class Project(models.Model):
     first_pass_counts_for_consensus = models.BooleanField(
         _("an expert's first-pass pass counts toward consensus"), default=True
     )
+    # A first-pass pass quicker than this needs the reviewer's explicit confirmation.
+    min_pass_seconds = models.PositiveSmallIntegerField(
+        _("minimum seconds on an item before a plain pass"), default=5
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

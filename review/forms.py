@@ -34,6 +34,8 @@ class FirstPassForm(forms.Form):
     answer = forms.ChoiceField(label=_("Key"), choices=LETTERS, required=False)
     cot = forms.CharField(label=_("Chain of thought"), required=False)
     seconds = forms.IntegerField(required=False, min_value=0)
+    confirm_mismatch = forms.BooleanField(required=False)
+    confirm_fast = forms.BooleanField(required=False)
 
     def clean(self):
         data = super().clean()
@@ -56,11 +58,20 @@ class ConsensusVoteForm(forms.Form):
         coerce=int,
     )
     comment = forms.CharField(label=_("Comment"), required=False, max_length=4000)
+    confirm_mismatch = forms.BooleanField(required=False)
 
 
 class RubricScoreForm(forms.Form):
-    decision = forms.ChoiceField(label=_("Decision"), choices=Decision.choices)
-    answer = forms.ChoiceField(label=_("The correct answer is"), choices=LETTERS)
+    decision = forms.ChoiceField(
+        label=_("Decision"),
+        choices=Decision.choices,
+        error_messages={"required": _("Decision: choose accept (y), revise (v) or discard (x).")},
+    )
+    answer = forms.ChoiceField(
+        label=_("The correct answer is"),
+        choices=LETTERS,
+        error_messages={"required": _("Answer: choose the option you hold correct (a–e).")},
+    )
     comment = forms.CharField(label=_("Comment"), required=False, max_length=4000)
     first_wrong_step = forms.IntegerField(
         label=_("First wrong step (optional)"), required=False, min_value=1, max_value=200
@@ -74,7 +85,10 @@ class RubricScoreForm(forms.Form):
                 label=dimension.label,
                 choices=[(0, "0"), (1, "1"), (2, "2")],
                 coerce=int,
-                error_messages={"required": _("Score this dimension.")},
+                error_messages={
+                    "required": _("%(dimension)s: give a score of 0, 1 or 2.")
+                    % {"dimension": dimension.label}
+                },
             )
 
     def scores(self) -> dict[str, int]:
@@ -142,3 +156,46 @@ class RubricGuideForm(forms.Form):
             d.value: {lv: self.cleaned_data[f"{d.value}_{lv}"] for lv in ("0", "1", "2")}
             for d in RubricDimension
         }
+
+
+class PanelFilterForm(forms.Form):
+    """Which waiting items the panels page lists (and "all matching" selects)."""
+
+    specialty = forms.CharField(label=_("Specialty"), required=False, max_length=100)
+    waited_days = forms.IntegerField(
+        label=_("Waiting at least (days)"), required=False, min_value=0, max_value=3650
+    )
+    min_wrong = forms.IntegerField(
+        label=_("Wrong re-answers at least"), required=False, min_value=0, max_value=20
+    )
+
+    def filters(self) -> dict:
+        data = self.cleaned_data if self.is_valid() else {}
+        return {
+            "specialty": data.get("specialty") or None,
+            "waited_days": data.get("waited_days"),
+            "min_wrong": data.get("min_wrong"),
+        }
+
+
+class PanelBulkForm(PanelFilterForm):
+    """A bulk action on the selected items, or on every item matching the filter."""
+
+    action = forms.ChoiceField(
+        choices=[
+            ("auto", _("Assign automatically")),
+            ("chosen", _("Assign the chosen experts")),
+            ("specialty", _("Set the specialty")),
+        ],
+        error_messages={"required": _("Choose what to do with the selected items.")},
+    )
+    items = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=())
+    all_matching = forms.BooleanField(required=False)
+    experts = forms.TypedMultipleChoiceField(coerce=int, required=False, choices=())
+    new_specialty = forms.CharField(label=_("New specialty"), required=False, max_length=100)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        # Ids are checked against the database by the view; any integer parses here.
+        self.fields["items"].valid_value = lambda value: True
+        self.fields["experts"].valid_value = lambda value: True

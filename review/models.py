@@ -94,6 +94,11 @@ class FirstPassReview(models.Model):
         "medcot.ItemVersion", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     seconds_on_item = models.PositiveIntegerField(default=0)
+    # What the reviewer explicitly confirmed to pass: "mismatch" (the CoT concludes on another
+    # option than the key) and "fast" (quicker than the project's minimum time on an item).
+    confirmations = models.JSONField(default=list, blank=True)
+    # The option the chain of thought concluded on when it was reviewed ("" when none found).
+    cot_concluded = models.CharField(max_length=1, blank=True)
     state = models.CharField(
         max_length=10, choices=FirstPassState.choices, default=FirstPassState.HELD
     )
@@ -323,6 +328,8 @@ class ConsensusVote(models.Model):
     approve_phrasing = models.BooleanField()
     comment = models.TextField(blank=True)
     source = models.CharField(max_length=12, choices=Source.choices, default=Source.QUEUE)
+    # "mismatch" when the expert confirmed a key the chain of thought does not conclude on.
+    confirmations = models.JSONField(default=list, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -126,6 +126,64 @@ def panel_waiting_items(*, project_id: int | None = None) -> list[Item]:
     return list(items.order_by("status_changed_at", "id")[:200])
 
 
+NO_SPECIALTY = "-"
+
+
+def panel_waiting_query(
+    *,
+    project_id: int | None = None,
+    specialty: str | None = None,
+    waited_days: int | None = None,
+    min_wrong: int | None = None,
+    now=None,
+):
+    """Items waiting for a panel that match the filter, oldest first, with how many re-answer
+    attempts missed the key (`wrong_attempts`). `specialty` NO_SPECIALTY means none set."""
+    now = now or timezone.now()
+    items = (
+        Item.objects.filter(status=Status.PANEL)
+        .select_related("project", "current_version")
+        .annotate(
+            wrong_attempts=Count(
+                "reanswer_attempts", filter=Q(reanswer_attempts__correct=False), distinct=True
+            )
+        )
+    )
+    if project_id is not None:
+        items = items.filter(project_id=project_id)
+    if specialty == NO_SPECIALTY:
+        items = items.filter(specialty="")
+    elif specialty:
+        items = items.filter(specialty=specialty)
+    if waited_days:
+        items = items.filter(status_changed_at__lte=now - timedelta(days=waited_days))
+    if min_wrong:
+        items = items.filter(wrong_attempts__gte=min_wrong)
+    return items.order_by("status_changed_at", "id")
+
+
+def panel_waiting_specialties() -> list[str]:
+    """The specialties of items waiting for a panel, for the filter."""
+    return sorted(
+        Item.objects.filter(status=Status.PANEL)
+        .exclude(specialty="")
+        .values_list("specialty", flat=True)
+        .distinct()
+    )
+
+
+def expert_specialties() -> list[str]:
+    """Every specialty some expert declares: what an item's specialty can usefully match."""
+    from review.models import Profile
+
+    found: set[str] = set()
+    for values in Profile.objects.filter(user__groups__name=EXPERT).values_list(
+        "specialties", flat=True
+    ):
+        found.update(v for v in values or [] if v)
+    return sorted(found)
+
+
 def panels_needing_admin() -> list[Panel]:
     return list(
         Panel.objects.filter(state=PanelState.ADJUDICATION)
@@ -372,3 +430,79 @@ def items_held_by(*, user, items):
 
 def item_held_by(*, user, item: Item) -> bool:
     return items_held_by(user=user, items=Item.objects.filter(pk=item.pk)).exists()
+
+
+def cot_concluded(*, version) -> str:
+    """The option the chain of thought ends on, or "" when it names none.
+
+    The CoT text itself is read (with the same parser the re-answers use), so a version a
+    reviewer edited is judged by what it now says; the model's own pick at generation time is
+    the fallback for a CoT whose wording the parser cannot read."""
+    if version is None or not version.cot:
+        return ""
+    from generation.parsing import parse_answer
+
+    parsed = parse_answer(version.cot, version.options)
+    if parsed.ok and parsed.letter:
+        return parsed.letter
+    picked = (version.provenance or {}).get("picked") or ""
+    return picked if picked in version.options else ""
+
+
+def model_verdict(*, version, attempts=None) -> dict:
+    """What the model concluded next to the key, for the review screens: the CoT's own
+    conclusion, and how the re-answer attempts (when there are any) answered.
+
+    `mismatch` is the flag that needs a reviewer's confirmation to pass the item;
+    `attempts_disagree` marks re-answers that did not all give the key."""
+    key = version.answer if version is not None else ""
+    concluded = cot_concluded(version=version)
+    attempts = list(attempts or [])
+    answered = [a for a in attempts if getattr(a, "answer", "")]
+    agreeing = [a for a in answered if a.answer == key]
+    others = sorted({a.answer for a in answered if a.answer != key})
+    return {
+        "key": key,
+        "concluded": concluded,
+        "mismatch": bool(concluded) and concluded != key,
+        "unreadable": bool(version is not None and version.cot) and not concluded,
+        "attempts": len(attempts),
+        "attempts_agree": len(agreeing),
+        "attempts_other": others,
+        "attempts_disagree": bool(attempts) and len(agreeing) < len(attempts),
+    }
+
+
+def panel_deadlock_reason(*, panel: Panel, item: Item) -> str:
+    """Why a panel waits for an admin: how its last round split, and why no further expert
+    was added. "" when the panel is not waiting for an admin."""
+    from django.utils.translation import gettext as _
+    from django.utils.translation import ngettext
+
+    from review.services.panels import EXTRA_EXPERTS
+
+    if panel.state != PanelState.ADJUDICATION:
+        return ""
+    decisions = list(panel.decisions.filter(round=panel.round))
+    positions: dict[str, int] = {}
+    for d in decisions:
+        if d.decision == "accept":
+            label = _("accept with key %(key)s") % {"key": d.answer}
+        else:
+            label = d.get_decision_display().lower()
+        positions[label] = positions.get(label, 0) + 1
+    split = ", ".join(
+        ngettext("%(n)d expert: %(what)s", "%(n)d experts: %(what)s", n) % {"n": n, "what": what}
+        for what, n in sorted(positions.items(), key=lambda kv: -kv[1])
+    )
+    members = panel.memberships.count()
+    limit = item.project.panel_size + EXTRA_EXPERTS
+    if members >= limit:
+        why = _("the panel already has its maximum of %(n)d experts") % {"n": limit}
+    else:
+        why = _("no other eligible expert is left to add")
+    return _("Round %(round)d ended without a majority (%(split)s), and %(why)s.") % {
+        "round": panel.round,
+        "split": split,
+        "why": why,
+    }

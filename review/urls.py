@@ -16,6 +16,7 @@ urlpatterns = [
     path("review/consensus/<int:pk>/vote/", views.consensus_vote_view, name="consensus_vote"),
     path("review/consensus/<int:pk>/skip/", views.consensus_skip, name="consensus_skip"),
     path("review/panels/", views.panels, name="panels"),
+    path("review/panels/bulk/", views.panels_bulk, name="panels_bulk"),
     path("review/panels/assign/<int:pk>/", views.panel_assign_page, name="panel_assign_page"),
     path("review/panels/assign/<int:pk>/save/", views.panel_assign_view, name="panel_assign"),
     path("review/panels/item/<int:pk>/", views.panel_item, name="panel_item"),

@@ -12,6 +12,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
@@ -24,6 +25,8 @@ from review.forms import (
     AdjudicationForm,
     ConsensusVoteForm,
     FirstPassForm,
+    PanelBulkForm,
+    PanelFilterForm,
     PanelReviseForm,
     RegenerateForm,
     RubricGuideForm,
@@ -31,6 +34,14 @@ from review.forms import (
 )
 from review.models import Lease, PanelMembership, PanelState, RubricDimension, Stage
 from review.roles import ADMIN, EXPERT, REVIEWER, has_role, require_role
+from review.services.assignment import (
+    BULK_MAX,
+    items_specialty_set,
+    max_open_panels,
+    panel_auto_choose,
+    panel_experts_all,
+    panels_assign_bulk,
+)
 from review.services.common import ReviewError
 from review.services.consensus import consensus_settle_ready, consensus_tally, consensus_vote
 from review.services.first_pass import (
@@ -43,7 +54,6 @@ from review.services.first_pass import (
 from review.services.panels import (
     adjudication_decide,
     panel_assign,
-    panel_auto_assign,
     panel_candidates,
     panel_refresh,
     panel_request_regeneration,
@@ -165,6 +175,7 @@ def first_pass_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
     item = selectors.item_get_for_reviewer(user=request.user, pk=pk)
     form = FirstPassForm(request.POST)
     error = ""
+    code = None
     if form.is_valid():
         data = form.cleaned_data
         fix = None
@@ -175,10 +186,6 @@ def first_pass_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
                 answer=data["answer"],
                 cot=data["cot"],
             )
-        seconds = data.get("seconds")
-        if seconds is None:
-            lease = Lease.objects.filter(item=item, holder=request.user).first()
-            seconds = int((timezone.now() - lease.claimed_at).total_seconds()) if lease else 0
         try:
             first_pass_submit(
                 item=item,
@@ -190,16 +197,20 @@ def first_pass_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
                 reason=data["reason"],
                 comment=data["comment"],
                 fix=fix,
-                seconds_on_item=seconds,
+                seconds_on_item=data.get("seconds"),
+                confirm_mismatch=data["confirm_mismatch"],
+                confirm_fast=data["confirm_fast"],
             )
         except ReviewError as exc:
             error = _error_text(exc)
+            code = getattr(exc, "code", None)
     else:
         error = " ".join(str(e) for errors in form.errors.values() for e in errors)
     if error:
         context = _first_pass_context(request, form=form, error=error)
         # Show the item the reviewer was working on, not whatever the queue would hand out.
         context["item"] = item
+        context["need_fast"] = code == "confirm_fast"
         return _render_first_pass(request, context, status=422)
     if not request.htmx:
         return redirect("review:first_pass")
@@ -237,23 +248,33 @@ def first_pass_undo_view(request: HttpRequest) -> HttpResponse:
 # --- Consensus queue ------------------------------------------------------------------------
 
 
+def _consensus_item_context(item) -> dict:
+    return {
+        "item": item,
+        "tally": consensus_tally(item=item),
+        "attempts": selectors.reanswer_attempts(item=item),
+        "first_pass": selectors.first_pass_reviews_for_item(item=item),
+    }
+
+
 def _consensus_context(request: HttpRequest, *, item=None, form=None, error: str = "") -> dict:
+    """The item to vote on and, like first pass, the next one (already leased to the expert)
+    rendered into the page, so the switch after a vote needs no round trip."""
+    following = None
     if item is None:
         consensus_settle_ready()
-        item, _following = queue_next(
+        item, following = queue_next(
             user=request.user,
             stage=Stage.CONSENSUS,
             exclude_ids=_skipped(request, Stage.CONSENSUS),
         )
-    tally = consensus_tally(item=item) if item is not None else None
-    return {
-        "item": item,
-        "form": form,
-        "error": error,
-        "tally": tally,
-        "attempts": selectors.reanswer_attempts(item=item) if item is not None else [],
-        "first_pass": selectors.first_pass_reviews_for_item(item=item) if item else [],
-    }
+    context = {"item": None, "form": form, "error": error, "following": None}
+    if item is not None:
+        context.update(_consensus_item_context(item))
+    if following is not None:
+        context["following"] = following
+        context["next"] = _consensus_item_context(following)
+    return context
 
 
 def _render_consensus(request: HttpRequest, context: dict, status: int = 200) -> HttpResponse:
@@ -282,6 +303,7 @@ def consensus_vote_view(request: HttpRequest, pk: int) -> HttpResponse:
                 answer=form.cleaned_data["answer"],
                 approve_phrasing=bool(form.cleaned_data["approve_phrasing"]),
                 comment=form.cleaned_data["comment"],
+                confirm_mismatch=form.cleaned_data["confirm_mismatch"],
             )
         except ReviewError as exc:
             error = _error_text(exc)
@@ -317,28 +339,102 @@ def _panels_refresh(user) -> None:
         panel_refresh(item=membership.panel.item)
 
 
+WAITING_PAGE = 200
+SCORE_FIELDS = {"scores", "decision", "answer", "comment"}
+
+
+def _panels_context(request: HttpRequest, filter_form: PanelFilterForm, **extra) -> dict:
+    user = request.user
+    is_admin = has_role(user, ADMIN)
+    context = {
+        "is_admin": is_admin,
+        "mine": selectors.expert_panel_queue(user=user) if has_role(user, EXPERT) else [],
+        "open_panels": selectors.panels_open() if is_admin else [],
+        "filter_form": filter_form,
+        **extra,
+    }
+    if is_admin:
+        matching = selectors.panel_waiting_query(**filter_form.filters())
+        context.update(
+            waiting=list(matching[:WAITING_PAGE]),
+            matching_count=matching.count(),
+            specialties=selectors.panel_waiting_specialties(),
+            expert_specialties=selectors.expert_specialties(),
+            experts=panel_experts_all(),
+            no_specialty=selectors.NO_SPECIALTY,
+            bulk_max=BULK_MAX,
+            max_open=max_open_panels(),
+            filter_query=request.GET.urlencode() if request.method == "GET" else "",
+        )
+    return context
+
+
 @login_required
 @require_GET
 def panels(request: HttpRequest) -> HttpResponse:
     user = request.user
     if not has_role(user, EXPERT, ADMIN):
         raise PermissionDenied
-    is_admin = has_role(user, ADMIN)
     _panels_refresh(user)
-    return render(
+    filter_form = PanelFilterForm(request.GET or None)
+    return render(request, "review/panels.html", _panels_context(request, filter_form))
+
+
+@login_required
+@require_POST
+def panels_bulk(request: HttpRequest) -> HttpResponse:
+    """Assign panels to many items in one action (or set their specialty): the selected items,
+    or every item matching the filter. Answers with the page and a summary of what was done."""
+    require_role(request.user, ADMIN)
+    form = PanelBulkForm(request.POST)
+    result = None
+    error = ""
+    changed = None
+    if not form.is_valid():
+        error = " ".join(str(e) for errors in form.errors.values() for e in errors)
+    else:
+        data = form.cleaned_data
+        if data["all_matching"]:
+            items = list(selectors.panel_waiting_query(**form.filters())[: BULK_MAX + 1])
+        else:
+            items = list(
+                Item.objects.filter(pk__in=data["items"])
+                .select_related("project", "current_version")
+                .order_by("status_changed_at", "id")
+            )
+        try:
+            if not items:
+                raise ReviewError(_("Select items first, or tick every item matching the filter."))
+            if data["action"] == "specialty":
+                changed = items_specialty_set(
+                    items=items, specialty=data["new_specialty"], actor=request.user
+                )
+            else:
+                experts = None
+                if data["action"] == "chosen":
+                    experts = list(get_user_model().objects.filter(pk__in=data["experts"]))
+                result = panels_assign_bulk(items=items, actor=request.user, experts=experts)
+        except ReviewError as exc:
+            error = _error_text(exc)
+    filter_form = PanelFilterForm(request.POST)
+    context = _panels_context(
         request,
-        "review/panels.html",
-        {
-            "is_admin": is_admin,
-            "mine": selectors.expert_panel_queue(user=user) if has_role(user, EXPERT) else [],
-            "waiting": selectors.panel_waiting_items() if is_admin else [],
-            "open_panels": selectors.panels_open() if is_admin else [],
-        },
+        filter_form,
+        result=result,
+        bulk_error=error,
+        specialty_changed=changed,
+        new_specialty=form.cleaned_data.get("new_specialty") if form.is_valid() else "",
     )
+    return render(request, "review/panels.html", context, status=422 if error else 200)
 
 
 def _assign_context(item, *, error: str = "") -> dict:
+    try:
+        _chosen, auto_why = panel_auto_choose(item=item)
+    except ReviewError as exc:
+        auto_why = _("Auto-assignment is not possible: %(why)s") % {"why": _error_text(exc)}
     return {
+        "auto_why": auto_why,
         "item": item,
         "attempts": selectors.reanswer_attempts(item=item),
         "first_pass": selectors.first_pass_reviews_for_item(item=item),
@@ -360,9 +456,13 @@ def panel_assign_page(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 def panel_assign_view(request: HttpRequest, pk: int) -> HttpResponse:
     item = selectors.item_get_for_admin(user=request.user, pk=pk)
+    why = ""
     try:
         if request.POST.get("auto"):
-            panel_auto_assign(item=item, actor=request.user)
+            result = panels_assign_bulk(items=[item], actor=request.user)
+            if result.not_assigned:
+                raise ReviewError(result.not_assigned[0].why)
+            why = result.assigned[0].why
         else:
             try:
                 ids = [int(value) for value in request.POST.getlist("experts")]
@@ -377,7 +477,7 @@ def panel_assign_view(request: HttpRequest, pk: int) -> HttpResponse:
             _assign_context(item, error=_error_text(exc)),
             status=422,
         )
-    messages.success(request, _("Panel assigned."))
+    messages.success(request, " ".join([_("Panel assigned."), why]).strip())
     target = reverse("review:panel_item", kwargs={"pk": item.pk})
     if request.htmx:
         response = HttpResponse(status=204)
@@ -413,14 +513,38 @@ def _panel_context(request: HttpRequest, item, panel, **extra) -> dict:
         if has_role(user, ADMIN)
         else [],
         "now_ms": int(timezone.now().timestamp() * 1000),
+        "deadlock": selectors.panel_deadlock_reason(panel=panel, item=item),
+        "current_round": next((r for r in view["rounds"] if r["number"] == panel.round), None),
         **view,
         **extra,
     }
 
 
+def _next_panel_to_score(user, *, exclude_pk: int):
+    """The expert's next panel item waiting for their scores (not `exclude_pk`), or None."""
+    for row in selectors.expert_panel_queue(user=user):
+        if row["todo"] == "score" and row["item"].pk != exclude_pk:
+            return row["item"], row["panel"]
+    return None
+
+
 def _render_panel(request, item, panel, status: int = 200, **extra) -> HttpResponse:
-    template = "review/_panel_item.html" if request.htmx else "review/panel_item.html"
-    return render(request, template, _panel_context(request, item, panel, **extra), status=status)
+    """The panel page of one item; while the expert can score it, the next panel item waiting
+    for their scores is rendered into the page too, so it is on screen at once after a
+    submission (like the first-pass and consensus queues)."""
+    context = _panel_context(request, item, panel, **extra)
+    if context["can_score"]:
+        following = _next_panel_to_score(request.user, exclude_pk=item.pk)
+        if following is not None:
+            next_item, next_panel = following
+            context["following"] = next_item
+            context["next_html"] = render_to_string(
+                "review/_panel_item.html",
+                _panel_context(request, next_item, next_panel),
+                request=request,
+            )
+    template = "review/_panel_slot.html" if request.htmx else "review/panel_item.html"
+    return render(request, template, context, status=status)
 
 
 @login_required
@@ -446,8 +570,21 @@ def panel_score(request: HttpRequest, pk: int) -> HttpResponse:
     item, panel = selectors.item_get_for_panel_member(user=request.user, pk=pk)
     form = RubricScoreForm(request.POST)
     if not form.is_valid():
-        errors = " ".join(str(e) for errors in form.errors.values() for e in errors)
-        return _render_panel(request, item, panel, status=422, error=errors, form=form)
+        # Each message names its field and is shown next to it; the summary on top lists them.
+        field_errors = {name: " ".join(errors) for name, errors in form.errors.items()}
+        if any(name.startswith("score_") for name in field_errors):
+            field_errors["scores"] = " ".join(
+                v for k, v in field_errors.items() if k.startswith("score_")
+            )
+        return _render_panel(
+            request,
+            item,
+            panel,
+            status=422,
+            error=_("Some answers are missing; see the marked fields."),
+            form=form,
+            field_errors=field_errors,
+        )
     data = form.cleaned_data
     try:
         panel_submit(
@@ -461,8 +598,25 @@ def panel_score(request: HttpRequest, pk: int) -> HttpResponse:
             seconds_on_item=data.get("seconds") or 0,
         )
     except ReviewError as exc:
-        return _render_panel(request, item, panel, status=422, error=_error_text(exc), form=form)
-    return _panel_write_done(request, pk, _("Your scores are in."))
+        field = exc.code if exc.code in SCORE_FIELDS else None
+        return _render_panel(
+            request,
+            item,
+            panel,
+            status=422,
+            error=_error_text(exc),
+            form=form,
+            field_errors={field: _error_text(exc)} if field else {},
+        )
+    done = _("Your scores for %(item)s are in.") % {"item": item.external_id}
+    following = _next_panel_to_score(request.user, exclude_pk=item.pk)
+    if request.htmx and following is not None:
+        # Straight on to the next panel item waiting for this expert's scores.
+        next_item, next_panel = following
+        response = _render_panel(request, next_item, next_panel, notice=done)
+        response["HX-Push-Url"] = reverse("review:panel_item", kwargs={"pk": next_item.pk})
+        return response
+    return _panel_write_done(request, pk, done)
 
 
 @login_required

@@ -4,8 +4,11 @@ browser view and leaves every rule to the review services (panel writes: `panel_
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from drf_spectacular.utils import extend_schema
-from rest_framework import generics, serializers, status
+from rest_framework import exceptions, generics, serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
@@ -73,7 +76,24 @@ class FirstPassSubmitSerializer(serializers.Serializer):
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
     fix = ContentFixSerializer(required=False, help_text="The edited item; required with fix.")
     seconds_on_item = serializers.IntegerField(
-        required=False, default=0, min_value=0, max_value=2_147_483_647
+        required=False,
+        allow_null=True,
+        default=None,
+        min_value=0,
+        max_value=2_147_483_647,
+        help_text="Seconds the item was on screen; when left out, the time since it was claimed.",
+    )
+    confirm_mismatch = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Pass although the chain of thought concludes on another option than the key "
+        "(refused with code confirm_mismatch without it).",
+    )
+    confirm_fast = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Pass sooner than the project's min_pass_seconds (refused with code "
+        "confirm_fast without it).",
     )
 
 
@@ -81,6 +101,11 @@ class ConsensusVoteInputSerializer(serializers.Serializer):
     answer = serializers.ChoiceField(choices=list(OPTION_LABELS))
     approve_phrasing = serializers.BooleanField()
     comment = serializers.CharField(required=False, allow_blank=True, default="", max_length=4000)
+    confirm_mismatch = serializers.BooleanField(
+        required=False,
+        default=False,
+        help_text="Agree with a key the chain of thought does not conclude on.",
+    )
 
 
 # --- Output --------------------------------------------------------------------------------
@@ -124,6 +149,19 @@ def answer_with_status(serializer_class, made, *, item: Item, code: int = 201) -
     item.refresh_from_db(fields=["status"])
     made.item_status = item.status
     return Response(serializer_class(made).data, status=code)
+
+
+@contextmanager
+def confirmations_needed() -> Iterator[None]:
+    """Like `review_refusals`, and a refusal for want of a confirmation also names it in
+    `details.confirm` ("confirm_mismatch", "confirm_fast"): the field to set to go ahead."""
+    try:
+        yield
+    except ReviewError as exc:
+        details: dict = {"non_field_errors": exc.messages}
+        if str(exc.code or "").startswith("confirm_"):
+            details["confirm"] = [exc.code]
+        raise exceptions.ValidationError(details) from exc
 
 
 def _check_first_pass_role(user) -> None:
@@ -191,7 +229,7 @@ class FirstPassSubmit(generics.GenericAPIView):
                 answer=given["answer"],
                 cot=given["cot"],
             )
-        with review_refusals():
+        with confirmations_needed():
             review = first_pass_submit(
                 item=item,
                 reviewer=request.user,
@@ -203,6 +241,8 @@ class FirstPassSubmit(generics.GenericAPIView):
                 comment=data["comment"],
                 fix=fix,
                 seconds_on_item=data["seconds_on_item"],
+                confirm_mismatch=data["confirm_mismatch"],
+                confirm_fast=data["confirm_fast"],
             )
         return answer_with_status(FirstPassReviewOutSerializer, review, item=item)
 
@@ -268,12 +308,13 @@ class ConsensusVote(generics.GenericAPIView):
     def post(self, request, pk: int):
         item = selectors.item_get_for_consensus(user=request.user, pk=pk)
         data = valid_input(ConsensusVoteInputSerializer, request)
-        with review_refusals():
+        with confirmations_needed():
             vote = consensus_vote(
                 item=item,
                 expert=request.user,
                 answer=data["answer"],
                 approve_phrasing=data["approve_phrasing"],
                 comment=data["comment"],
+                confirm_mismatch=data["confirm_mismatch"],
             )
         return answer_with_status(ConsensusVoteOutSerializer, vote, item=item)

@@ -11,6 +11,7 @@ from medcot.lifecycle import Status, transition
 from medcot.models import Item
 from review.models import ConsensusVote, Lease, Stage
 from review.roles import EXPERT, has_role
+from review.selectors import cot_concluded
 from review.services.common import ReviewError
 from review.services.queue import lease_held_by_other
 
@@ -66,10 +67,18 @@ def consensus_evaluate(*, item: Item, actor=None) -> str:
 
 
 def consensus_vote(
-    *, item: Item, expert, answer: str, approve_phrasing: bool, comment: str = ""
+    *,
+    item: Item,
+    expert,
+    answer: str,
+    approve_phrasing: bool,
+    comment: str = "",
+    confirm_mismatch: bool = False,
 ) -> ConsensusVote:
     """An expert's vote from the consensus queue. A disagreeing vote leaves the item in the
-    queue, where the next expert is handed it automatically, up to the cap."""
+    queue, where the next expert is handed it automatically, up to the cap. Agreeing with a
+    key the chain of thought does not conclude on needs `confirm_mismatch` (kept with the
+    vote), as a first-pass pass does."""
     if not has_role(expert, EXPERT):
         raise ReviewError(_("Only experts vote on consensus."))
     comment = comment.strip()
@@ -95,6 +104,19 @@ def consensus_vote(
             item=locked, version_id=locked.current_version_id, expert=expert
         ).exists():
             raise ReviewError(_("You have already voted on this version."))
+        confirmations = []
+        concluded = cot_concluded(version=locked.current_version)
+        if answer == locked.current_version.answer and concluded and concluded != answer:
+            if not confirm_mismatch:
+                raise ReviewError(
+                    _(
+                        "The chain of thought concludes on %(concluded)s, not on the key "
+                        "%(key)s. Confirm (x) that the key is right, or choose another answer."
+                    )
+                    % {"concluded": concluded, "key": answer},
+                    code="confirm_mismatch",
+                )
+            confirmations.append("mismatch")
         vote = ConsensusVote.objects.create(
             item=locked,
             version_id=locked.current_version_id,
@@ -103,6 +125,7 @@ def consensus_vote(
             approve_phrasing=approve_phrasing,
             comment=comment,
             source=ConsensusVote.Source.QUEUE,
+            confirmations=confirmations,
         )
         Lease.objects.filter(item=locked, stage=Stage.CONSENSUS, holder=expert).delete()
         consensus_evaluate(item=locked, actor=expert)

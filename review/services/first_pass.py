@@ -27,6 +27,7 @@ from review.models import (
     Stage,
 )
 from review.roles import EXPERT, has_role
+from review.selectors import cot_concluded
 from review.services.common import ReviewError, reanswer_start, undo_seconds
 from review.services.queue import lease_held_by_other, queue_check_role
 
@@ -83,6 +84,44 @@ def content_fix_check(*, fix: ContentFix, current: ItemVersion) -> dict:
     return data
 
 
+def first_pass_confirmations_check(
+    *,
+    concluded: str,
+    key: str,
+    seconds: int,
+    minimum: int,
+    confirm_mismatch: bool,
+    confirm_fast: bool,
+) -> list[str]:
+    """The confirmations a pass needs, checked: raises a ReviewError (code `confirm_mismatch`
+    or `confirm_fast`) for the first one missing, and returns the ones given where they were
+    needed, to be kept with the verdict."""
+    given = []
+    if concluded and concluded != key:
+        if not confirm_mismatch:
+            raise ReviewError(
+                _(
+                    "The chain of thought concludes on %(concluded)s, not on the key %(key)s. "
+                    "Fix the item, or confirm (y) that the key is right and the item passes."
+                )
+                % {"concluded": concluded, "key": key},
+                code="confirm_mismatch",
+            )
+        given.append("mismatch")
+    if seconds < minimum:
+        if not confirm_fast:
+            raise ReviewError(
+                _(
+                    "You passed this item after %(seconds)d s; this project asks for at least "
+                    "%(minimum)d s. Read it through, or confirm (g) that you have."
+                )
+                % {"seconds": max(0, seconds), "minimum": minimum},
+                code="confirm_fast",
+            )
+        given.append("fast")
+    return given
+
+
 def first_pass_submit(
     *,
     item: Item,
@@ -94,13 +133,20 @@ def first_pass_submit(
     reason: str = "",
     comment: str = "",
     fix: ContentFix | None = None,
-    seconds_on_item: int = 0,
+    seconds_on_item: int | None = None,
+    confirm_mismatch: bool = False,
+    confirm_fast: bool = False,
     now: datetime | None = None,
 ) -> FirstPassReview:
     """Record a reviewer's verdict. `action` is "pass", "fix" or "discard".
 
     All three criteria at 1 allow a pass (or a fix that improves the item); any 0 requires a
-    fix or a discard, each with a reason. The item row is locked for the check and the write.
+    fix or a discard, each with a reason. A pass of an item whose chain of thought concludes
+    on another option than the key needs `confirm_mismatch`, and a pass quicker than the
+    project's `min_pass_seconds` needs `confirm_fast`; both are recorded with the verdict.
+    `seconds_on_item` is the time the reviewer had the item on screen; when the caller cannot
+    tell (no JavaScript, an API client that does not say), it is the time since the claim.
+    The item row is locked for the check and the write.
     """
     queue_check_role(user=reviewer, stage=Stage.FIRST_REVIEW)
     now = now or timezone.now()
@@ -117,11 +163,27 @@ def first_pass_submit(
     with transaction.atomic():
         locked = (
             Item.objects.select_for_update(of=("self",))
-            .select_related("current_version")
+            .select_related("current_version", "project")
             .get(pk=item.pk)
         )
         if locked.status != Status.FIRST_REVIEW:
             raise ReviewError(_("This item is no longer waiting for first-pass review."))
+        if seconds_on_item is None:
+            lease = Lease.objects.filter(
+                item=locked, stage=Stage.FIRST_REVIEW, holder=reviewer
+            ).first()
+            seconds_on_item = int((now - lease.claimed_at).total_seconds()) if lease else 0
+        concluded = cot_concluded(version=locked.current_version)
+        confirmations = []
+        if action == "pass":
+            confirmations = first_pass_confirmations_check(
+                concluded=concluded,
+                key=locked.current_version.answer,
+                seconds=seconds_on_item,
+                minimum=locked.project.min_pass_seconds,
+                confirm_mismatch=confirm_mismatch,
+                confirm_fast=confirm_fast,
+            )
         if lease_held_by_other(user=reviewer, item_id=locked.pk, stage=Stage.FIRST_REVIEW, now=now):
             raise ReviewError(_("Someone else is reviewing this item."))
         if locked.current_version.author_id == reviewer.pk:
@@ -154,6 +216,8 @@ def first_pass_submit(
             comment=comment.strip(),
             fix=fix_data,
             seconds_on_item=max(0, min(int(seconds_on_item), 24 * 3600)),
+            confirmations=confirmations,
+            cot_concluded=concluded,
             effective_at=now + timedelta(seconds=undo_seconds()),
         )
         # The lease stays with the reviewer until the submission takes effect, so nobody

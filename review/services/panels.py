@@ -275,16 +275,18 @@ def panel_submit(
 ) -> PanelDecision:
     """An expert's scores and decision for the panel's current round."""
     if set(scores) != set(RubricDimension.values):
-        raise ReviewError(_("Score all five dimensions."))
+        raise ReviewError(_("Score all five dimensions."), code="scores")
     if any(score not in (0, 1, 2) for score in scores.values()):
-        raise ReviewError(_("Scores are 0, 1 or 2."))
+        raise ReviewError(_("Scores are 0, 1 or 2."), code="scores")
     if decision not in Decision.values:
-        raise ReviewError(_("Choose accept, revise or discard."))
+        raise ReviewError(_("Choose accept, revise or discard."), code="decision")
     comment = comment.strip()
     if decision != Decision.ACCEPT and not comment:
-        raise ReviewError(_("Say why in the comment: revise and discard need a reason."))
+        raise ReviewError(
+            _("Say why in the comment: revise and discard need a reason."), code="comment"
+        )
     if first_wrong_step is not None and first_wrong_step < 1:
-        raise ReviewError(_("Steps are numbered from 1."))
+        raise ReviewError(_("Steps are numbered from 1."), code="first_wrong_step")
     with transaction.atomic():
         locked = _lock(item)
         panel = Panel.objects.select_for_update().filter(item=locked).first()
@@ -296,7 +298,7 @@ def panel_submit(
         if locked.current_version_id != panel.round_version_id:
             raise ReviewError(_("The item changed since this round started; reload it."))
         if answer not in locked.current_version.options:
-            raise ReviewError(_("Choose the option you hold correct."))
+            raise ReviewError(_("Choose the option you hold correct."), code="answer")
         if panel.decisions.filter(expert=expert, round=panel.round).exists():
             raise ReviewError(_("You have already scored this round."))
         guide = RubricGuide.objects.order_by("-version").first()

@@ -21,12 +21,59 @@ ALLOWED_TAGS = {
 }  # fmt: skip
 
 
+# A line that starts a list item: "- x", "* x", "+ x", "1. x", "1) x".
+LIST_LINE = re.compile(r"^\s{0,3}(?:[-*+]|\d{1,3}[.)])\s+\S")
+NUMBERED_PAREN = re.compile(r"^(\s{0,3}\d{1,3})\)(\s)")
+FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def _list_friendly(text: str) -> str:
+    """Markdown as models and people write it: a list straight after a line of text (no blank
+    line between) is still a list, and "1)" numbers like "1.". Fenced code is left alone."""
+    out: list[str] = []
+    fenced = False
+    previous = ""
+    for line in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+        if FENCE.match(line):
+            fenced = not fenced
+        elif not fenced:
+            line = NUMBERED_PAREN.sub(r"\1.\2", line)
+            starts = LIST_LINE.match(line) is not None
+            after_list = LIST_LINE.match(previous) is not None
+            # A list starts right after text, or text follows a list without a blank line (an
+            # unindented line ends the list rather than joining its last item).
+            ends_list = not starts and not line.startswith((" ", "\t"))
+            if line.strip() and previous.strip() and starts != after_list and (starts or ends_list):
+                out.append("")
+        out.append(line)
+        previous = line
+    return "\n".join(out)
+
+
 @register.filter
-def safe_markdown(text: str | None) -> SafeString:
-    """Markdown to HTML, then sanitised: model and user text is never trusted HTML. Raw HTML in
-    the source is escaped by nh3's allow-list (no attributes, no links, no images survive)."""
-    html = md.markdown(text or "", extensions=["extra", "sane_lists"], output_format="html")
+def item_text(text: str | None) -> SafeString:
+    """Item text (stem, chain of thought, model replies) as every page shows it: Markdown with
+    its line breaks kept (one line per option stays one line) and its lists as lists, then
+    sanitised: model and user text is never trusted HTML. Raw HTML in the source is escaped by
+    nh3's allow-list (no attributes, no links, no images survive)."""
+    html = md.markdown(
+        _list_friendly(text or ""),
+        extensions=["extra", "sane_lists", "nl2br"],
+        output_format="html",
+    )
     return mark_safe(nh3.clean(html, tags=ALLOWED_TAGS, attributes={}, link_rel=None))  # noqa: S308
+
+
+# The earlier name, kept for templates outside the review app.
+safe_markdown = register.filter("safe_markdown", item_text)
+
+
+@register.simple_tag
+def model_verdict(version, attempts=None) -> dict:
+    """What the model concluded next to the key (see `review.selectors.model_verdict`)."""
+    from review.selectors import model_verdict as verdict
+
+    return verdict(version=version, attempts=attempts)
 
 
 @register.simple_tag

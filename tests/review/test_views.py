@@ -139,7 +139,11 @@ def test_scoring_by_form_records_the_decision(client, make_item, admin_user, exp
     bad = login(client, expert_b).post(
         reverse("review:panel_score", args=[item.pk]), {"decision": "accept"}, **HTMX
     )
-    assert bad.status_code == 422 and b"Score this dimension" in bad.content
+    assert bad.status_code == 422
+    # Each missing field is named, next to it: the scores and the answer.
+    assert b"Medical correctness: give a score of 0, 1 or 2." in bad.content
+    assert b'id="rs-err-answer"' in bad.content and b"Answer: choose the option" in bad.content
+    assert b"This field is required" not in bad.content
 
 
 def test_the_admin_assigns_a_panel_by_hand(client, make_item, admin_user, expert_a, expert_b):

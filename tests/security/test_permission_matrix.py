@@ -136,6 +136,8 @@ EXPECTED |= {
         "args": {"pk": "item"},
     },
     "review/panels/": {"GET": _row("login", "403", "403", "200", "200")},
+    # An empty bulk action is refused with the form's error (nothing to do).
+    "review/panels/bulk/": {"GET": NOBODY_GETS, "POST": _row("login", "403", "403", "403", "422")},
     "review/panels/assign/<int:pk>/": {
         # The item is not waiting for a panel, so the admin is sent back to the list.
         "GET": _row("login", "403", "403", "403", "302"),

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('medcot', '0004_drop_redundant_fk_indexes'),
+        ('medcot', '0005_import_groups_licences'),
     ]
 
     operations = [

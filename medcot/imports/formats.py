@@ -1332,8 +1332,15 @@ class _Reader:
             if any(raw.get(k) not in (None, "", [], {}) for k in ("options", *OPTION_LABELS)):
                 shared = GROUP_LEVEL
             for ours in shared:
-                if _text(raw.get(ours)) == "" and group_raw.get(ours) not in (None, ""):
+                if _text(raw.get(ours)) != "":
+                    continue
+                if group_raw.get(ours) not in (None, ""):
                     raw[ours] = group_raw[ours]
+                elif isinstance(self.sub_map.get(ours), str):
+                    # The same name on the group: a shared option list, a case's specialty.
+                    value = group.get(self.sub_map[ours])
+                    if value not in (None, "", [], {}):
+                        raw[ours] = value
             raw["case_text"] = case_text
             raw["group_id"] = group_id
             raw["_group_order"] = order

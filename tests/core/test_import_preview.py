@@ -69,7 +69,7 @@ def test_the_preview_shows_the_layout_and_the_records_then_imports_on_confirm(
     batch = ImportBatch.objects.get()
     assert batch.state == ImportBatch.State.PREVIEW and batch.license == "cc-by-nc-sa-4.0"
     page = client.get(response.url).content.decode()
-    assert "JSON · json" in page
+    assert "JSON document · fields recognised by their names" in page
     assert "患者，女，32岁。停经8周" in page  # the shared case, with each question
     assert 'data-testid="group-count">2<' in page
     assert 'data-testid="record-count">3<' in page

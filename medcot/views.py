@@ -11,10 +11,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _lazy
 from django.views.decorators.http import require_http_methods
 
 from medcot import selectors
-from medcot.forms import ImportPreviewForm, ProjectForm, SeedImportForm
+from medcot.forms import FORMAT_LABELS, ImportPreviewForm, ProjectForm, SeedImportForm
 from medcot.imports.service import (
     import_batch_confirm,
     import_batch_create,
@@ -28,6 +29,21 @@ from medcot.models import ImportBatch, Item, Language, Project
 from medcot.services import project_create
 from medcot.tasks import import_seed_batch_task
 from review.roles import ADMIN, has_role, require_role, roles_of
+
+CONTAINER_LABELS = {
+    "json": _lazy("JSON document"),
+    "jsonl": _lazy("JSON Lines"),
+    "csv": _lazy("CSV"),
+    "tsv": _lazy("TSV (tab-separated)"),
+}
+
+
+def _layout_label(fmt: str) -> str:
+    if fmt in {"medqa-jsonl", "medmcqa-jsonl", "cmmlu-csv"}:
+        return FORMAT_LABELS[fmt]
+    if fmt == "mapped":
+        return _("fields as mapped below")
+    return _("fields recognised by their names")
 
 
 def _require_member(user) -> None:
@@ -188,7 +204,14 @@ def import_batch_preview(request: HttpRequest, slug: str, pk: int) -> HttpRespon
     return render(
         request,
         "medcot/import_preview.html",
-        {"project": batch.project, "batch": batch, "preview": preview, "form": form},
+        {
+            "project": batch.project,
+            "batch": batch,
+            "preview": preview,
+            "form": form,
+            "container_label": CONTAINER_LABELS.get(preview.container, preview.container),
+            "format_label": _layout_label(preview.format),
+        },
     )
 
 

@@ -414,7 +414,7 @@ def _looks_like_record(value: dict) -> bool:
 
 def _read_jsonl(data: bytes, errors: ErrorLog) -> Iterator[tuple[int, bytes, object]]:
     for number, raw in _physical_lines(data):
-        if not raw.strip():
+        if not raw or raw.isspace():
             continue
         text = _decode(number, raw, errors)
         if text is None:
@@ -596,6 +596,8 @@ def _read_csv(
 
 
 def _text(value) -> str:
+    if type(value) is str:
+        return value.strip()
     if value is None:
         return ""
     if isinstance(value, float) and value.is_integer():
@@ -673,15 +675,20 @@ def split_embedded_options(text: str) -> tuple[str, list[tuple[str, str]]]:
     return text, []
 
 
+_PLAIN_LABELS = frozenset(OPTION_LABELS)
+
+
 def _option_items(raw_options, problems: list[str]) -> list[tuple[str, str]] | None:
     """Options as (label, text) pairs from a dict, a list or a block of text."""
     if isinstance(raw_options, dict):
         items = []
-        keys = list(raw_options)
-        numeric = all(_text(k).isdigit() for k in keys)
-        base = min((int(_text(k)) for k in keys), default=0) if numeric else 0
-        for key, value in raw_options.items():
-            name = _text(key)
+        if all(k in _PLAIN_LABELS for k in raw_options):
+            # The common case, {"A": …, "B": …}: nothing to work out.
+            return [(k, _text(v)) for k, v in raw_options.items()]
+        keys = [_text(k) for k in raw_options]
+        numeric = all(k.isdigit() for k in keys)
+        base = min((int(k) for k in keys), default=0) if numeric else 0
+        for name, value in zip(keys, raw_options.values(), strict=True):
             if numeric:
                 index = int(name) - base
                 label = OPTION_LABELS[index] if 0 <= index < 5 else f"#{name}"
@@ -1325,8 +1332,15 @@ class _Reader:
             if any(raw.get(k) not in (None, "", [], {}) for k in ("options", *OPTION_LABELS)):
                 shared = GROUP_LEVEL
             for ours in shared:
-                if _text(raw.get(ours)) == "" and group_raw.get(ours) not in (None, ""):
+                if _text(raw.get(ours)) != "":
+                    continue
+                if group_raw.get(ours) not in (None, ""):
                     raw[ours] = group_raw[ours]
+                elif isinstance(self.sub_map.get(ours), str):
+                    # The same name on the group: a shared option list, a case's specialty.
+                    value = group.get(self.sub_map[ours])
+                    if value not in (None, "", [], {}):
+                        raw[ours] = value
             raw["case_text"] = case_text
             raw["group_id"] = group_id
             raw["_group_order"] = order

@@ -156,6 +156,7 @@ def test_fifty_megabytes_of_junk_fail_within_seconds_under_300_mb(tmp_path):
         check=True,
     )
     report = json.loads(out.stdout.strip().splitlines()[-1])
+    print("50 MB junk:", report)
     assert report["state"] == "failed"
     assert report["seconds"] < 5
     assert report["peak_mb"] < 300, report

@@ -387,3 +387,17 @@ def test_the_given_source_wins_over_a_detected_one(project):
     item = Item.objects.get(project=project)
     assert item.source == "Our board review 2025"
     assert item.current_version.answer == "A"
+
+
+def test_the_documented_example_file_imports_as_documented(project):
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "docs" / "examples" / "case-groups.json"
+    result = run(project, path.read_bytes(), path.name)
+    assert result.ok, result.errors
+    got = items(project)
+    assert set(got) == {"case-001-1", "case-001-2", "shared-B1-1", "shared-B1-2"}
+    assert got["case-001-2"].group_id == "case-001" and got["case-001-2"].group_order == 2
+    assert got["case-001-2"].current_version.answer == "A"  # 0-based: 0 is A
+    assert got["shared-B1-1"].current_version.option_e == "Verapamil"
+    assert got["shared-B1-2"].case_text == ""

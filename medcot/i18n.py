@@ -16,6 +16,7 @@ from django.shortcuts import redirect
 from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 SESSION_KEY = "medcot_language"
@@ -83,3 +84,62 @@ def language_set(request: HttpRequest) -> HttpResponse:
         samesite=settings.LANGUAGE_COOKIE_SAMESITE,
     )
     return response
+
+
+# Specialty names as imports write them (CMMLU subjects from file names, MedQA/MedMCQA subjects,
+# the usual clinical departments). They are data, but a shared vocabulary: shown in the
+# interface's language when known, as written otherwise. Keys compare case-insensitively.
+SPECIALTY_NAMES = {
+    "anatomy": gettext_lazy("Anatomy"),
+    "clinical knowledge": gettext_lazy("Clinical knowledge"),
+    "professional medicine": gettext_lazy("Professional medicine"),
+    "virology": gettext_lazy("Virology"),
+    "college medicine": gettext_lazy("College medicine"),
+    "medical genetics": gettext_lazy("Medical genetics"),
+    "nutrition": gettext_lazy("Nutrition"),
+    "traditional chinese medicine": gettext_lazy("Traditional Chinese medicine"),
+    "cardiology": gettext_lazy("Cardiology"),
+    "neurology": gettext_lazy("Neurology"),
+    "pediatrics": gettext_lazy("Pediatrics"),
+    "paediatrics": gettext_lazy("Pediatrics"),
+    "surgery": gettext_lazy("Surgery"),
+    "medicine": gettext_lazy("Internal medicine"),
+    "internal medicine": gettext_lazy("Internal medicine"),
+    "obstetrics and gynecology": gettext_lazy("Obstetrics and gynecology"),
+    "gynaecology & obstetrics": gettext_lazy("Obstetrics and gynecology"),
+    "psychiatry": gettext_lazy("Psychiatry"),
+    "pharmacology": gettext_lazy("Pharmacology"),
+    "pathology": gettext_lazy("Pathology"),
+    "physiology": gettext_lazy("Physiology"),
+    "biochemistry": gettext_lazy("Biochemistry"),
+    "microbiology": gettext_lazy("Microbiology"),
+    "dermatology": gettext_lazy("Dermatology"),
+    "ophthalmology": gettext_lazy("Ophthalmology"),
+    "ent": gettext_lazy("Otorhinolaryngology"),
+    "radiology": gettext_lazy("Radiology"),
+    "anaesthesia": gettext_lazy("Anesthesiology"),
+    "anesthesiology": gettext_lazy("Anesthesiology"),
+    "orthopaedics": gettext_lazy("Orthopedics"),
+    "orthopedics": gettext_lazy("Orthopedics"),
+    "forensic medicine": gettext_lazy("Forensic medicine"),
+    "social & preventive medicine": gettext_lazy("Preventive medicine"),
+    "preventive medicine": gettext_lazy("Preventive medicine"),
+    "dental": gettext_lazy("Stomatology"),
+    "oncology": gettext_lazy("Oncology"),
+    "infectious diseases": gettext_lazy("Infectious diseases"),
+    "emergency medicine": gettext_lazy("Emergency medicine"),
+    "endocrinology": gettext_lazy("Endocrinology"),
+    "gastroenterology": gettext_lazy("Gastroenterology"),
+    "nephrology": gettext_lazy("Nephrology"),
+    "respiratory medicine": gettext_lazy("Respiratory medicine"),
+    "hematology": gettext_lazy("Hematology"),
+    "usmle": gettext_lazy("USMLE general"),
+}
+
+
+def specialty_label(value) -> str:
+    """A specialty as the interface names it: "Virology" → "病毒学" in Chinese."""
+    if not value:
+        return ""
+    known = SPECIALTY_NAMES.get(str(value).strip().lower())
+    return str(known) if known is not None else str(value)

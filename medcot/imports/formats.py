@@ -15,16 +15,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
+from django.utils.translation import gettext_lazy as _
+
 from medcot.models import OPTION_LABELS, CognitiveLevel, Difficulty, Language, QuestionType
 
 FORMATS = {
-    "auto": "Detect from the file",
-    "medcot-jsonl": "MedCoT JSONL (docs/import-formats.md)",
-    "medcot-csv": "MedCoT CSV (docs/import-formats.md)",
-    "medqa-jsonl": "MedQA-style JSONL (options object + answer_idx)",
-    "medmcqa-jsonl": "MedMCQA-style JSONL (opa…opd + cop, 1-based)",
-    "cmmlu-csv": "CMMLU-style CSV (,Question,A,B,C,D,Answer)",
-    "mapped": "Another layout, with a field mapping",
+    "auto": _("Detect from the file"),
+    "medcot-jsonl": _("MedCoT JSONL (docs/import-formats.md)"),
+    "medcot-csv": _("MedCoT CSV (docs/import-formats.md)"),
+    "medqa-jsonl": _("MedQA-style JSONL (options object + answer_idx)"),
+    "medmcqa-jsonl": _("MedMCQA-style JSONL (opa…opd + cop, 1-based)"),
+    "cmmlu-csv": _("CMMLU-style CSV (,Question,A,B,C,D,Answer)"),
+    "mapped": _("Another layout, with a field mapping"),
 }
 
 # Fields a mapping may name, and what they mean.

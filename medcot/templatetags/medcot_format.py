@@ -14,10 +14,10 @@ from decimal import Decimal
 
 from django import template
 from django.utils.formats import number_format
-from django.utils.translation import get_language
+from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 
-from medcot.i18n import bcp47
+from medcot.i18n import bcp47, specialty_label
 
 register = template.Library()
 
@@ -84,3 +84,59 @@ def percent(value, digits: int = 1) -> str:
 def html_lang(value) -> str:
     """A language code as an HTML `lang` value; the interface's own when none is given."""
     return bcp47(str(value) if value else get_language())
+
+
+# What the audit log's event kinds are called on screen. A kind missing here shows as its code.
+EVENT_LABELS = {
+    "transition": gettext_lazy("status change"),
+    "project_created": gettext_lazy("project created"),
+    "seeds_imported": gettext_lazy("seeds imported"),
+    "first_pass_undone": gettext_lazy("first-pass review undone"),
+    "panel_round_started": gettext_lazy("panel round started"),
+    "panel_expert_added": gettext_lazy("expert added to the panel"),
+    "panel_revision_requested": gettext_lazy("revision requested by the panel"),
+    "panel_disagreement": gettext_lazy("panel disagreement"),
+    "panel_regeneration_requested": gettext_lazy("guided regeneration requested"),
+    "adjudicated": gettext_lazy("admin decision"),
+    "llm_run_started": gettext_lazy("model run started"),
+    "llm_run_paused": gettext_lazy("model run paused"),
+    "llm_run_resumed": gettext_lazy("model run resumed"),
+    "llm_run_cancelled": gettext_lazy("model run cancelled"),
+    "regenerate_failed": gettext_lazy("guided regeneration failed"),
+    "regenerated": gettext_lazy("guided regeneration arrived"),
+    "expansion_short": gettext_lazy("expansion fell short"),
+    "version_created": gettext_lazy("new version"),
+    "near_duplicate_dropped": gettext_lazy("near-duplicate dropped"),
+}
+
+
+@register.filter
+def event_label(kind) -> str:
+    return str(EVENT_LABELS.get(kind, kind))
+
+
+@register.filter
+def status_label(value) -> str:
+    """An item status code ("first_review") as its name in the interface language."""
+    from medcot.lifecycle import Status
+
+    try:
+        return str(Status(value).label)
+    except ValueError:
+        return str(value or "")
+
+
+@register.filter
+def language_label(value) -> str:
+    """A content language code ("zh", "en", "mixed") as its name in the interface language."""
+    from medcot.models import ProjectLanguage
+
+    try:
+        return str(ProjectLanguage(value).label)
+    except ValueError:
+        return str(value or "")
+
+
+@register.filter(name="specialty_label")
+def specialty_label_filter(value) -> str:
+    return specialty_label(value)

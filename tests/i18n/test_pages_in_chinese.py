@@ -53,7 +53,20 @@ def _send(client: Client, method: str, url: str, htmx: bool):
     return client.post(url, {}, **headers)
 
 
+def _data_values() -> tuple[str, ...]:
+    """What people typed or named, shown as written: endpoint and model names, version notes."""
+    from generation.models import LLMProfile
+    from medcot.models import ItemVersion
+
+    values = set()
+    for name, model in LLMProfile.objects.values_list("name", "model"):
+        values |= {name, model}
+    values |= set(ItemVersion.objects.exclude(reason="").values_list("reason", flat=True))
+    return tuple(sorted(values, key=len, reverse=True))
+
+
 def test_every_page_and_partial_reads_in_chinese_for_every_role(clients, context):
+    data = _data_values()
     problems = []
     pages = 0
     for _route, method, url in _requests(context):
@@ -62,7 +75,7 @@ def test_every_page_and_partial_reads_in_chinese_for_every_role(clients, context
                 response = _send(clients[role], method, url, htmx)
                 if response.status_code in {301, 302, 204, 304, 405}:
                     continue
-                words, lang = untranslated(response)
+                words, lang = untranslated(response, data)
                 pages += 1
                 where = f"{method} {url} as {role}{' (htmx)' if htmx else ''}"
                 if lang is not None and lang != "zh-Hans":

@@ -37,6 +37,17 @@ ALLOWED_WORDS = frozenset(
         "SHA",  # SHA-256 checksums
         "OpenAI",
         "OpenAPI",
+        # Licence names, as SPDX writes them.
+        "CC",
+        "BY",
+        "SA",
+        "NC",
+        "ND",
+        "MIT",
+        "Apache",
+        # Field names of the MedQA and MedMCQA file layouts, quoted on the import page.
+        "options",
+        "cop",
     }
 )
 SKIPPED_TAGS = {"script", "style", "code", "kbd", "pre", "samp", "template"}
@@ -56,8 +67,9 @@ VOID_TAGS = {
     "wbr",
 }
 SHOWN_ATTRIBUTES = ("placeholder", "title", "aria-label", "alt", "hx-confirm", "data-confirm")
-# File names, paths, identifiers and placeholders ($stem, docs/x.md, v1.0, option_a).
-CODE_LIKE = re.compile(r"\S*[A-Za-z0-9][/_.$@=:][A-Za-z0-9$]\S*|\$\w+|\S*\d\S*")
+# File names, paths, identifiers, field lists and placeholders ($stem, docs/x.md, v1.0,
+# option_a, ,Question,A,B, opa…opd).
+CODE_LIKE = re.compile(r"\S*[A-Za-z0-9][/_.$@=:,…][A-Za-z0-9$]\S*|\$\w+|\S*\d\S*")
 WORD = re.compile(r"[A-Za-z][A-Za-z'’]*[A-Za-z]")
 
 
@@ -135,13 +147,17 @@ def json_text(body) -> list[str]:
     return found
 
 
-def english_words(text: str) -> list[str]:
+def english_words(text: str, data: tuple[str, ...] = ()) -> list[str]:
+    for value in data:
+        text = text.replace(value, " ")
     text = CODE_LIKE.sub(" ", text)
     return [w for w in WORD.findall(text) if w not in ALLOWED_WORDS]
 
 
-def untranslated(response) -> tuple[list[str], str | None]:
-    """(The English words a person would read, the page's <html lang>) of a response."""
+def untranslated(response, data: tuple[str, ...] = ()) -> tuple[list[str], str | None]:
+    """(The English words a person would read, the page's <html lang>) of a response. `data`
+    holds values people entered (names of LLM endpoints and models, version notes): they are
+    shown as written, whatever the interface language."""
     content_type = response.get("Content-Type", "")
     if "json" in content_type:
         try:
@@ -155,7 +171,7 @@ def untranslated(response) -> tuple[list[str], str | None]:
         return [], None
     words = []
     for piece in pieces:
-        found = english_words(piece)
+        found = english_words(piece, data)
         if found:
             words.append(f"{' '.join(piece.split())[:120]!r} → {found}")
     return words, lang

@@ -20,6 +20,14 @@ class Language(models.TextChoices):
     EN = "en", _("English")
 
 
+class ProjectLanguage(models.TextChoices):
+    """A project's language: that of its items, or mixed when it holds both."""
+
+    ZH = "zh", _("Chinese")
+    EN = "en", _("English")
+    MIXED = "mixed", _("Mixed (Chinese and English)")
+
+
 class QuestionType(models.TextChoices):
     K = "K", _("K — best choice")
     S = "S", _("S — best choice for a case summary")
@@ -93,7 +101,10 @@ class Project(models.Model):
     slug = models.SlugField(_("slug"), max_length=80, unique=True)
     description = models.TextField(_("description"), blank=True)
     language = models.CharField(
-        _("default language"), max_length=8, choices=Language.choices, default=Language.ZH
+        _("default language"),
+        max_length=8,
+        choices=ProjectLanguage.choices,
+        default=ProjectLanguage.ZH,
     )
     expansion_factor = models.PositiveSmallIntegerField(
         _("items per seed family, seed included"), default=10

@@ -91,6 +91,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # After authentication: a signed-in person's own choice of language overrides the browser's.
+    "medcot.i18n.ProfileLanguageMiddleware",
     "medcot.login_throttle.LoginThrottleMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -145,9 +147,17 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
 
+# The interface language: the person's choice (the header's switcher, kept on their profile;
+# a cookie before they sign in), else the browser's Accept-Language, else English. The compiled
+# catalogues are committed (locale/); `make messages` regenerates them (docs/translating.md).
 LANGUAGE_CODE = "en"
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+LANGUAGE_COOKIE_NAME = "medcot_language"
+LANGUAGE_COOKIE_AGE = 365 * 24 * 3600
+LANGUAGE_COOKIE_SAMESITE = "Lax"
+# Number formats of our own: Chinese tables group thousands with commas too (1,234,567).
+FORMAT_MODULE_PATH = ["medcot.formats"]
 TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
@@ -179,6 +189,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 MEDCOT_HTTPS = env_bool("MEDCOT_HTTPS", not DEBUG)
 SESSION_COOKIE_SECURE = MEDCOT_HTTPS
 CSRF_COOKIE_SECURE = MEDCOT_HTTPS
+LANGUAGE_COOKIE_SECURE = MEDCOT_HTTPS
+LANGUAGE_COOKIE_HTTPONLY = True
 SECURE_SSL_REDIRECT = MEDCOT_HTTPS
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if MEDCOT_HTTPS else 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = MEDCOT_HTTPS
@@ -281,6 +293,7 @@ SPECTACULAR_SETTINGS = {
     ],
     "ENUM_NAME_OVERRIDES": {
         "LanguageEnum": "medcot.models.Language",
+        "ProjectLanguageEnum": "medcot.models.ProjectLanguage",
         "QuestionTypeEnum": "medcot.models.QuestionType",
         "ItemStatusEnum": "medcot.lifecycle.Status",
     },

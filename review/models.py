@@ -14,6 +14,9 @@ class Profile(models.Model):
     display_name = models.CharField(_("display name"), max_length=150, blank=True)
     specialties = models.JSONField(_("specialties"), default=list, blank=True)
     pseudonym = models.CharField(max_length=32, unique=True)
+    # The interface language the person chose in the header's switcher (a code of
+    # settings.LANGUAGES). Empty: the browser's Accept-Language decides.
+    language = models.CharField(_("interface language"), max_length=16, blank=True)
 
     def __str__(self) -> str:
         return self.display_name or self.user.get_username()
@@ -148,11 +151,13 @@ class RubricDimension(models.TextChoices):
 
 
 class RubricGuide(models.Model):
-    """The written scoring standard. Versioned: an edit is a new row; the newest one is shown.
+    """The written scoring standard. Versioned per interface language: an edit is a new row; the
+    newest one in the reader's language is shown (English when that language has none).
 
     `levels` maps each dimension to {"0": text, "1": text, "2": text}."""
 
-    version = models.PositiveIntegerField(unique=True)
+    language = models.CharField(_("language"), max_length=16, default="en")
+    version = models.PositiveIntegerField()
     introduction = models.TextField(blank=True)
     levels = models.JSONField()
     note = models.CharField(_("what changed"), max_length=300, blank=True)
@@ -164,11 +169,14 @@ class RubricGuide(models.Model):
     class Meta:
         ordering = ["-version"]
         constraints = [
-            models.CheckConstraint(condition=Q(version__gte=1), name="rubric_guide_version_gte_1")
+            models.CheckConstraint(condition=Q(version__gte=1), name="rubric_guide_version_gte_1"),
+            models.UniqueConstraint(
+                fields=["language", "version"], name="rubric_guide_one_version_per_language"
+            ),
         ]
 
     def __str__(self) -> str:
-        return f"rubric guide v{self.version}"
+        return f"rubric guide {self.language} v{self.version}"
 
 
 class PanelState(models.TextChoices):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
+from django.utils.translation import gettext_lazy as _
 
 REVIEWER = "reviewer"
 EXPERT = "expert"
 ADMIN = "admin"
 ROLES = (REVIEWER, EXPERT, ADMIN)
+ROLE_LABELS = {REVIEWER: _("reviewer"), EXPERT: _("expert"), ADMIN: _("admin")}
 
 
 def roles_of(user) -> frozenset[str]:

@@ -15,6 +15,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
@@ -749,6 +750,7 @@ def rubric_guide_edit(request: HttpRequest) -> HttpResponse:
                 introduction=form.cleaned_data["introduction"],
                 levels=form.levels(),
                 note=form.cleaned_data["note"],
+                language=current.language if current else get_language(),
             )
         except ReviewError as exc:
             error = _error_text(exc)

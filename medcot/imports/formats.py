@@ -24,17 +24,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
+from django.utils.translation import gettext_lazy as _
+
 from medcot.models import OPTION_LABELS, CognitiveLevel, Difficulty, Language, QuestionType
 
 FORMATS = {
-    "auto": "Detect from the file",
-    "json": "JSON document (a list of records, or records under a key)",
-    "medcot-jsonl": "MedCoT JSONL (docs/import-formats.md)",
-    "medcot-csv": "MedCoT CSV or TSV (docs/import-formats.md)",
-    "medqa-jsonl": "MedQA-style JSONL (options object + answer_idx)",
-    "medmcqa-jsonl": "MedMCQA-style JSONL (opa…opd + cop, 1-based)",
-    "cmmlu-csv": "CMMLU-style CSV (,Question,A,B,C,D,Answer)",
-    "mapped": "Another layout, with a field mapping",
+    "auto": _("Detect from the file"),
+    "json": _("JSON document (a list of records, or records under a key)"),
+    "medcot-jsonl": _("MedCoT JSONL (docs/import-formats.md)"),
+    "medcot-csv": _("MedCoT CSV or TSV (docs/import-formats.md)"),
+    "medqa-jsonl": _("MedQA-style JSONL (options object + answer_idx)"),
+    "medmcqa-jsonl": _("MedMCQA-style JSONL (opa…opd + cop, 1-based)"),
+    "cmmlu-csv": _("CMMLU-style CSV (,Question,A,B,C,D,Answer)"),
+    "mapped": _("Another layout, with a field mapping"),
 }
 
 # Fields a mapping may name, and what they mean.
@@ -541,7 +543,7 @@ def _read_csv(
 ) -> tuple[str, Iterator[tuple[int, bytes, list[str]]]]:
     """(delimiter, rows with the line each starts on and its raw bytes)."""
     first = b""
-    for _, raw in _physical_lines(data):
+    for _line, raw in _physical_lines(data):
         if raw.strip():
             first = raw
             break
@@ -1190,7 +1192,7 @@ def _first_keys(objects) -> list[str]:
 def _parse_jsonl(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFile:
     # The mapping comes from the first records' keys; the rest are read streaming.
     sample = []
-    for _, _, value in _read_jsonl(data[: 1 << 20], ErrorLog()):
+    for _line, _raw, value in _read_jsonl(data[: 1 << 20], ErrorLog()):
         if isinstance(value, dict):
             sample.append(value)
         if len(sample) >= 50:

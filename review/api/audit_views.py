@@ -4,6 +4,7 @@ Neither answer carries a key: calls name their profile, never the profile's key 
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import generics, serializers
 from rest_framework.response import Response
@@ -71,7 +72,7 @@ class ReleaseDiff(generics.GenericAPIView):
             user=request.user, project_slug=slug, version=query.validated_data["against"]
         )
         if release.state != Release.State.BUILT or base.state != Release.State.BUILT:
-            raise Conflict("Both releases must be built before they can be compared.")
+            raise Conflict(_("Both releases must be built before they can be compared."))
         page = release_selectors.release_diff_page(base=base, release=release)
         body = {
             "base": base.version,

@@ -8,6 +8,8 @@ from contextlib import contextmanager
 
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from rest_framework import exceptions, serializers, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
@@ -30,13 +32,13 @@ class ErrorSerializer(serializers.Serializer):
 class PayloadTooLarge(exceptions.APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_code = "payload_too_large"
-    default_detail = "The upload is too large."
+    default_detail = gettext_lazy("The upload is too large.")
 
 
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
-    default_detail = "The object is not in a state that allows this."
+    default_detail = gettext_lazy("The object is not in a state that allows this.")
 
 
 def _first_code(detail) -> str | None:
@@ -80,12 +82,12 @@ def exception_handler(exc, context):
     if response is None:
         logger.exception("Unhandled API error", exc_info=exc)
         return Response(
-            error_body("server_error", "Something went wrong on the server; it was logged."),
+            error_body("server_error", _("Something went wrong on the server; it was logged.")),
             status=status.HTTP_500_INTERNAL_SERVER_ERROR,
         )
     if isinstance(exc, exceptions.ValidationError):
         code = "invalid"
-        message = "The request is not valid; see details."
+        message = _("The request is not valid; see details.")
         details = exc.detail if isinstance(exc.detail, dict) else {"non_field_errors": exc.detail}
     else:
         detail = getattr(exc, "detail", "")

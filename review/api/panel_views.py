@@ -4,6 +4,7 @@ through the browser's selector; every rule stays in `review.services.panels`."""
 
 from __future__ import annotations
 
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, serializers, status
 from rest_framework.exceptions import PermissionDenied
@@ -66,10 +67,14 @@ class PanelRevisionSerializer(serializers.Serializer):
         # The whole set replaces the old one, so a missing option would be an empty one.
         unknown = sorted(set(value) - set(OPTION_LABELS))
         if unknown:
-            raise serializers.ValidationError(f"Unknown option labels: {', '.join(unknown)}")
+            raise serializers.ValidationError(
+                _("Unknown option labels: %(labels)s") % {"labels": ", ".join(unknown)}
+            )
         missing = [label for label in "ABCD" if label not in value]
         if missing:
-            raise serializers.ValidationError(f"Options A to D are required; missing {missing}.")
+            raise serializers.ValidationError(
+                _("Options A to D are required; missing %(labels)s.") % {"labels": missing}
+            )
         return value
 
 
@@ -114,7 +119,7 @@ def _panel_for_member(request, pk: int):
     in the browser, but only its experts score and revise."""
     item, panel = selectors.item_get_for_panel_member(user=request.user, pk=pk)
     if not panel.memberships.filter(expert=request.user).exists():
-        raise PermissionDenied("You are not on this item's panel.")
+        raise PermissionDenied(_("You are not on this item's panel."))
     # As on the browser's panel page: a guided regeneration that has arrived starts the next
     # round before anyone acts on the panel.
     return item, panel_refresh(item=item) or panel

@@ -1,5 +1,6 @@
 """DRF permission classes, each a thin wrapper over a rule in `medcot.permissions`."""
 
+from django.utils.translation import gettext_lazy as _
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from medcot import permissions as rules
@@ -8,21 +9,21 @@ from medcot import permissions as rules
 class IsMember(BasePermission):
     """Any role (reviewer, expert, admin); outsiders with a login but no role are refused."""
 
-    message = "Your account has no MedCoT role; ask an admin to grant one."
+    message = _("Your account has no MedCoT role; ask an admin to grant one.")
 
     def has_permission(self, request, view) -> bool:
         return rules.is_member(request.user)
 
 
 class IsAdminRole(BasePermission):
-    message = "Only admins may do this."
+    message = _("Only admins may do this.")
 
     def has_permission(self, request, view) -> bool:
         return rules.can_manage_projects(request.user)
 
 
 class ReadMemberWriteAdmin(BasePermission):
-    message = "Only admins may change this."
+    message = _("Only admins may change this.")
 
     def has_permission(self, request, view) -> bool:
         if request.method in SAFE_METHODS:

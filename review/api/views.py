@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from django.urls import reverse
 from django.utils.text import slugify
+from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -263,7 +264,7 @@ def _invalid(details: dict) -> Response:
     from review.api.errors import error_body
 
     return Response(
-        error_body("invalid", "The request is not valid; see details.", details),
+        error_body("invalid", _("The request is not valid; see details."), details),
         status=status.HTTP_400_BAD_REQUEST,
     )
 
@@ -277,5 +278,5 @@ def not_found(request, *args, **kwargs):
     from review.api.errors import error_body
 
     return JsonResponse(
-        error_body("not_found", "No API endpoint at this address; see /api/docs/."), status=404
+        error_body("not_found", _("No API endpoint at this address; see /api/docs/.")), status=404
     )

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from django.utils.translation import gettext as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import exceptions, generics, serializers, status
 from rest_framework.exceptions import PermissionDenied
@@ -63,7 +64,9 @@ class ContentFixSerializer(serializers.Serializer):
     def validate_options(self, value: dict) -> dict:
         unknown = sorted(set(value) - set(OPTION_LABELS))
         if unknown:
-            raise serializers.ValidationError(f"Unknown option labels: {', '.join(unknown)}")
+            raise serializers.ValidationError(
+                _("Unknown option labels: %(labels)s") % {"labels": ", ".join(unknown)}
+            )
         return value
 
 
@@ -289,7 +292,9 @@ class FirstPassSkip(generics.GenericAPIView):
                 {"non_field_errors": ["You have judged this item; undo the verdict instead."]}
             )
         if not lease_release(user=request.user, item_id=item.pk, stage=Stage.FIRST_REVIEW):
-            raise PermissionDenied("You do not hold this item; claim items with first-pass/next/.")
+            raise PermissionDenied(
+                _("You do not hold this item; claim items with first-pass/next/.")
+            )
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

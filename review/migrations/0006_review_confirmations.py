@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('review', '0004_rubric_guide_v1'),
+        ('review', '0005_profile_language_rubric_guide_language'),
     ]
 
     operations = [

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from django.utils.translation import gettext as _
 
+from medcot.i18n import specialty_label
 from medcot.models import CognitiveLevel, Difficulty, Language, QuestionType, RevisionStatus
 from review.charts import Chart, bar_chart, funnel, hbar_chart, stacked_bar
 from review.models import RubricDimension
@@ -50,7 +51,7 @@ def outcome_chart(f: dict) -> Chart:
 
 
 def specialty_chart(pairs: list, *, title: str | None = None) -> Chart:
-    pairs = [(name or _("Unknown"), n) for name, n in pairs]
+    pairs = [(specialty_label(name) or _("Unknown"), n) for name, n in pairs]
     pairs.sort(key=lambda p: (-p[1], p[0]))
     if len(pairs) > SPECIALTY_LIMIT:
         rest = pairs[SPECIALTY_LIMIT - 1 :]

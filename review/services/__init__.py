@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import secrets
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
@@ -38,3 +39,14 @@ def person_create(
         profile.specialties = specialties or []
         profile.save()
     return user
+
+
+def profile_language_set(*, user, language: str) -> None:
+    """Keep the person's interface language on their profile, so it follows them to any
+    machine. An empty language hands the choice back to the browser."""
+    if language and language not in dict(settings.LANGUAGES):
+        raise ValueError(f"Unknown interface language {language!r}")
+    with transaction.atomic():
+        profile = profile_get_or_create(user=user)
+        profile.language = language
+        profile.save(update_fields=["language"])

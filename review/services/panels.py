@@ -28,13 +28,13 @@ from review.models import (
     PanelMembership,
     PanelState,
     RubricDimension,
-    RubricGuide,
     RubricScore,
 )
 from review.roles import ADMIN, EXPERT, has_role, require_role
 from review.services.common import ReviewError, actor_or_none, regeneration_start
 from review.services.consensus import consensus_evaluate
 from review.services.first_pass import content_check
+from review.services.rubric import rubric_guide_current
 
 # A panel that keeps disagreeing grows by one expert at a time up to panel_size + this many;
 # after that an admin decides.
@@ -301,7 +301,7 @@ def panel_submit(
             raise ReviewError(_("Choose the option you hold correct."), code="answer")
         if panel.decisions.filter(expert=expert, round=panel.round).exists():
             raise ReviewError(_("You have already scored this round."))
-        guide = RubricGuide.objects.order_by("-version").first()
+        guide = rubric_guide_current()  # the one this expert reads, in their language
         RubricScore.objects.bulk_create(
             [
                 RubricScore(

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from django.db import connection, transaction
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from medcot.models import Item, ItemVersion
 from review.models import ConsensusVote, FirstPassReview, FirstPassState, Lease, Stage
@@ -35,7 +36,7 @@ def _specialties(user) -> list[str]:
 def queue_check_role(*, user, stage: str) -> None:
     allowed = (REVIEWER, EXPERT) if stage == Stage.FIRST_REVIEW else (EXPERT,)
     if not has_role(user, *allowed):
-        raise ReviewError("You do not have a role that works this queue.")
+        raise ReviewError(_("You do not have a role that works this queue."))
 
 
 def _probe_sql(

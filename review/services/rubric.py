@@ -1,23 +1,40 @@
-"""The written rubric standard. An edit appends a new version; old scores keep pointing at the
-version they were given under."""
+"""The written rubric standard, one versioned guide per interface language (English and
+Chinese ship as v1). An edit appends a new version of that language's guide; old scores keep
+pointing at the version they were given under. A language without a guide reads the English one."""
 
 from __future__ import annotations
 
 from django.db import transaction
 from django.db.models import Max
+from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from review.models import RubricDimension, RubricGuide
 from review.roles import ADMIN, require_role
 from review.services.common import ReviewError, actor_or_none
 
+FALLBACK_LANGUAGE = "en"
 
-def rubric_guide_current() -> RubricGuide | None:
-    return RubricGuide.objects.order_by("-version").first()
+
+def rubric_guide_current(language: str | None = None) -> RubricGuide | None:
+    """The newest guide in `language` (the active interface language by default), else the
+    newest English one."""
+    language = language or get_language() or FALLBACK_LANGUAGE
+    guides = RubricGuide.objects.order_by("-version")
+    return (
+        guides.filter(language=language).first()
+        or guides.filter(language=FALLBACK_LANGUAGE).first()
+        or guides.first()
+    )
 
 
 def rubric_guide_create(
-    *, actor, introduction: str, levels: dict[str, dict[str, str]], note: str
+    *,
+    actor,
+    introduction: str,
+    levels: dict[str, dict[str, str]],
+    note: str,
+    language: str = FALLBACK_LANGUAGE,
 ) -> RubricGuide:
     require_role(actor, ADMIN)
     clean: dict[str, dict[str, str]] = {}
@@ -37,9 +54,10 @@ def rubric_guide_create(
         raise ReviewError(_("Say what changed in this version."))
     with transaction.atomic():
         # The unique version number makes a concurrent edit fail instead of overwriting.
-        latest = RubricGuide.objects.aggregate(n=Max("version"))["n"] or 0
+        latest = RubricGuide.objects.filter(language=language).aggregate(n=Max("version"))["n"]
         return RubricGuide.objects.create(
-            version=latest + 1,
+            language=language,
+            version=(latest or 0) + 1,
             introduction=introduction.strip(),
             levels=clean,
             note=note[:300],

@@ -1,8 +1,10 @@
 """The issue's scenario in a real browser: first pass by keyboard, a panel, blind scoring, a
 disagreement that brings in a third expert, consensus, approval, and the history page.
 
-Playwright drives Debian's Chromium against Django's live server. Screenshots of every page go
-to test-artifacts/review/.
+Playwright drives Debian's Chromium against Django's live server. It runs twice: with an
+English browser and with a Chinese one (Accept-Language zh-CN, Chinese items), the second proving
+the flow works in Chinese. Screenshots of every page go to test-artifacts/review/ (English) and
+test-artifacts/review/zh-hans/ (Chinese).
 """
 
 import importlib
@@ -11,6 +13,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 from django.test import override_settings
+from django.utils import translation
 
 from medcot.lifecycle import Status, transition
 from medcot.models import Item
@@ -26,8 +29,25 @@ ARTIFACTS = Path(settings.BASE_DIR) / "test-artifacts" / "review"
 PASSWORD = "correct horse battery staple"
 
 
-def open_as(browser, live_server, username):
-    context = browser.new_context(viewport={"width": 1366, "height": 900})
+BROWSER_LOCALES = {"en": "en-US", "zh-hans": "zh-CN"}
+# The Chinese run's items: the same case, as a Chinese exam writes it.
+CHINESE_ITEM = {
+    "language": "zh",
+    "version__stem": "患者男，54岁，胸骨后压榨性疼痛40分钟。下一步应如何处理？",
+    "version__option_a": "嚼服阿司匹林并行心电图检查",
+    "version__option_b": "嘱其回家观察",
+    "version__option_c": "腹部超声检查",
+    "version__option_d": "试用抗酸药",
+}
+
+
+def open_as(browser, live_server, username, language="en"):
+    locale = BROWSER_LOCALES[language]
+    context = browser.new_context(
+        viewport={"width": 1366, "height": 900},
+        locale=locale,
+        extra_http_headers={"Accept-Language": f"{locale},{locale[:2]};q=0.9"},
+    )
     page = context.new_page()
     page.goto(f"{live_server.url}/login/")
     page.fill("#id_username", username)
@@ -38,8 +58,10 @@ def open_as(browser, live_server, username):
 
 
 def shot(page, name):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    lang = page.evaluate("document.documentElement.lang")
+    folder = ARTIFACTS if lang == "en" else ARTIFACTS / "zh-hans"
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
 def wait_for_item(page, item):
@@ -54,10 +76,22 @@ def rubric_v1():
 
     migration = importlib.import_module("review.migrations.0004_rubric_guide_v1")
     migration.create_v1(apps, None)
+    chinese = importlib.import_module(
+        "review.migrations.0005_profile_language_rubric_guide_language"
+    )
+    chinese.create_zh_v1(apps, None)
 
 
 @override_settings(REVIEW_UNDO_SECONDS=60)
-def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_server, rubric_v1):
+@pytest.mark.parametrize("language", ["en", "zh-hans"])
+def test_it_takes_items_from_first_pass_through_panel_to_approved(
+    browser, live_server, rubric_v1, language
+):
+    def t(text):  # what the page says for an English text, in this run's language
+        with translation.override(language):
+            return translation.gettext(text)
+
+    item_fields = CHINESE_ITEM if language == "zh-hans" else {}
     project = ProjectFactory(panel_size=2, consensus_minimum=2)
     person_create(username="doc", password=PASSWORD, roles=[REVIEWER])
     person_create(username="lead", password=PASSWORD, roles=[ADMIN])
@@ -72,12 +106,13 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_
             project=project,
             status=Status.FIRST_REVIEW,
             version__cot=f"1. Chest pain suggests ACS.\n2. **Aspirin** and an ECG first. ({n})",
+            **item_fields,
         )
         for n in range(3)
     )
 
     # A reviewer works through three items by keyboard alone.
-    doc = open_as(browser, live_server, "doc")
+    doc = open_as(browser, live_server, "doc", language)
     doc.keyboard.press("g")  # an unbound key does nothing
     doc.goto(f"{live_server.url}/review/first-pass/")
     wait_for_item(doc, first)
@@ -147,7 +182,7 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_
         )
     transition(Item.objects.get(pk=first.pk), Status.PANEL, reason="five strikes")
 
-    lead = open_as(browser, live_server, "lead")
+    lead = open_as(browser, live_server, "lead", language)
     lead.goto(f"{live_server.url}/review/panels/")
     shot(lead, "04-panels-admin")
     lead.click(f"a[href='/review/panels/assign/{first.pk}/']")
@@ -158,7 +193,7 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_
     lead.check("input[name=experts] >> nth=0")
     lead.check("input[name=experts] >> nth=1")
     shot(lead, "05-panel-assign")
-    lead.click("text=Assign selected")
+    lead.click(f"text={t('Assign selected')}")
     lead.wait_for_url(f"**/review/panels/item/{first.pk}/")
     panel = Panel.objects.get(item=first)
     assert set(panel.memberships.values_list("expert__username", flat=True)) == {
@@ -167,7 +202,7 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_
     }
 
     # Two experts score independently and blind.
-    cardio1 = open_as(browser, live_server, "cardio1")
+    cardio1 = open_as(browser, live_server, "cardio1", language)
     cardio1.goto(f"{live_server.url}/review/panels/item/{first.pk}/")
     cardio1.wait_for_selector("form[data-rubric]")
     for key in "22222":
@@ -175,9 +210,9 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_
     cardio1.keyboard.press("y")
     shot(cardio1, "06-rubric-scoring")
     cardio1.keyboard.press("Enter")
-    cardio1.wait_for_selector("text=Your scores are in.")
+    cardio1.wait_for_selector(f"text={t('Your scores are in.')}")
 
-    cardio2 = open_as(browser, live_server, "cardio2")
+    cardio2 = open_as(browser, live_server, "cardio2", language)
     cardio2.goto(f"{live_server.url}/review/panels/item/{first.pk}/")
     cardio2.wait_for_selector("form[data-rubric]")
     assert cardio2.locator(".rv-hidden-scores").is_visible()
@@ -190,13 +225,13 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_
     cardio2.keyboard.press("w")
     cardio2.keyboard.type("B fits the stem better")
     cardio2.keyboard.press("Enter")
-    cardio2.wait_for_selector("text=Your scores are in.")
+    cardio2.wait_for_selector(f"text={t('Your scores are in.')}")
     # A third expert joined the round, so the others' scores stay hidden until they submit.
     assert "cardio1" not in cardio2.locator(".rv-round").first.inner_text()
 
     # The disagreement brings in a third expert, who sides with the key.
     assert panel.memberships.filter(expert__username="neuro", why="adjudication").exists()
-    neuro = open_as(browser, live_server, "neuro")
+    neuro = open_as(browser, live_server, "neuro", language)
     neuro.goto(f"{live_server.url}/review/")
     neuro.click(f"a[href='/review/panels/item/{first.pk}/']")
     neuro.wait_for_selector("form[data-rubric]")
@@ -204,7 +239,7 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_
         neuro.keyboard.press(key)
     neuro.keyboard.press("y")
     neuro.keyboard.press("Enter")
-    neuro.wait_for_selector("text=Your scores are in.")
+    neuro.wait_for_selector(f"text={t('Your scores are in.')}")
     first.refresh_from_db()
     assert first.status == Status.APPROVED
     cardio2.reload()
@@ -215,8 +250,9 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_
     # The history page tells the whole story.
     lead.goto(f"{live_server.url}/review/items/{first.pk}/history/")
     text = lead.locator("main").inner_text()
-    for expected in ("Approved", "Pass", "cardio1", "cardio2", "neuro", "panel_review", "B fits"):
+    for expected in (t("Approved"), t("Pass"), "cardio1", "cardio2", "neuro", t("Panel review")):
         assert expected in text
+    assert "B fits" in text
     shot(lead, "09-history")
     lead.goto(f"{live_server.url}/review/overview/")
     shot(lead, "10-overview")
@@ -232,3 +268,15 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_
         page.wait_for_selector(".rv-empty")
     second.refresh_from_db()
     assert second.status == Status.APPROVED
+
+    # The admin's dashboard and releases pages for the project.
+    lead.goto(f"{live_server.url}/projects/{project.slug}/dashboard/")
+    lead.wait_for_selector("main h1")
+    shot(lead, "12-dashboard")
+    lead.goto(f"{live_server.url}/projects/{project.slug}/releases/")
+    lead.wait_for_selector("main h1")
+    shot(lead, "13-releases")
+    for page in (doc, lead, cardio1, cardio2, neuro):
+        assert page.evaluate("document.documentElement.lang") == (
+            "zh-Hans" if language == "zh-hans" else "en"
+        )

@@ -44,6 +44,12 @@ EXPECTED: dict[str, dict] = {
     "": {"GET": _row("login", "302", "302", "302", "302")},
     "login/": {"GET": _row("200", "302", "302", "302", "302")},
     "logout/": {"GET": _row("405", "405", "405", "405", "405")},
+    # The language switcher (on the login page too) and the JavaScript catalogue: for everyone.
+    "language/": {
+        "GET": _row("405", "405", "405", "405", "405"),
+        "POST": _row("400", "400", "400", "400", "400"),
+    },
+    "jsi18n/": {"GET": _row("200", "200", "200", "200", "200")},
     "projects/": {"GET": MEMBERS_PAGE},
     "projects/new/": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},
     "projects/<slug:slug>/": {"GET": MEMBERS_PAGE},

@@ -9,7 +9,7 @@ from django.core.management.base import BaseCommand
 
 from medcot.imports.formats import ImportOptions
 from medcot.imports.service import seed_file_import
-from medcot.models import Language, Project
+from medcot.models import Project, ProjectLanguage
 from medcot.services import project_create
 from review.roles import ADMIN, EXPERT, REVIEWER
 from review.services import person_create
@@ -65,7 +65,7 @@ class Command(BaseCommand):
             project = project_create(
                 name="Demo: MedQA (English) + CMMLU (Chinese)",
                 slug=DEMO_SLUG,
-                language=Language.ZH,
+                language=ProjectLanguage.MIXED,
                 description=(
                     "Real exam questions: MedQA USMLE test split (MIT, Jin et al. 2021) and "
                     "CMMLU medical subjects (CC BY-NC-SA 4.0, Li et al. 2023)."

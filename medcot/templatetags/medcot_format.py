@@ -1,0 +1,142 @@
+"""Numbers, durations and languages as people read them, in the interface's language.
+
+{% load medcot_format %}
+{{ run.elapsed|duration }}            timedelta or seconds → "1 min 48 s" / "1分48秒"
+{{ batch.duration_ms|duration:"ms" }} milliseconds → "850 ms" / "850毫秒"
+{{ share|percent }}                   0.1234 → "12.3%"; {{ share|percent:0 }} → "12%"
+<div lang="{{ item.language|html_lang }}">  "zh-hans" → "zh-Hans"
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+
+from django import template
+from django.utils.formats import number_format
+from django.utils.translation import get_language, gettext_lazy
+from django.utils.translation import gettext as _
+
+from medcot.i18n import bcp47, specialty_label
+
+register = template.Library()
+
+
+def _seconds(value, unit: str) -> float | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number / 1000 if unit == "ms" else number
+
+
+@register.filter
+def duration(value, unit: str = "s") -> str:
+    """A duration the way people say it: never a raw timedelta such as 0:01:48.980052."""
+    seconds = _seconds(value, unit)
+    if seconds is None:
+        return "—"
+    sign = "−" if seconds < 0 else ""
+    seconds = abs(seconds)
+    if seconds < 1:
+        text = _("%(n)s ms") % {"n": number_format(round(seconds * 1000), force_grouping=True)}
+    elif seconds < 10:
+        text = _("%(n)s s") % {"n": number_format(seconds, 1)}
+    elif seconds < 60:
+        text = _("%(n)s s") % {"n": round(seconds)}
+    elif seconds < 3600:
+        minutes, rest = divmod(round(seconds), 60)
+        text = (
+            _("%(m)d min %(s)d s") % {"m": minutes, "s": rest}
+            if rest
+            else _("%(m)d min") % {"m": minutes}
+        )
+    elif seconds < 86400:
+        hours, rest = divmod(round(seconds / 60), 60)
+        text = (
+            _("%(h)d h %(m)d min") % {"h": hours, "m": rest}
+            if rest
+            else _("%(h)d h") % {"h": hours}
+        )
+    else:
+        days, rest = divmod(round(seconds / 3600), 24)
+        text = _("%(d)d d %(h)d h") % {"d": days, "h": rest} if rest else _("%(d)d d") % {"d": days}
+    return sign + text
+
+
+@register.filter
+def percent(value, digits: int = 1) -> str:
+    """A share (0.1234) as a percentage in the interface's number format: "12.3%"."""
+    if value is None or value == "":
+        return "—"
+    try:
+        number = Decimal(str(value)) * 100
+    except ArithmeticError:
+        return "—"
+    return _("%(n)s%%") % {"n": number_format(number, int(digits), force_grouping=True)}
+
+
+@register.filter
+def html_lang(value) -> str:
+    """A language code as an HTML `lang` value; the interface's own when none is given."""
+    return bcp47(str(value) if value else get_language())
+
+
+# What the audit log's event kinds are called on screen. A kind missing here shows as its code.
+EVENT_LABELS = {
+    "transition": gettext_lazy("status change"),
+    "project_created": gettext_lazy("project created"),
+    "seeds_imported": gettext_lazy("seeds imported"),
+    "first_pass_undone": gettext_lazy("first-pass review undone"),
+    "panel_round_started": gettext_lazy("panel round started"),
+    "panel_expert_added": gettext_lazy("expert added to the panel"),
+    "panel_revision_requested": gettext_lazy("revision requested by the panel"),
+    "panel_disagreement": gettext_lazy("panel disagreement"),
+    "panel_regeneration_requested": gettext_lazy("guided regeneration requested"),
+    "adjudicated": gettext_lazy("admin decision"),
+    "llm_run_started": gettext_lazy("model run started"),
+    "llm_run_paused": gettext_lazy("model run paused"),
+    "llm_run_resumed": gettext_lazy("model run resumed"),
+    "llm_run_cancelled": gettext_lazy("model run cancelled"),
+    "regenerate_failed": gettext_lazy("guided regeneration failed"),
+    "regenerated": gettext_lazy("guided regeneration arrived"),
+    "expansion_short": gettext_lazy("expansion fell short"),
+    "version_created": gettext_lazy("new version"),
+    "near_duplicate_dropped": gettext_lazy("near-duplicate dropped"),
+}
+
+
+@register.filter
+def event_label(kind) -> str:
+    return str(EVENT_LABELS.get(kind, kind))
+
+
+@register.filter
+def status_label(value) -> str:
+    """An item status code ("first_review") as its name in the interface language."""
+    from medcot.lifecycle import Status
+
+    try:
+        return str(Status(value).label)
+    except ValueError:
+        return str(value or "")
+
+
+@register.filter
+def language_label(value) -> str:
+    """A content language code ("zh", "en", "mixed") as its name in the interface language."""
+    from medcot.models import ProjectLanguage
+
+    try:
+        return str(ProjectLanguage(value).label)
+    except ValueError:
+        return str(value or "")
+
+
+@register.filter(name="specialty_label")
+def specialty_label_filter(value) -> str:
+    return specialty_label(value)

@@ -9,6 +9,7 @@ import nh3
 from django import template
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
+from django.utils.translation import gettext_lazy as _lazy
 
 register = template.Library()
 
@@ -95,6 +96,47 @@ def text_diff(old: str | None, new: str | None) -> SafeString:
         if b2 > b1:
             parts.append(f"<ins>{escape(''.join(new_words[b1:b2]))}</ins>")
     return mark_safe("".join(parts))  # noqa: S308
+
+
+# What each event kind means, in words a physician reads on the history page.
+EVENT_LABELS = {
+    "transition": _lazy("Moved"),
+    "created": _lazy("Created"),
+    "version_created": _lazy("New version"),
+    "project_created": _lazy("Project created"),
+    "seeds_imported": _lazy("Seed questions imported"),
+    "llm_run_started": _lazy("Model run started"),
+    "regenerated": _lazy("Rewritten by the model"),
+    "regenerate_failed": _lazy("The model's rewrite failed"),
+    "near_duplicate_dropped": _lazy("Near-duplicate dropped"),
+    "expansion_short": _lazy("Fewer variants than asked for"),
+    "first_pass_undone": _lazy("First-pass verdict undone"),
+    "panel_round_started": _lazy("Panel round started"),
+    "panel_disagreement": _lazy("Panel disagreed"),
+    "panel_expert_added": _lazy("Expert added to the panel"),
+    "panel_revision_requested": _lazy("Panel asked for a revision"),
+    "panel_regeneration_requested": _lazy("Panel asked the model for a rewrite"),
+    "adjudicated": _lazy("Admin decision"),
+    "specialty_set": _lazy("Specialty changed"),
+}
+
+
+@register.filter
+def event_label(kind: str) -> str:
+    """An event kind in words; an unknown kind reads as its code with spaces."""
+    label = EVENT_LABELS.get(kind)
+    return str(label) if label is not None else (kind or "").replace("_", " ").capitalize()
+
+
+@register.filter
+def status_label(code: str) -> str:
+    """An item status code ("first_review") as its label ("First-pass review")."""
+    from medcot.lifecycle import Status
+
+    try:
+        return str(Status(code).label)
+    except ValueError:
+        return code or ""
 
 
 @register.filter

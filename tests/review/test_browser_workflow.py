@@ -175,7 +175,7 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_
     cardio1.keyboard.press("y")
     shot(cardio1, "06-rubric-scoring")
     cardio1.keyboard.press("Enter")
-    cardio1.wait_for_selector("text=Your scores are in.")
+    cardio1.wait_for_selector(".rv-notice:has-text('are in')")
 
     cardio2 = open_as(browser, live_server, "cardio2")
     cardio2.goto(f"{live_server.url}/review/panels/item/{first.pk}/")
@@ -190,7 +190,7 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_
     cardio2.keyboard.press("w")
     cardio2.keyboard.type("B fits the stem better")
     cardio2.keyboard.press("Enter")
-    cardio2.wait_for_selector("text=Your scores are in.")
+    cardio2.wait_for_selector(".rv-notice:has-text('are in')")
     # A third expert joined the round, so the others' scores stay hidden until they submit.
     assert "cardio1" not in cardio2.locator(".rv-round").first.inner_text()
 
@@ -204,7 +204,7 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_
         neuro.keyboard.press(key)
     neuro.keyboard.press("y")
     neuro.keyboard.press("Enter")
-    neuro.wait_for_selector("text=Your scores are in.")
+    neuro.wait_for_selector(".rv-notice:has-text('are in')")
     first.refresh_from_db()
     assert first.status == Status.APPROVED
     cardio2.reload()
@@ -215,8 +215,11 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(browser, live_
     # The history page tells the whole story.
     lead.goto(f"{live_server.url}/review/items/{first.pk}/history/")
     text = lead.locator("main").inner_text()
-    for expected in ("Approved", "Pass", "cardio1", "cardio2", "neuro", "panel_review", "B fits"):
+    for expected in ("Approved", "Pass", "cardio1", "cardio2", "neuro", "Panel review", "B fits"):
         assert expected in text
+    # In words, not the internal codes of statuses and events.
+    for code in ("panel_review", "first_review", "version_created", "→ reanswering"):
+        assert code not in text
     shot(lead, "09-history")
     lead.goto(f"{live_server.url}/review/overview/")
     shot(lead, "10-overview")

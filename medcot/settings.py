@@ -98,6 +98,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "medcot.middleware.ContentSecurityPolicyMiddleware",
+    "medcot.errors.ErrorPagesMiddleware",
 ]
 
 ROOT_URLCONF = "medcot.urls"

@@ -32,3 +32,7 @@ urlpatterns = [
     path("api/", include("review.api.urls")),
     path("django-admin/", admin.site.urls),
 ]
+
+handler403 = "medcot.errors.permission_denied"
+handler404 = "medcot.errors.page_not_found"
+handler500 = "medcot.errors.server_error"

@@ -354,6 +354,8 @@ def _panels_context(request: HttpRequest, filter_form: PanelFilterForm, **extra)
         "filter_form": filter_form,
         **extra,
     }
+    for panel in context["open_panels"]:
+        panel.deadlock = selectors.panel_deadlock_reason(panel=panel, item=panel.item)
     if is_admin:
         matching = selectors.panel_waiting_query(**filter_form.filters())
         context.update(

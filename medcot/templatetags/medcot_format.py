@@ -107,12 +107,16 @@ EVENT_LABELS = {
     "expansion_short": gettext_lazy("expansion fell short"),
     "version_created": gettext_lazy("new version"),
     "near_duplicate_dropped": gettext_lazy("near-duplicate dropped"),
+    "created": gettext_lazy("created"),
+    "specialty_set": gettext_lazy("specialty changed"),
 }
 
 
 @register.filter
 def event_label(kind) -> str:
-    return str(EVENT_LABELS.get(kind, kind))
+    """An event kind in words; an unknown kind reads as its code with spaces."""
+    label = EVENT_LABELS.get(kind)
+    return str(label) if label is not None else str(kind or "").replace("_", " ")
 
 
 @register.filter

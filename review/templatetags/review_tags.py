@@ -2,6 +2,7 @@
 
 import difflib
 import re
+from html import escape as html_escape
 
 import markdown as md
 import nh3
@@ -56,8 +57,10 @@ def item_text(text: str | None) -> SafeString:
     its line breaks kept (one line per option stays one line) and its lists as lists, then
     sanitised: model and user text is never trusted HTML. Raw HTML in the source is escaped by
     nh3's allow-list (no attributes, no links, no images survive)."""
+    # Raw HTML in item text is shown as the text it is ("<script>" reads as written), never
+    # dropped silently: escape it before Markdown sees it; nh3 then sanitises the result.
     html = md.markdown(
-        _list_friendly(text or ""),
+        _list_friendly(html_escape(text or "", quote=False)),
         extensions=["extra", "sane_lists", "nl2br"],
         output_format="html",
     )

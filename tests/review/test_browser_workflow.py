@@ -210,7 +210,7 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(
     cardio1.keyboard.press("y")
     shot(cardio1, "06-rubric-scoring")
     cardio1.keyboard.press("Enter")
-    cardio1.wait_for_selector(f"text={t('Your scores are in.')}")
+    cardio1.wait_for_selector(f".rv-notice:has-text('{first.external_id}')")
 
     cardio2 = open_as(browser, live_server, "cardio2", language)
     cardio2.goto(f"{live_server.url}/review/panels/item/{first.pk}/")
@@ -225,7 +225,7 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(
     cardio2.keyboard.press("w")
     cardio2.keyboard.type("B fits the stem better")
     cardio2.keyboard.press("Enter")
-    cardio2.wait_for_selector(f"text={t('Your scores are in.')}")
+    cardio2.wait_for_selector(f".rv-notice:has-text('{first.external_id}')")
     # A third expert joined the round, so the others' scores stay hidden until they submit.
     assert "cardio1" not in cardio2.locator(".rv-round").first.inner_text()
 
@@ -239,7 +239,7 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(
         neuro.keyboard.press(key)
     neuro.keyboard.press("y")
     neuro.keyboard.press("Enter")
-    neuro.wait_for_selector(f"text={t('Your scores are in.')}")
+    neuro.wait_for_selector(f".rv-notice:has-text('{first.external_id}')")
     first.refresh_from_db()
     assert first.status == Status.APPROVED
     cardio2.reload()
@@ -253,6 +253,9 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(
     for expected in (t("Approved"), t("Pass"), "cardio1", "cardio2", "neuro", t("Panel review")):
         assert expected in text
     assert "B fits" in text
+    # In words, not the internal codes of statuses and events.
+    for code in ("panel_review", "first_review", "version_created", "→ reanswering"):
+        assert code not in text
     shot(lead, "09-history")
     lead.goto(f"{live_server.url}/review/overview/")
     shot(lead, "10-overview")

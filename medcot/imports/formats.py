@@ -842,7 +842,12 @@ def build_record(
     elif answer and answer not in opts and len(opts) >= 4:
         problems.append(f"answer key {answer!r} is not among the options {', '.join(sorted(opts))}")
 
-    qtype = _text(raw.get("type")) or options.question_type or QuestionType.K
+    # A question of a case is type S (best choice for a case summary) unless it says otherwise.
+    qtype = (
+        _text(raw.get("type"))
+        or options.question_type
+        or (QuestionType.S if _text(raw.get("case_text")) else QuestionType.K)
+    )
     qtype = qtype.upper()
     if qtype not in QUESTION_TYPES:
         problems.append(f"question type {qtype!r} must be K or S")

@@ -86,6 +86,8 @@ def test_it_imports_a_chinese_json_document_with_case_groups(project, indent):
     chest = next(g for g in groups.values() if len(g) == 3)
     assert [i.group_order for i in chest] == [1, 2, 3]
     assert {i.case_text for i in chest} == {ZH_CASES["data"][0]["case"]}
+    # Questions on a case are type S (best choice for a case summary) unless they say.
+    assert {i.question_type for i in chest} == {"S"}
     assert [i.current_version.answer for i in chest] == ["A", "A", "A"]
     assert chest[2].current_version.option_e == "甲硝唑"
     assert {i.language for i in found} == {"zh"}
@@ -334,6 +336,7 @@ def test_a_group_sharing_one_option_list_imports_as_linked_items(project):
     assert {i.group_id for i in got.values()} == {"B-1"}
     assert got["B-1-2"].current_version.answer == "B"
     assert got["B-1-2"].current_version.option_e == "Verapamil"
+    assert got["B-1-2"].question_type == "K"  # a shared option list is no case
 
 
 def test_a_flat_csv_with_a_case_column_links_its_rows(project):

@@ -150,7 +150,7 @@ class SeedImportForm(ImportSettingsForm):
             "C=opc,D=opd,answer=ans, or by column number question=1,A=2 … answer=6"
         ),
     )
-    field_order = ["file"]
+    field_order = ["file", "license", "source", "format", "records_path", "first_row_is_data"]
 
     def clean_file(self):
         upload = self.cleaned_data["file"]

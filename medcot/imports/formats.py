@@ -204,6 +204,7 @@ SYNONYMS: dict[str, tuple[str, ...]] = {
         "question",
         "stem",
         "questiontext",
+        "qtext",
         "query",
         "prompt",
         "题干",
@@ -281,7 +282,7 @@ LETTER = re.compile(r"^[\s(（\[]*([A-Ea-e])[\s)）\].．、:：]*$")
 ANY_LETTER = re.compile(r"^[\s(（\[]*([A-Za-z])[\s)）\].．、:：]*$")
 LETTER_THEN_TEXT = re.compile(r"^\s*[(（]?\s*([A-Ea-e])\s*(?:[)）]|[.．、:：])\s*(.*)$", re.S)
 ANSWER_PREFIX = re.compile(
-    r"^\s*(?:answer|correct answer|the answer is|答案|正确答案)\s*[:：是为]?\s*", re.I
+    r"^\s*(?:answer|ans|correct answer|the answer is|答案|正确答案)\s*[:：是为-]?\s*", re.I
 )
 # An option on its own line: "A. text", "A．text", "A) text", "(A) text", "（A）text", "A、text".
 OPTION_LINE = re.compile(
@@ -360,6 +361,8 @@ def _physical_lines(data: bytes) -> Iterator[tuple[int, bytes]]:
             end = size
         number += 1
         raw = data[start:end]
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[3:]
         if raw.endswith(b"\r"):
             raw = raw[:-1]
         yield number, raw
@@ -683,6 +686,10 @@ _PLAIN_LABELS = frozenset(OPTION_LABELS)
 def _option_items(raw_options, problems: list[str]) -> list[tuple[str, str]] | None:
     """Options as (label, text) pairs from a dict, a list or a block of text."""
     if isinstance(raw_options, dict):
+        lowered = {_key(k): v for k, v in raw_options.items()}
+        if isinstance(lowered.get("label"), list) and isinstance(lowered.get("text"), list):
+            # {"label": ["A", …], "text": ["…", …]} (ARC, OpenBookQA on the Hub)
+            raw_options = dict(zip(lowered["label"], lowered["text"], strict=False))
         items = []
         if all(k in _PLAIN_LABELS for k in raw_options):
             # The common case, {"A": …, "B": …}: nothing to work out.
@@ -712,10 +719,11 @@ def _option_items(raw_options, problems: list[str]) -> list[tuple[str, str]] | N
                 text = next(
                     (
                         lowered[k]
-                        for k in ("text", "value", "content", "option", "answer")
+                        for k in ("text", "value", "content", "option", "answer", "atext")
                         if k in lowered
                     ),
-                    None,
+                    # Else the first text that is not the label: {"aid": 1, "atext": "…"}
+                    next((v for v in value.values() if isinstance(v, str) and len(v) > 1), None),
                 )
                 items.append((label or (OPTION_LABELS[i] if i < 5 else f"#{i + 1}"), _text(text)))
             return items
@@ -765,8 +773,11 @@ def _answer_label(value, opts: dict[str, str], index_base: str) -> tuple[str, in
     text = ANSWER_PREFIX.sub("", text).strip()
     if text.isdigit():
         return _index(int(text), opts, index_base)
-    match = ANY_LETTER.match(text)
+    match = LETTER.match(text)
     if match:
+        return match.group(1).upper(), None, ""
+    match = ANY_LETTER.match(text)
+    if match and not any(t.strip().casefold() == text.casefold() for t in opts.values()):
         return match.group(1).upper(), None, ""
     match = LETTER_THEN_TEXT.match(text)
     if match and (
@@ -801,7 +812,14 @@ def build_record(
 ) -> SeedRecord | list[LineError]:
     """Validate one raw record (already mapped to our field names)."""
     problems: list[str] = []
-    stem = _text(raw.get("question"))
+    question = raw.get("question")
+    if isinstance(question, dict):
+        # {"question": {"stem": "…", "choices": …}} (ARC): the stem, and options beside it.
+        inner = {_key(k): v for k, v in question.items()}
+        if raw.get("options") in (None, "", [], {}) and "choices" in inner:
+            raw = {**raw, "options": inner["choices"]}
+        question = inner.get("stem") or inner.get("text") or inner.get("question")
+    stem = _text(question)
 
     opts: dict[str, str] = {}
     raw_options = raw.get("options")
@@ -844,7 +862,12 @@ def build_record(
     elif answer and answer not in opts and len(opts) >= 4:
         problems.append(f"answer key {answer!r} is not among the options {', '.join(sorted(opts))}")
 
-    qtype = _text(raw.get("type")) or options.question_type or QuestionType.K
+    # A question of a case is type S (best choice for a case summary) unless it says otherwise.
+    qtype = (
+        _text(raw.get("type"))
+        or options.question_type
+        or (QuestionType.S if _text(raw.get("case_text")) else QuestionType.K)
+    )
     qtype = qtype.upper()
     if qtype not in QUESTION_TYPES:
         problems.append(f"question type {qtype!r} must be K or S")
@@ -1114,7 +1137,8 @@ def _apply_mapping(obj: dict, mapping: dict) -> dict:
 
 def parse_seed_file(data: bytes, options: ImportOptions) -> ParsedFile:
     _sniff_binary(data)
-    if not _strip_bom(data).strip():
+    # (No strip() of the whole file: that would copy 50 MB to learn it is not empty.)
+    if len(data) < 1 << 16 and not _strip_bom(data).strip():
         raise FormatError("the file holds no records")
     fmt = options.format
     if fmt not in FORMATS:

@@ -76,6 +76,7 @@ class ImportBatchSerializer(serializers.ModelSerializer):
         help_text="The first 100 problems (line 0 = the whole file); error_count counts all.",
     )
     warnings = serializers.ListField(child=serializers.DictField(), read_only=True)
+    license = serializers.CharField(read_only=True, help_text="The licence of the source.")
     is_finished = serializers.BooleanField(read_only=True)
 
     class Meta:

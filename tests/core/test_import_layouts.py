@@ -86,6 +86,8 @@ def test_it_imports_a_chinese_json_document_with_case_groups(project, indent):
     chest = next(g for g in groups.values() if len(g) == 3)
     assert [i.group_order for i in chest] == [1, 2, 3]
     assert {i.case_text for i in chest} == {ZH_CASES["data"][0]["case"]}
+    # Questions on a case are type S (best choice for a case summary) unless they say.
+    assert {i.question_type for i in chest} == {"S"}
     assert [i.current_version.answer for i in chest] == ["A", "A", "A"]
     assert chest[2].current_version.option_e == "甲硝唑"
     assert {i.language for i in found} == {"zh"}
@@ -334,6 +336,7 @@ def test_a_group_sharing_one_option_list_imports_as_linked_items(project):
     assert {i.group_id for i in got.values()} == {"B-1"}
     assert got["B-1-2"].current_version.answer == "B"
     assert got["B-1-2"].current_version.option_e == "Verapamil"
+    assert got["B-1-2"].question_type == "K"  # a shared option list is no case
 
 
 def test_a_flat_csv_with_a_case_column_links_its_rows(project):
@@ -401,3 +404,60 @@ def test_the_documented_example_file_imports_as_documented(project):
     assert got["case-001-2"].current_version.answer == "A"  # 0-based: 0 is A
     assert got["shared-B1-1"].current_version.option_e == "Verapamil"
     assert got["shared-B1-2"].case_text == ""
+
+
+@pytest.mark.parametrize(
+    ("data", "name", "expected"),
+    [
+        # ARC / OpenBookQA on the Hub: the stem nested, options as label and text lists.
+        (
+            json.dumps(
+                {
+                    "id": "arc-1",
+                    "question": {"stem": "Which gas do plants take in?"},
+                    "choices": {"label": ["A", "B", "C", "D"], "text": ["O2", "N2", "CO2", "H2"]},
+                    "answerKey": "C",
+                }
+            ).encode(),
+            "arc.jsonl",
+            ("Which gas do plants take in?", "C", "CO2"),
+        ),
+        # A byte-order mark before JSON Lines.
+        (
+            b"\xef\xbb\xbf"
+            + json.dumps(
+                {"question": "Q?", "options": ["a", "b", "c", "d"], "answer": "D"}
+            ).encode(),
+            "bom.jsonl",
+            ("Q?", "D", "d"),
+        ),
+        # Chinese column names.
+        (
+            "题干,选项A,选项B,选项C,选项D,答案\n下列哪项正确？,甲,乙,丙,丁,B\n".encode(),
+            "zh.csv",
+            ("下列哪项正确？", "B", "乙"),
+        ),
+        # Spreadsheet headers, and a key written "Ans: C".
+        (
+            b'"Question","Option A","Option B","Option C","Option D","Correct Answer"\n'
+            b'"Which?","a","b","c","d","Ans: C"\n',
+            "sheet.csv",
+            ("Which?", "C", "c"),
+        ),
+        # Options run together in one field, and the key given as its text.
+        (
+            json.dumps(
+                {"question": "Which?", "options": "A) x B) y C) z D) w", "answer": "y"}
+            ).encode(),
+            "inline.jsonl",
+            ("Which?", "B", "y"),
+        ),
+        # Semicolons.
+        (b"question;A;B;C;D;answer\nWhich?;a;b;c;d;D\n", "semi.csv", ("Which?", "D", "d")),
+    ],
+)
+def test_it_reads_more_layouts_from_the_wild(project, data, name, expected):
+    result = run(project, data, name)
+    assert result.ok, result.errors
+    version = Item.objects.get(project=project).current_version
+    assert (version.stem, version.answer, version.answer_text) == expected

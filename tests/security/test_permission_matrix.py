@@ -61,6 +61,12 @@ EXPECTED: dict[str, dict] = {
     },
     "projects/<slug:slug>/import/": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},
     "projects/<slug:slug>/import/<int:pk>/": {"GET": ADMIN_PAGE, "args": {"pk": "batch"}},
+    # The batch is past its preview: admins are sent on to its report.
+    "projects/<slug:slug>/import/<int:pk>/preview/": {
+        "GET": _row("login", "403", "403", "403", "302"),
+        "POST": _row("login", "403", "403", "403", "302"),
+        "args": {"pk": "batch"},
+    },
     "api/auth/token/": {
         "GET": _row("405", "405", "405", "405", "405"),
         "POST": _row("400", "400", "400", "400", "400"),

@@ -19,7 +19,7 @@ def test_it_refuses_an_oversized_upload_in_the_browser_with_a_clear_error(
     assert not ImportBatch.objects.exists()
 
 
-def test_it_parses_a_binary_upload_as_a_rejected_file_not_a_crash(admin_user, project):
+def test_it_parses_a_binary_upload_as_a_failed_file_not_a_crash(admin_user, project):
     from tests.api.conftest import token_client
 
     upload = SimpleUploadedFile("blob.jsonl", bytes(range(256)) * 64)
@@ -28,5 +28,5 @@ def test_it_parses_a_binary_upload_as_a_rejected_file_not_a_crash(admin_user, pr
     )
     assert response.status_code == 201
     body = response.json()
-    assert body["state"] == "rejected"
-    assert body["errors"] and body["errors"][0]["message"]
+    assert body["state"] == "failed"
+    assert body["errors"] and "binary file" in body["errors"][0]["message"]

@@ -15,6 +15,10 @@ from django.utils.translation import gettext_lazy as _
 
 from medcot.models import AppendOnlyModel, Item, Language, Project
 
+# A successful call whose reply held nothing usable (a synthesis reply with no valid question)
+# is logged with this prefix in its `error`, so the run page can count such replies and show them.
+UNUSABLE_PREFIX = "Unusable reply: "
+
 
 class Task(models.TextChoices):
     COT = "cot", _("Chain of thought")
@@ -43,7 +47,31 @@ class LLMProfile(models.Model):
     temperature = models.FloatField(_("temperature"), null=True, blank=True)
     top_p = models.FloatField(_("top p"), null=True, blank=True)
     max_tokens = models.PositiveIntegerField(_("max output tokens"), null=True, blank=True)
-    json_mode = models.BooleanField(_("server supports response_format json_object"), default=False)
+
+    class Structured(models.TextChoices):
+        # What `response_format` synthesis calls send. Servers differ: some honour a strict
+        # JSON schema but ignore json_object, others the reverse, many neither. Whatever the
+        # mode, the reply is validated against the schema of a synthesis reply.
+        JSON_SCHEMA = "json_schema", _("JSON schema (strict)")
+        JSON_OBJECT = "json_object", _("JSON object")
+        NONE = "none", _("None (the prompt asks for JSON)")
+
+    structured_output = models.CharField(
+        _("structured output"),
+        max_length=12,
+        choices=Structured.choices,
+        default=Structured.NONE,
+        help_text=_(
+            'How synthesis calls ask for JSON. "Test endpoint" finds which mode the server '
+            "honours and sets it."
+        ),
+    )
+    enabled = models.BooleanField(
+        _("enabled"), default=True, help_text=_("Disabled endpoints cannot start new runs.")
+    )
+    # The last "Test endpoint" result: when, ok, latency, reasoning style, structured-output
+    # mode found, error in plain words.
+    last_test = models.JSONField(_("last test"), default=dict, blank=True)
     price_input_per_m = models.DecimalField(
         _("price per million input tokens"), max_digits=10, decimal_places=4, default=Decimal(0)
     )

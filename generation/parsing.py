@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "SYNTHESIS_SCHEMA",
+    "SYNTHESIS_SCHEMA_NAME",
     "ParsedAnswer",
     "ReplyFormatError",
     "SynthesisParse",
@@ -631,6 +633,36 @@ def _last_line(text: str, options: Mapping[str, str], pats: _Patterns) -> Parsed
 
 
 # --- parse_synthesized --------------------------------------------------------------------------
+
+
+# The shape of a synthesis reply, sent as a strict `response_format` JSON schema to servers that
+# honour one. Strict schemas must name every property as required and allow no others, and
+# cannot key an object by letters, so options are a list (A, B, C… in order); `_check_question`
+# reads options either as such a list or as a {"A": …} object, and applies what a schema cannot
+# say (4-5 distinct non-empty options, an answer among them), whatever the mode.
+SYNTHESIS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "questions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "stem": {"type": "string"},
+                    "options": {"type": "array", "items": {"type": "string"}},
+                    "answer": {"type": "string", "enum": ["A", "B", "C", "D", "E"]},
+                    "cot": {"type": "string"},
+                    "aspect": {"type": "string"},
+                },
+                "required": ["stem", "options", "answer", "cot", "aspect"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["questions"],
+    "additionalProperties": False,
+}
+SYNTHESIS_SCHEMA_NAME = "synthesized_questions"
 
 
 class ReplyFormatError(ValueError):

@@ -19,7 +19,7 @@ from functools import partial
 import numpy as np
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError
@@ -32,6 +32,7 @@ except ImportError:  # kombu before 5.7, which has no publish batches
 from generation import dedup
 from generation.client import ProfileSnapshot, TryRecord
 from generation.models import (
+    UNUSABLE_PREFIX,
     Job,
     LLMCall,
     LLMProfile,
@@ -321,10 +322,14 @@ def run_start(
             kind="llm_run_started",
             data={"run": run.pk, "stage": stage, "jobs": len(job_ids), "profile": profile.name},
         )
-        if not job_ids and not run.hands_off:
-            run.state = Run.State.DONE
-            run.finished_at = timezone.now()
-            run.save(update_fields=["state", "finished_at"])
+        if not job_ids:
+            run.message = eligibility_holders(project=project, kinds=kinds)
+            fields = ["message"]
+            if not run.hands_off:
+                run.state = Run.State.DONE
+                run.finished_at = timezone.now()
+                fields += ["state", "finished_at"]
+            run.save(update_fields=fields)
         jobs_dispatch_on_commit(job_ids)
     return run
 
@@ -367,16 +372,93 @@ def run_resume(*, run: Run, actor=None) -> Run:
 
 
 def run_cancel(*, run: Run, actor=None) -> Run:
-    """Stop a run: queued jobs are cancelled; calls already in flight finish and are kept."""
+    """Stop a run: queued jobs are cancelled; calls already in flight finish and are kept.
+
+    Every item the run held goes back where a later run picks it up: a seed whose CoT was
+    being drafted returns to `imported` (when its call ends, if one is in flight), a seed
+    awaiting expansion stays `generated`, an item awaiting re-answering stays `reanswering`.
+    The run's message says how many of each, so nobody is left wondering where they went."""
     with transaction.atomic():
         changed = Run.objects.filter(
             pk=run.pk, state__in=[Run.State.RUNNING, Run.State.PAUSED]
         ).update(state=Run.State.CANCELLED, finished_at=timezone.now())
         if changed:
-            Job.objects.filter(run=run, state=Job.State.QUEUED).update(state=Job.State.CANCELLED)
-            _run_event(run, "llm_run_cancelled", actor)
+            queued = Job.objects.filter(run=run, state=Job.State.QUEUED)
+            held = dict(
+                Item.objects.filter(pk__in=queued.values("item_id"))
+                .order_by()
+                .values_list("status")
+                .annotate(n=Count("id"))
+            )
+            in_flight = Job.objects.filter(run=run, state=Job.State.RUNNING).count()
+            queued.update(state=Job.State.CANCELLED)
+            message = _cancel_message(held, in_flight)
+            Run.objects.filter(pk=run.pk).update(message=message)
+            _run_event(run, "llm_run_cancelled", actor, message)
     run.refresh_from_db()
     return run
+
+
+def _cancel_message(held: dict[str, int], in_flight: int) -> str:
+    parts = []
+    waiting = {
+        Status.IMPORTED: _("%(n)s seeds await a CoT"),
+        Status.GENERATED: _("%(n)s seeds await expansion"),
+        Status.REANSWERING: _("%(n)s items await re-answering"),
+    }
+    for status, text in waiting.items():
+        if held.get(status):
+            parts.append(text % {"n": held[status]})
+    other = sum(n for status, n in held.items() if status not in waiting)
+    if other:
+        parts.append(_("%(n)s items had moved on already") % {"n": other})
+    if in_flight:
+        parts.append(
+            _("%(n)s calls in flight finish and their items return the same way") % {"n": in_flight}
+        )
+    total = sum(held.values())
+    if not parts:
+        return _("Cancelled. No item was waiting in this run.")
+    return _("Cancelled; %(total)s items returned for a later run to pick up: %(parts)s.") % {
+        "total": total,
+        "parts": "; ".join(parts),
+    }
+
+
+def eligibility_holders(*, project: Project, kinds: list[str]) -> str:
+    """Why a run of these kinds found nothing to do, in words: which active runs hold the
+    items it would have taken, and how many are in `error` waiting for a retry."""
+    sources = {
+        Job.Kind.COT: [Status.IMPORTED, Status.GENERATING],
+        Job.Kind.EXPAND: [Status.GENERATED],
+        Job.Kind.REANSWER: [Status.REANSWERING],
+    }
+    statuses = [status for kind in kinds for status in sources.get(kind, [])]
+    holders = (
+        Job.objects.filter(
+            run__project=project,
+            run__state__in=[Run.State.RUNNING, Run.State.PAUSED],
+            state__in=ACTIVE_JOB_STATES,
+            kind__in=kinds,
+            item__status__in=statuses,
+        )
+        .order_by("run_id")
+        .values_list("run_id", "run__state")
+        .annotate(n=Count("item_id", distinct=True))
+    )
+    parts = [
+        _("%(n)s items are held by run #%(run)s (%(state)s)")
+        % {"n": n, "run": run_id, "state": Run.State(state).label}
+        for run_id, state, n in holders
+    ]
+    errors = Item.objects.filter(project=project, status=Status.ERROR).count()
+    if errors:
+        parts.append(
+            _("%(n)s items are in error: retry them from their run's page") % {"n": errors}
+        )
+    if not parts:
+        return _("Nothing was eligible: no item of this project is at a stage this run works on.")
+    return _("Nothing was eligible: %(parts)s.") % {"parts": "; ".join(parts)}
 
 
 def _run_maybe_finish(run_id: int) -> None:
@@ -645,6 +727,12 @@ def job_release(*, job_id: int) -> None:
             return
         if job.run.state == Run.State.CANCELLED:
             job.state = Job.State.CANCELLED
+            if job.kind == Job.Kind.COT:
+                # The seed's CoT will not be drafted by this run: back to where the next
+                # run's CoT stage finds it.
+                transition_many(
+                    [job.item_id], Status.GENERATING, Status.IMPORTED, reason="run cancelled"
+                )
         else:
             job.state = Job.State.QUEUED
             job.claim = ""
@@ -714,11 +802,21 @@ def job_retry(*, job: Job, actor=None) -> Job:
         if item.status == Status.ERROR:
             back = Status.GENERATING if job.kind == Job.Kind.COT else Status.REANSWERING
             transition(item, back, actor=actor, reason="retry after error", data={"job": job.pk})
+        if job.kind == Job.Kind.REANSWER:
+            # The failure counters start again: the attempts so far stay in the history, but
+            # the allowance for unparseable replies counts only those after this retry, so the
+            # job makes new calls instead of failing again on the old ones.
+            job.payload = {
+                **(job.payload or {}),
+                "attempts_base": ReanswerAttempt.objects.filter(item=item).count(),
+            }
         job.state = Job.State.QUEUED
         job.error = ""
         job.claim = ""
         job.dispatched_at = None
-        job.save(update_fields=["state", "error", "claim", "dispatched_at", "updated_at"])
+        job.save(
+            update_fields=["state", "error", "claim", "dispatched_at", "payload", "updated_at"]
+        )
         if job.run.state == Run.State.DONE:
             Run.objects.filter(pk=job.run_id).update(state=Run.State.RUNNING, finished_at=None)
         jobs_dispatch_on_commit([job.pk])
@@ -775,6 +873,10 @@ def _call_values(profile: ProfileSnapshot, ctx: JobContext | None, call: CallInf
         "cost": profile.cost(reply.prompt_tokens, reply.completion_tokens) if reply else 0,
         "latency_ms": record.latency_ms,
     }
+
+
+def unusable_reply_error(reason: str) -> str:
+    return UNUSABLE_PREFIX + reason
 
 
 def llm_call_record(*, profile: ProfileSnapshot, ctx: JobContext | None, call: CallInfo) -> int:

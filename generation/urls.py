@@ -7,6 +7,11 @@ urlpatterns = [
     path("projects/<slug:slug>/runs/start/", views.run_start_view, name="generation_run_start"),
     path("projects/<slug:slug>/runs/<int:pk>/", views.run_detail, name="generation_run_detail"),
     path(
+        "projects/<slug:slug>/runs/<int:pk>/replies/",
+        views.run_replies,
+        name="generation_run_replies",
+    ),
+    path(
         "projects/<slug:slug>/runs/<int:pk>/<str:action>/",
         views.run_control,
         name="generation_run_control",

@@ -9,7 +9,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from generation import selectors, services
 from generation.forms import PromptEditForm, RunStartForm
-from generation.models import Job, PromptVersion, Run
+from generation.models import UNUSABLE_PREFIX, Job, PromptVersion, Run
 from generation.prompts import PromptError, prompt_version_edit
 from medcot.models import Item, Project
 from review.roles import ADMIN, require_role
@@ -64,7 +64,14 @@ def run_start_view(request: HttpRequest, slug: str) -> HttpResponse:
 def _detail_context(run: Run) -> dict:
     stages = selectors.run_progress(run=run)
     totals = selectors.run_totals(run=run, stages=stages)
+    for stage, result in zip(stages, selectors.run_yields(run=run, stages=stages), strict=True):
+        stage.result = result
+    eta = selectors.run_eta_seconds(run=run, remaining=totals.queued + totals.running)
     return {
+        "steps": selectors.run_reanswer_steps(run=run),
+        "eta_seconds": eta,
+        "eta_minutes": round(eta / 60) if eta else None,
+        "min_yield_percent": round(100 * selectors.min_yield()),
         "run": run,
         "project": run.project,
         "stages": stages,
@@ -107,6 +114,22 @@ def run_control(request: HttpRequest, slug: str, pk: int, action: str) -> HttpRe
     if request.htmx:
         return render(request, "generation/_run_progress.html", _detail_context(run))
     return redirect("generation_run_detail", slug=slug, pk=pk)
+
+
+@login_required
+def run_replies(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """Examples of the run's replies that held nothing usable, with why."""
+    run = _run(request, slug, pk)
+    return render(
+        request,
+        "generation/run_replies.html",
+        {
+            "run": run,
+            "project": run.project,
+            "replies": selectors.run_unusable_replies(run=run),
+            "prefix": UNUSABLE_PREFIX,
+        },
+    )
 
 
 @login_required

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from functools import partial
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
@@ -104,6 +106,113 @@ def profile_default_get() -> LLMProfile:
             return LLMProfile.objects.create(**fields)
     except IntegrityError:
         return LLMProfile.objects.get(is_default=True)
+
+
+PROFILE_FIELDS = (
+    "name",
+    "base_url",
+    "model",
+    "alternate_models",
+    "api_key_env",
+    "max_in_flight",
+    "timeout_seconds",
+    "max_retries",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "structured_output",
+    "price_input_per_m",
+    "price_output_per_m",
+    "simulated",
+    "enabled",
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+
+def check_api_key_env(value: str) -> str:
+    """The name of an environment variable, never a key: keys stay in the environment."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    if not _ENV_NAME.match(value):
+        raise GenerationError(
+            _(
+                "Enter the name of the environment variable that holds the key (letters, "
+                "digits and _), not the key itself."
+            )
+        )
+    if value.lower().startswith(("sk-", "sk_")) or (len(value) > 30 and value != value.upper()):
+        raise GenerationError(
+            _("This looks like a key. Put the key in an environment variable and enter its name.")
+        )
+    return value
+
+
+def _profile_fields(fields: dict) -> dict:
+    unknown = set(fields) - set(PROFILE_FIELDS)
+    if unknown:
+        raise GenerationError(f"Unknown endpoint fields: {', '.join(sorted(unknown))}")
+    values = dict(fields)
+    if "api_key_env" in values:
+        values["api_key_env"] = check_api_key_env(values["api_key_env"])
+    if "alternate_models" in values:
+        values["alternate_models"] = [
+            m.strip() for m in values["alternate_models"] or [] if m.strip()
+        ]
+    return values
+
+
+def _profile_clean(profile: LLMProfile) -> None:
+    try:
+        profile.full_clean(exclude=["last_test"])
+    except ValidationError as exc:
+        raise GenerationError(" ".join(exc.messages)) from exc
+
+
+def profile_create(*, fields: dict, actor=None) -> LLMProfile:
+    """A new LLM endpoint. Its key stays in the environment variable it names."""
+    values = _profile_fields(fields)
+    profile = LLMProfile(**values)
+    _profile_clean(profile)
+    profile.save()
+    log.info("LLM endpoint %s created by %s", profile.name, actor)
+    return profile
+
+
+def profile_update(*, profile: LLMProfile, fields: dict, actor=None) -> LLMProfile:
+    """Change an endpoint. Workers see the change within `RUN_FACTS_SECONDS`. The default
+    endpoint cannot be disabled: runs the review app opens by itself use it."""
+    values = _profile_fields(fields)
+    if values.get("enabled") is False and profile.is_default:
+        raise GenerationError(_("The default endpoint cannot be disabled."))
+    with transaction.atomic():
+        changed = {k: v for k, v in values.items() if getattr(profile, k) != v}
+        for name, value in changed.items():
+            setattr(profile, name, value)
+        _profile_clean(profile)
+        profile.save()
+    if changed:
+        log.info("LLM endpoint %s changed by %s: %s", profile.name, actor, sorted(changed))
+    run_facts_clear()
+    return profile
+
+
+def profile_test(*, profile: LLMProfile, actor=None, set_mode: bool = True) -> dict:
+    """Live calls to the endpoint (`generation.probe`); the result is stored on the profile as
+    `last_test`, and the structured-output mode found is set on it (unless `set_mode` is
+    False). Returns the result."""
+    from generation.probe import endpoint_probe
+
+    result = endpoint_probe(ProfileSnapshot.of(profile)).as_dict()
+    fields = {"last_test": result}
+    if result["ok"] and set_mode and result["structured_output"]:
+        fields["structured_output"] = result["structured_output"]
+    LLMProfile.objects.filter(pk=profile.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(profile, name, value)
+    log.info("LLM endpoint %s tested by %s: %s", profile.name, actor, result)
+    run_facts_clear()
+    return result
 
 
 # -- runs and jobs --------------------------------------------------------------------------
@@ -300,6 +409,11 @@ def run_start(
     if limit is not None and limit < 1:
         raise GenerationError(_("The limit must be a positive number of items"))
     profile = profile or profile_default_get()
+    if not profile.enabled:
+        raise GenerationError(
+            _("The endpoint %(name)s is disabled; enable it or choose another.")
+            % {"name": profile.name}
+        )
     kinds = [Job.Kind.COT, Job.Kind.EXPAND, Job.Kind.REANSWER] if stage == Stage.ALL else [stage]
     with transaction.atomic():
         run = Run.objects.create(
@@ -414,7 +528,11 @@ def _cancel_message(held: dict[str, int], in_flight: int) -> str:
         parts.append(_("%(n)s items had moved on already") % {"n": other})
     if in_flight:
         parts.append(
-            _("%(n)s calls in flight finish and their items return the same way") % {"n": in_flight}
+            _(
+                "%(n)s jobs already started finish their current call; their items then move "
+                "on, or return the same way"
+            )
+            % {"n": in_flight}
         )
     total = sum(held.values())
     if not parts:
@@ -597,6 +715,7 @@ def _claim_refused(job_id: int, claim: str) -> None:
         if job.run.state in {Run.State.CANCELLED, Run.State.DONE}:
             job.state = Job.State.CANCELLED
             job.save(update_fields=["state", "updated_at"])
+            _cancelled_job_item_return(job)
         elif job.run.state == Run.State.PAUSED and job.state == Job.State.RUNNING:
             job.state, job.claim = Job.State.QUEUED, ""
             job.save(update_fields=["state", "claim", "updated_at"])
@@ -715,6 +834,13 @@ def job_finish(
     _run_maybe_finish(run_id)
 
 
+def _cancelled_job_item_return(job: Job) -> None:
+    """A CoT job of a cancelled run that had begun: its seed goes back to `imported`, where the
+    next run's CoT stage finds it (a seed left in `generating` would wait for ever)."""
+    if job.kind == Job.Kind.COT:
+        transition_many([job.item_id], Status.GENERATING, Status.IMPORTED, reason="run cancelled")
+
+
 def job_release(*, job_id: int) -> None:
     """Give a claimed job back: its run was paused (it runs again on resume) or cancelled."""
     with transaction.atomic():
@@ -727,12 +853,7 @@ def job_release(*, job_id: int) -> None:
             return
         if job.run.state == Run.State.CANCELLED:
             job.state = Job.State.CANCELLED
-            if job.kind == Job.Kind.COT:
-                # The seed's CoT will not be drafted by this run: back to where the next
-                # run's CoT stage finds it.
-                transition_many(
-                    [job.item_id], Status.GENERATING, Status.IMPORTED, reason="run cancelled"
-                )
+            _cancelled_job_item_return(job)
         else:
             job.state = Job.State.QUEUED
             job.claim = ""

@@ -27,5 +27,13 @@ urlpatterns = [
         name="generation_item_retry",
     ),
     path("llm/", views.llm_settings, name="generation_llm"),
+    path("llm/endpoints/new/", views.endpoint_create, name="generation_endpoint_create"),
+    path("llm/endpoints/<int:pk>/edit/", views.endpoint_edit, name="generation_endpoint_edit"),
+    path("llm/endpoints/<int:pk>/test/", views.endpoint_test, name="generation_endpoint_test"),
+    path(
+        "llm/endpoints/<int:pk>/enabled/",
+        views.endpoint_enabled,
+        name="generation_endpoint_enabled",
+    ),
     path("llm/prompts/<int:pk>/edit/", views.prompt_edit, name="generation_prompt_edit"),
 ]

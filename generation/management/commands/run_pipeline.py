@@ -39,9 +39,10 @@ def yield_lines(run: Run, *, threshold: float) -> tuple[list[str], bool]:
     for result in selectors.run_yields(run=run, threshold=threshold):
         if not result.finished:
             continue
+        what = "seeds" if result.kind in {"cot", "expand"} else "items"
         line = (
-            f"{result.label}: {result.finished} jobs, {result.produced} of {result.expected} "
-            f"{result.unit}"
+            f"{result.label}: {result.finished} {what}, {result.produced} of "
+            f"{result.expected} {result.unit}"
         )
         if result.unusable_replies:
             what = "questions" if result.kind == "expand" else "answer"

@@ -60,7 +60,7 @@ class ProfileForm(forms.ModelForm):
             "simulated",
             "enabled",
         ]
-        widgets = {"base_url": forms.URLInput(attrs={"placeholder": "https://api.example.com/v1"})}
+        widgets = {"base_url": forms.TextInput(attrs={"placeholder": "https://api.example.com/v1"})}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)

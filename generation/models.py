@@ -7,8 +7,10 @@ API keys are never stored here: a profile names the environment variable that ho
 from __future__ import annotations
 
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -18,6 +20,14 @@ from medcot.models import AppendOnlyModel, Item, Language, Project
 # A successful call whose reply held nothing usable (a synthesis reply with no valid question)
 # is logged with this prefix in its `error`, so the run page can count such replies and show them.
 UNUSABLE_PREFIX = "Unusable reply: "
+
+
+def validate_base_url(value: str) -> None:
+    parts = urlsplit(value or "")
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValidationError(
+            _("Enter an http:// or https:// URL with a host, such as https://api.example.com/v1.")
+        )
 
 
 class Task(models.TextChoices):
@@ -31,7 +41,9 @@ class LLMProfile(models.Model):
     """One OpenAI-compatible endpoint and how to call it."""
 
     name = models.CharField(_("name"), max_length=100, unique=True)
-    base_url = models.URLField(_("base URL"), max_length=500)
+    # Not a URLField: Django's URL validator refuses single-label hosts ("http://gpu-box:8000/v1"),
+    # which is how servers on a hospital's own network are often named.
+    base_url = models.CharField(_("base URL"), max_length=500, validators=[validate_base_url])
     model = models.CharField(_("model"), max_length=200)
     # Other models to rotate through on later re-answer attempts (optional).
     alternate_models = models.JSONField(_("alternate models for re-answering"), default=list)

@@ -7,7 +7,19 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connections
-from django.db.models import Aggregate, Count, IntegerField, Max, Min, Q, QuerySet, Sum
+from django.db.models import (
+    Aggregate,
+    Count,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
+from django.db.models.functions import Coalesce
 
 from generation.models import (
     UNUSABLE_PREFIX,
@@ -386,17 +398,23 @@ class AttemptStep:
 
 def run_reanswer_steps(*, run: Run) -> list[AttemptStep]:
     """Items this run is re-answering now, by the attempt they are on (attempts so far + 1)."""
-    active = Job.objects.filter(
-        run=run, kind=Job.Kind.REANSWER, state__in=[Job.State.QUEUED, Job.State.RUNNING]
+    attempts = (
+        ReanswerAttempt.objects.filter(item=OuterRef("item_id"))
+        .order_by()
+        .values("item")
+        .annotate(c=Count("id"))
+        .values("c")
     )
     counts = (
-        Item.objects.filter(pk__in=active.values("item_id"))
-        .annotate(done=Count("reanswer_attempts"))
+        Job.objects.filter(
+            run=run, kind=Job.Kind.REANSWER, state__in=[Job.State.QUEUED, Job.State.RUNNING]
+        )
+        .annotate(done=Coalesce(Subquery(attempts, output_field=IntegerField()), 0))
         .order_by()
         .values_list("done")
         .annotate(n=Count("id"))
     )
-    return sorted(AttemptStep(attempt=done + 1, items=n) for done, n in counts)
+    return [AttemptStep(attempt=done + 1, items=n) for done, n in sorted(counts)]
 
 
 # How far back the finishing rate of jobs is measured for the ETA.

@@ -134,16 +134,16 @@ def check_api_key_env(value: str) -> str:
     value = (value or "").strip()
     if not value:
         return ""
+    if value.lower().startswith(("sk-", "sk_")) or (len(value) > 30 and value != value.upper()):
+        raise GenerationError(
+            _("This looks like a key. Put the key in an environment variable and enter its name.")
+        )
     if not _ENV_NAME.match(value):
         raise GenerationError(
             _(
                 "Enter the name of the environment variable that holds the key (letters, "
                 "digits and _), not the key itself."
             )
-        )
-    if value.lower().startswith(("sk-", "sk_")) or (len(value) > 30 and value != value.upper()):
-        raise GenerationError(
-            _("This looks like a key. Put the key in an environment variable and enter its name.")
         )
     return value
 
@@ -164,9 +164,12 @@ def _profile_fields(fields: dict) -> dict:
 
 def _profile_clean(profile: LLMProfile) -> None:
     try:
-        profile.full_clean(exclude=["last_test"])
+        # An empty list of alternate models is fine, though a JSONField calls it blank.
+        profile.full_clean(exclude=["last_test", "alternate_models"])
     except ValidationError as exc:
-        raise GenerationError(" ".join(exc.messages)) from exc
+        raise GenerationError(
+            " ".join(f"{name}: {' '.join(errors)}" for name, errors in exc.message_dict.items())
+        ) from exc
 
 
 def profile_create(*, fields: dict, actor=None) -> LLMProfile:

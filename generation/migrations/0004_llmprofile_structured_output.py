@@ -1,7 +1,10 @@
 """Profiles choose a structured-output mode (json_schema / json_object / none) instead of a
-json_object flag, can be disabled, and keep the result of their last test."""
+json_object flag, can be disabled, keep the result of their last test, and accept base URLs on
+single-label hosts."""
 
 from django.db import migrations, models
+
+import generation.models
 
 
 def json_mode_to_structured(apps, schema_editor):
@@ -47,6 +50,15 @@ class Migration(migrations.Migration):
                 default=True,
                 help_text="Disabled endpoints cannot start new runs.",
                 verbose_name="enabled",
+            ),
+        ),
+        migrations.AlterField(
+            model_name="llmprofile",
+            name="base_url",
+            field=models.CharField(
+                max_length=500,
+                validators=[generation.models.validate_base_url],
+                verbose_name="base URL",
             ),
         ),
         migrations.AddField(

@@ -95,6 +95,9 @@ def profile_default_get() -> LLMProfile:
             "model": "sim-medcot",
             "api_key_env": "",
             "simulated": True,
+            # The built-in simulator honours a strict JSON schema; a real endpoint starts at
+            # "none" (the prompt asks for JSON) until "Test endpoint" finds what it honours.
+            "structured_output": LLMProfile.Structured.JSON_SCHEMA,
         }
     fields.update(
         max_in_flight=settings.MEDCOT_LLM_MAX_IN_FLIGHT,

@@ -17,10 +17,13 @@ class LLMProfileAdmin(admin.ModelAdmin):
     ]
     fieldsets = [
         (None, {"fields": ["name", "base_url", "model", "alternate_models", "api_key_env"]}),
-        ("Calls", {"fields": ["max_in_flight", "timeout_seconds", "max_retries", "json_mode"]}),
+        (
+            "Calls",
+            {"fields": ["max_in_flight", "timeout_seconds", "max_retries", "structured_output"]},
+        ),
         ("Sampling", {"fields": ["temperature", "top_p", "max_tokens"]}),
         ("Price", {"fields": ["price_input_per_m", "price_output_per_m"]}),
-        (None, {"fields": ["simulated", "is_default"]}),
+        (None, {"fields": ["simulated", "is_default", "enabled"]}),
     ]
 
 

@@ -15,6 +15,7 @@ import email.utils
 import logging
 import os
 import random
+import re
 import threading
 import time
 import uuid
@@ -49,7 +50,7 @@ class ProfileSnapshot:
     temperature: float | None
     top_p: float | None
     max_tokens: int | None
-    json_mode: bool
+    structured_output: str
     price_input_per_m: Decimal
     price_output_per_m: Decimal
     simulated: bool
@@ -68,7 +69,7 @@ class ProfileSnapshot:
             temperature=profile.temperature,
             top_p=profile.top_p,
             max_tokens=profile.max_tokens,
-            json_mode=profile.json_mode,
+            structured_output=profile.structured_output,
             price_input_per_m=profile.price_input_per_m,
             price_output_per_m=profile.price_output_per_m,
             simulated=profile.simulated,
@@ -87,6 +88,9 @@ class ChatRequest:
     messages: list[dict[str, str]]
     model: str = ""
     json_reply: bool = False
+    # The JSON schema a reply must follow, sent when the profile's mode is json_schema.
+    schema: dict | None = None
+    schema_name: str = "reply"
     # Facts only the simulator is told (answer key, number of questions): sent as headers to
     # simulated profiles, never to real endpoints.
     sim_facts: dict[str, str] = field(default_factory=dict)
@@ -374,8 +378,9 @@ def chat_once(profile: ProfileSnapshot, request: ChatRequest) -> ChatReply:
         body["top_p"] = profile.top_p
     if profile.max_tokens:
         body["max_tokens"] = profile.max_tokens
-    if request.json_reply and profile.json_mode:
-        body["response_format"] = {"type": "json_object"}
+    response_format = response_format_for(profile, request)
+    if response_format is not None:
+        body["response_format"] = response_format
     headers: dict[str, str] = {}
     if profile.simulated:
         headers["X-MedCoT-Task"] = request.task
@@ -406,6 +411,9 @@ def chat_once(profile: ProfileSnapshot, request: ChatRequest) -> ChatReply:
     if not isinstance(message, dict):
         raise TransientLLMError("The server sent a reply without a message")
     content, reasoning = split_reasoning(message)
+    fault = reply_fault(content)
+    if fault:
+        raise TransientLLMError(fault)
     usage = completion.get("usage")
     usage = usage if isinstance(usage, dict) else {}
     return ChatReply(
@@ -417,6 +425,45 @@ def chat_once(profile: ProfileSnapshot, request: ChatRequest) -> ChatReply:
         completion_tokens=_count(usage.get("completion_tokens")),
         latency_ms=latency_ms,
     )
+
+
+def response_format_for(profile: ProfileSnapshot, request: ChatRequest) -> dict | None:
+    """The `response_format` of a request that wants JSON, in the profile's structured-output
+    mode: a strict JSON schema, a JSON object, or nothing (the prompt alone asks for JSON)."""
+    if not request.json_reply:
+        return None
+    mode = profile.structured_output
+    if mode == "json_schema" and request.schema is not None:
+        return {
+            "type": "json_schema",
+            "json_schema": {"name": request.schema_name, "strict": True, "schema": request.schema},
+        }
+    if mode in {"json_schema", "json_object"}:
+        return {"type": "json_object"}
+    return None
+
+
+# A 200 whose content is a proxy's or gateway's error page, not a model's reply.
+_TRANSPORT_PAGE = re.compile(
+    r"^\s*(?:<!doctype\s+html|<html|<\?xml|(?:502|503|504)\s+(?:bad\s+gateway|service"
+    r"\s+(?:temporarily\s+)?unavailable|gateway\s+time-?out)|upstream\s+(?:connect\s+)?"
+    r"(?:error|request\s+timeout)|internal\s+server\s+error\s*$)",
+    re.IGNORECASE,
+)
+
+
+def reply_fault(content: str | None) -> str:
+    """Why a 200 reply is a fault of the transport rather than an answer, or "".
+
+    An empty reply, or one that is an HTTP error page a proxy passed on with status 200, says
+    nothing about the question: it is retried like a 5xx and never reaches the parsers, where
+    it would count as an unparseable attempt (a strike towards `error`)."""
+    text = (content or "").strip()
+    if not text:
+        return "The server sent an empty reply"
+    if len(text) < 2000 and _TRANSPORT_PAGE.match(text):
+        return f"The server sent an error page instead of a reply: {_short(text, 120)}"
+    return ""
 
 
 def _count(value) -> int:

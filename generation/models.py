@@ -7,13 +7,27 @@ API keys are never stored here: a profile names the environment variable that ho
 from __future__ import annotations
 
 from decimal import Decimal
+from urllib.parse import urlsplit
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 
 from medcot.models import AppendOnlyModel, Item, Language, Project
+
+# A successful call whose reply held nothing usable (a synthesis reply with no valid question)
+# is logged with this prefix in its `error`, so the run page can count such replies and show them.
+UNUSABLE_PREFIX = "Unusable reply: "
+
+
+def validate_base_url(value: str) -> None:
+    parts = urlsplit(value or "")
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ValidationError(
+            _("Enter an http:// or https:// URL with a host, such as https://api.example.com/v1.")
+        )
 
 
 class Task(models.TextChoices):
@@ -27,7 +41,9 @@ class LLMProfile(models.Model):
     """One OpenAI-compatible endpoint and how to call it."""
 
     name = models.CharField(_("name"), max_length=100, unique=True)
-    base_url = models.URLField(_("base URL"), max_length=500)
+    # Not a URLField: Django's URL validator refuses single-label hosts ("http://gpu-box:8000/v1"),
+    # which is how servers on a hospital's own network are often named.
+    base_url = models.CharField(_("base URL"), max_length=500, validators=[validate_base_url])
     model = models.CharField(_("model"), max_length=200)
     # Other models to rotate through on later re-answer attempts (optional).
     alternate_models = models.JSONField(_("alternate models for re-answering"), default=list)
@@ -43,7 +59,31 @@ class LLMProfile(models.Model):
     temperature = models.FloatField(_("temperature"), null=True, blank=True)
     top_p = models.FloatField(_("top p"), null=True, blank=True)
     max_tokens = models.PositiveIntegerField(_("max output tokens"), null=True, blank=True)
-    json_mode = models.BooleanField(_("server supports response_format json_object"), default=False)
+
+    class Structured(models.TextChoices):
+        # What `response_format` synthesis calls send. Servers differ: some honour a strict
+        # JSON schema but ignore json_object, others the reverse, many neither. Whatever the
+        # mode, the reply is validated against the schema of a synthesis reply.
+        JSON_SCHEMA = "json_schema", _("JSON schema (strict)")
+        JSON_OBJECT = "json_object", _("JSON object")
+        NONE = "none", _("None (the prompt asks for JSON)")
+
+    structured_output = models.CharField(
+        _("structured output"),
+        max_length=12,
+        choices=Structured.choices,
+        default=Structured.NONE,
+        help_text=_(
+            'How synthesis calls ask for JSON. "Test endpoint" finds which mode the server '
+            "honours and sets it."
+        ),
+    )
+    enabled = models.BooleanField(
+        _("enabled"), default=True, help_text=_("Disabled endpoints cannot start new runs.")
+    )
+    # The last "Test endpoint" result: when, ok, latency, reasoning style, structured-output
+    # mode found, error in plain words.
+    last_test = models.JSONField(_("last test"), default=dict, blank=True)
     price_input_per_m = models.DecimalField(
         _("price per million input tokens"), max_digits=10, decimal_places=4, default=Decimal(0)
     )

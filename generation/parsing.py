@@ -7,7 +7,15 @@ concluding and sometimes change their mind. Then, in order, it falls back to per
 ("C is correct", "C项正确"; exactly one letter must be so named), conclusions inside a
 conditional clause ("If she were pregnant, the answer would be D"), a bare reply ("C",
 "C. Aspirin"), or a reply that is just an option's text. A conclusion that names two letters
-("A or B") is ambiguous. Whatever cannot be read returns
+("A or B") is ambiguous.
+
+An option's text may stand for its letter inside a concluding sentence ("I would choose
+Lactated ringer.", "我选择社区获得性肺炎。", "Warfarin is the best choice"). It counts only where
+the sentence does not set it aside ("not X", "rather than X", "排除X", "不是X"), and an option
+whose text lies inside another named option's text ("Vitamin B12" in "Vitamin B12
+deficiency") gives way to the longer one; two options named alike is no answer.
+
+Whatever cannot be read returns
 ``ParsedAnswer(letter=None, method="unparseable", ok=False)``: callers record it as unparseable,
 never as a wrong answer.
 
@@ -26,6 +34,8 @@ from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
+    "SYNTHESIS_SCHEMA",
+    "SYNTHESIS_SCHEMA_NAME",
     "ParsedAnswer",
     "ReplyFormatError",
     "SynthesisParse",
@@ -118,6 +128,125 @@ def _match_option_text(span: str, options: Mapping[str, str]) -> str | None:
     return None
 
 
+# Words that, just before an option's text, say the sentence sets it aside: "not X", "rather
+# than X", "rule out X", "排除X", "不是X", "而非X". Checked on the folded text that precedes the
+# option inside its sentence, so "I would choose A rather than B" names A only.
+_NEGATED_BEFORE = re.compile(
+    r"(?:\bnot|n't|\bno|\bnever|\bneither|\bnor|rather\s+than|instead\s+of|other\s+than|"
+    r"\bover|\bversus|\bvs|\bexcept|\bexcluding|\bexclude[sd]?|rul(?:e|ed|ing)\s+out|"
+    r"\bunlike|\bagainst|\bwithout|\bavoid|"
+    r"排除|除外|不是|并非|而非|而不是|不考虑|不选|不应|不宜|非|否定|不|除了|不能选)"
+    r"[\s,:;\-–—()（）“”\"'`]*(?:the\s+|a\s+|an\s+|option\s+|选项)?$",
+    re.IGNORECASE,
+)
+# …and words just after it that do the same: "X is wrong", "X is not correct", "X不正确", "X可排除".
+_NEGATED_AFTER = re.compile(
+    r"^\s*(?:(?:is|are|was|would\s+be|seems|seems\s+to\s+be)\s+(?:not\b|unlikely|wrong|"
+    r"incorrect|ruled\s+out|excluded|inappropriate|contraindicated)|(?:is|are|was)n[’']t\b|"
+    r"(?:can|should|must)\s+be\s+(?:ruled\s+out|excluded))"
+    r"|^\s*(?:项)?\s*(?:不正确|错误|可排除|可以排除|被排除|除外|不对|不符合|不考虑|不是|不能|不宜)",
+    re.IGNORECASE,
+)
+
+
+def _folded_index(text: str) -> tuple[str, list[int]]:
+    """The text folded as `_fold` does, and for each folded character its index in `text`."""
+    chars: list[str] = []
+    where: list[int] = []
+    for i, ch in enumerate(text):
+        for out in unicodedata.normalize("NFKC", ch).casefold():
+            if out.isalnum():
+                chars.append(out)
+                where.append(i)
+    return "".join(chars), where
+
+
+def _latin_joined(left: str, right: str) -> bool:
+    """Whether two adjacent characters belong to one Latin-script word."""
+    return left.isascii() and right.isascii() and left.isalnum() and right.isalnum()
+
+
+def _match_option_in_sentence(sentence: str, options: Mapping[str, str]) -> str | None:
+    """The one option whose text the sentence names and does not set aside, else None."""
+    named, negated = _options_named(sentence, options)
+    named -= negated
+    return next(iter(named)) if len(named) == 1 else None
+
+
+# "X or Y", "X and Y", "X或Y": a conclusion that names an alternative names no single option.
+_ALTERNATIVE = re.compile(r"^[\s,，]*(?:or|and|/|或者?|还是|和|与|及|、)", re.IGNORECASE)
+
+
+def _text_match_checked(span: str, options: Mapping[str, str]) -> str | None:
+    """`_match_option_text`, refused when the span sets that option aside ("排除X", "X is not
+    indicated") or offers another beside it ("X or Y")."""
+    label = _match_option_text(span, options)
+    if label is None:
+        return None
+    named, negated = _options_named(span, options)
+    if label in negated:
+        return None
+    if len(named - {label}) and _ALTERNATIVE.search(_after_option(span, options[label])):
+        return None
+    return label
+
+
+def _after_option(span: str, option_text: str) -> str:
+    """The span after the first occurrence of the option's text (compared folded)."""
+    folded, where = _folded_index(span)
+    start = folded.find(_fold(option_text))
+    if start == -1 or not where:
+        return ""
+    return span[where[start + len(_fold(option_text)) - 1] + 1 :]
+
+
+def _options_named(sentence: str, options: Mapping[str, str]) -> tuple[set[str], set[str]]:
+    """The options the sentence names, and those of them it sets aside.
+
+    Every occurrence of every option's (folded) text is found; an occurrence lying inside a
+    longer option's occurrence is dropped ("Vitamin B12" inside "Vitamin B12 deficiency"); one
+    the sentence negates just before or just after it is set aside."""
+    folded, where = _folded_index(sentence)
+    if not folded:
+        return set(), set()
+    found: list[tuple[int, int, str]] = []
+    for label, text in options.items():
+        target = _fold(text)
+        # Very short option texts ("C", "IV", "是") occur by chance inside other words.
+        if len(target) < 3 and not any("\u3400" <= ch <= "\u9fff" for ch in target):
+            continue
+        if len(target) < 2:
+            continue
+        start = folded.find(target)
+        while start != -1:
+            found.append((start, start + len(target), label))
+            start = folded.find(target, start + 1)
+    if not found:
+        return set(), set()
+    kept = [
+        (s, e, label)
+        for s, e, label in found
+        if not any((s2 <= s and e <= e2) and (e2 - s2) > (e - s) for s2, e2, _l in found)
+    ]
+    named: set[str] = set()
+    negated: set[str] = set()
+    for s, e, label in kept:
+        begin = where[s]
+        end = where[e - 1] + 1
+        # The word must start and end at word boundaries in the original text (Latin script):
+        # "aspirin" must not be read out of "aspirinate".
+        if begin > 0 and _latin_joined(sentence[begin - 1], sentence[begin]):
+            continue
+        if end < len(sentence) and _latin_joined(sentence[end - 1], sentence[end]):
+            continue
+        before = sentence[max(0, begin - 40) : begin]
+        after = sentence[end : end + 30]
+        named.add(label)
+        if _NEGATED_BEFORE.search(before) or _NEGATED_AFTER.search(after):
+            negated.add(label)
+    return named, negated
+
+
 # --- patterns -----------------------------------------------------------------------------------
 
 
@@ -155,17 +284,24 @@ _EXPLICIT_MARKERS: list[tuple[str, bool]] = [
     (
         r"\b(?:most\s+(?:likely|appropriate|accurate|suitable)|best|correct)\s+[a-z]+"
         r"(?:\s+[a-z]+)?\s+(?:is|would\s+be)\s+(?:option\s+|choice\s+)?",
-        False,
+        True,
     ),
     (r"\banswer\s*(?=\(?[A-Z]\)?(?:[\s.,;:)]|$))", False),
     (
         # "I would choose C" counts; "some might choose A" and "do not pick A" do not.
         r"\b(?:I\s+(?:would|will|'d|’d)\s+|I\s+|(?<!might\s)(?<!could\s)(?<!may\s)"
         r"(?<!not\s)(?<!n't\s)(?<!to\s)(?<!would\s)(?<!often\s))"
-        r"(?:choose|pick|select|go\s+with)\s+"
+        r"(?:choose|pick|select|go\s+with|opt\s+for)\s+"
         r"(?:option|choice|answer)?\s*",
-        False,
+        True,
     ),
+    # "I think it's lactated ringer", "It is most likely community-acquired pneumonia".
+    (
+        r"\bI\s+(?:think|believe|would\s+say|'d\s+say|’d\s+say)\s+(?:that\s+)?"
+        r"(?:it(?:'s|’s|\s+is)|this\s+is|the\s+answer\s+is)\s*",
+        True,
+    ),
+    (r"\b(?:it(?:'s|’s|\s+is)|this\s+is)\s+most\s+(?:likely|probably)\s*", True),
     # Chinese: "答案：C", "正确答案是C项", "答案应为C", "本题答案为：C".
     (
         r"答案\s*[】\]」]?\s*(?:应该|应当|应|当|就)?\s*(?:是|为|选)?\s*[:=]?\s*(?:选项|选)?\s*",
@@ -175,11 +311,27 @@ _EXPLICIT_MARKERS: list[tuple[str, bool]] = [
     (r"(?<![回解])答\s*:\s*", False),
     # "正确选项为C", "正确的是C", "最可能的诊断是C".
     (r"选项\s*(?:应该|应当|应)?\s*(?:是|为|:)\s*:?\s*", True),
-    (r"(?<!不)正确的?(?:选项|答案)?\s*(?:应该|应)?\s*(?:是|为)\s*:?\s*", False),
-    (r"最(?:可能|合适|恰当|佳|适宜)的?\S{0,6}?(?:是|为)\s*:?\s*(?:选项)?\s*", False),
-    # "故选C", "应选择C", "选C项".
-    (r"(?<![不未别勿可误易若如])选择?(?!项|择题)\s*:?\s*", False),
+    (r"(?<!不)正确的?(?:选项|答案)?\s*(?:应该|应)?\s*(?:是|为)\s*:?\s*", True),
+    (r"最(?:可能|合适|恰当|佳|适宜)的?\S{0,6}?(?:是|为)\s*:?\s*(?:选项)?\s*", True),
+    # "故选C", "应选择C", "选C项", "我选择社区获得性肺炎"; not "选择性…" (selective).
+    (r"(?<![不未别勿可误易若如])选择?(?!项|择题|性)\s*:?\s*", True),
+    # "我认为是华法林", "应该是社区获得性肺炎", "考虑为肺炎", "首选华法林".
+    (r"我(?:认为|觉得|倾向于?|判断)\s*(?:应该|应当|应)?\s*(?:是|为|选)?\s*", True),
+    (r"(?<![不也])(?:应该|应当)\s*(?:是|为)\s*", True),
+    (r"(?<!不)考虑\s*(?:为|是)\s*", True),
+    (r"(?<![不非])首选\s*(?:为|是)?\s*", True),
 ]
+# An option's text before a verdict on it: "Lactated ringer is the best choice", "Warfarin
+# would be most appropriate", "华法林是正确答案", "社区获得性肺炎最符合题意". The option is looked
+# for in the clause before the verdict.
+_TEXT_FIRST = [
+    r"\b(?:is|would\s+be|seems\s+to\s+be)\s+(?:the\s+)?(?:correct|right|best|most\s+"
+    r"(?:likely|appropriate|suitable|consistent))\b(?!\s+(?:only|if|when|in\s+(?:a|an|the)\b))",
+    r"\b(?:is|would\s+be)\s+the\s+(?:answer|treatment\s+of\s+choice|drug\s+of\s+choice)\b"
+    r"(?!\s+(?:only|if|when))",
+    r"(?:是|为)\s*(?:本题的?)?\s*(?:正确答案|最佳答案|最佳选择|最佳选项|首选|正确选项)|最符合(?:题意|题干)?",
+]
+_CLAUSE_START = re.compile(r"[.。;；!！?？\n,，:：]")
 # Letter-first conclusions: "C is the correct answer", "C为正确答案".
 _LETTER_FIRST = [
     r"(?:option\s+|choice\s+)?\(?{L}\)?\s*(?:\([^)\n]{{0,60}}\)\s*)?(?:is|would\s+be)\s+"
@@ -224,6 +376,7 @@ class _Patterns:
             for m, text_ok in _EXPLICIT_MARKERS
             if text_ok
         ]
+        self.text_first = [re.compile(p, flags) for p in _TEXT_FIRST]
         self.therefore = re.compile(
             _THEREFORE + _OPEN + letter + _CLOSE + r"(?=[.!。]|$)", flags | re.MULTILINE
         )
@@ -372,9 +525,25 @@ def _explicit_hits(
         for m in pattern.finditer(text):
             if any(s <= m.start() < e for s, e in letter_spans) or _NEGATION.match(m.group(1)):
                 continue
-            label = _match_option_text(m.group(1), options)
+            # The span names the option exactly or starts with it; failing that, the option
+            # is named somewhere in the rest of the sentence ("I would choose to give
+            # lactated ringer now").
+            label = _text_match_checked(m.group(1), options) or _match_option_in_sentence(
+                m.group(1), options
+            )
             if label:
                 hits.append(_Hit(m.start(), "option_text", frozenset({label})))
+    for pattern in pats.text_first:
+        for m in pattern.finditer(text):
+            if any(s <= m.start() < e for s, e in letter_spans):
+                continue
+            starts = [
+                c.end() for c in _CLAUSE_START.finditer(text, max(0, m.start() - 160), m.start())
+            ]
+            begin = starts[-1] if starts else max(0, m.start() - 160)
+            label = _match_option_in_sentence(text[begin : m.start()], options)
+            if label:
+                hits.append(_Hit(begin, "option_text", frozenset({label})))
     firm = [h for h in hits if not _hypothetical(text, h.pos)]
     return firm, [h for h in hits if h not in firm]
 
@@ -440,7 +609,7 @@ def parse_answer(text: str | None, options: Mapping[str, str]) -> ParsedAnswer:
             letters = _letters_in_value(clean, options, pats)
             if len(letters) == 1:
                 return ParsedAnswer(letter=next(iter(letters)), method="bare", ok=True)
-        label = _match_option_text(clean.rstrip("。.!！"), options)
+        label = _text_match_checked(clean.rstrip("。.!！"), options)
         if label:
             return ParsedAnswer(letter=label, method="option_text", ok=True)
     return _last_line(clean, options, pats)
@@ -464,6 +633,36 @@ def _last_line(text: str, options: Mapping[str, str], pats: _Patterns) -> Parsed
 
 
 # --- parse_synthesized --------------------------------------------------------------------------
+
+
+# The shape of a synthesis reply, sent as a strict `response_format` JSON schema to servers that
+# honour one. Strict schemas must name every property as required and allow no others, and
+# cannot key an object by letters, so options are a list (A, B, C… in order); `_check_question`
+# reads options either as such a list or as a {"A": …} object, and applies what a schema cannot
+# say (4-5 distinct non-empty options, an answer among them), whatever the mode.
+SYNTHESIS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "questions": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "stem": {"type": "string"},
+                    "options": {"type": "array", "items": {"type": "string"}},
+                    "answer": {"type": "string", "enum": ["A", "B", "C", "D", "E"]},
+                    "cot": {"type": "string"},
+                    "aspect": {"type": "string"},
+                },
+                "required": ["stem", "options", "answer", "cot", "aspect"],
+                "additionalProperties": False,
+            },
+        }
+    },
+    "required": ["questions"],
+    "additionalProperties": False,
+}
+SYNTHESIS_SCHEMA_NAME = "synthesized_questions"
 
 
 class ReplyFormatError(ValueError):

@@ -26,7 +26,13 @@ from generation.client import (
 )
 from generation.dbexec import in_db
 from generation.models import Job, Run, Task
-from generation.parsing import ReplyFormatError, parse_answer, parse_synthesized_detailed
+from generation.parsing import (
+    SYNTHESIS_SCHEMA,
+    SYNTHESIS_SCHEMA_NAME,
+    ReplyFormatError,
+    parse_answer,
+    parse_synthesized_detailed,
+)
 from generation.prompts import REANSWER_VARIANTS, STRICT, options_text, prompt_cached, prompt_get
 from generation.services import MAX_DROPPED_PER_REPLY, CallInfo, JobContext
 from medcot.lifecycle import Status
@@ -153,14 +159,15 @@ def _expand(ctx: JobContext) -> None:
     if need is None:
         in_db(services.job_finish, job_id=ctx.job_id)
         return
-    prompt = _prompt(Task.SYNTHESIZE, "default", ctx.language)
     problems: list[str] = []
     state = Run.State.RUNNING
+    variant = "default"
     for _round in range(SYNTHESIS_ROUNDS):
         if need <= 0:
             break
         if state != Run.State.RUNNING:
             raise CallAborted("The run was paused or cancelled")
+        prompt = _prompt(Task.SYNTHESIZE, variant, ctx.language)
         # Ask for a few more than the family needs: some questions come back unusable or as
         # near-duplicates, and another round costs a whole model call (30-120 s with a
         # reasoning model). Extras beyond what is needed are not stored.
@@ -179,13 +186,22 @@ def _expand(ctx: JobContext) -> None:
             prompt=prompt,
             messages=messages,
             json_reply=True,
+            schema=SYNTHESIS_SCHEMA,
+            schema_name=SYNTHESIS_SCHEMA_NAME,
             sim_facts={"Count": str(ask)},
         )
         try:
             parsed = parse_synthesized_detailed(reply.content)
         except ReplyFormatError as exc:
+            # A reply with no valid question (an answer to the seed instead of JSON, broken
+            # JSON) is logged as unusable, so the run page can count and show it. It is tried
+            # once more with the strict prompt; a strict reply as bad ends the family here.
             problems.append(str(exc))
+            call.record.error = services.unusable_reply_error(str(exc))
             in_db(services.llm_call_record, profile=ctx.profile, ctx=ctx, call=call)
+            if variant == STRICT:
+                break
+            variant = STRICT
             continue
         problems.extend(parsed.rejected)
         # Near-duplicate checks: only the lookups run on the database threads; signing the
@@ -259,10 +275,14 @@ def _reanswer(ctx: JobContext) -> None:
             )
             return
         number = len(attempts) + 1
-        if number > ctx.reanswer_limit + services.UNPARSED_ALLOWANCE:
+        # Attempts before a retry do not count against the allowance for unparseable replies:
+        # the retry resets it (`attempts_base`), so a retried item gets new calls.
+        base = int(ctx.payload.get("attempts_base") or 0)
+        unparsed = sum(1 for a in attempts if a.number > base and not a.parsed)
+        if unparsed and unparsed + strikes >= ctx.reanswer_limit + services.UNPARSED_ALLOWANCE:
             raise FatalLLMError(
-                f"The model's replies could not be parsed ({number - 1 - strikes} of "
-                f"{number - 1} attempts); check the prompts or the model"
+                f"The model's replies could not be parsed ({unparsed} of "
+                f"{number - 1 - base} attempts); check the prompts or the model"
             )
         if state != Run.State.RUNNING:
             raise CallAborted("The run was paused or cancelled")

@@ -7,9 +7,29 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from django.db import connections
-from django.db.models import Aggregate, Count, IntegerField, Max, Min, Q, QuerySet, Sum
+from django.db.models import (
+    Aggregate,
+    Count,
+    IntegerField,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Sum,
+)
+from django.db.models.functions import Coalesce
 
-from generation.models import Job, LLMCall, LLMProfile, PromptVersion, ReanswerAttempt, Run
+from generation.models import (
+    UNUSABLE_PREFIX,
+    Job,
+    LLMCall,
+    LLMProfile,
+    PromptVersion,
+    ReanswerAttempt,
+    Run,
+)
 from medcot.lifecycle import Status
 from medcot.models import Item, Project
 
@@ -260,3 +280,163 @@ def prompt_versions_current() -> list[PromptVersion]:
     for version in PromptVersion.objects.order_by("task", "variant", "language", "-number"):
         newest.setdefault((version.task, version.variant, version.language), version)
     return list(newest.values())
+
+
+# -- what each stage produced against what was expected -----------------------------------
+
+
+@dataclass
+class StageYield:
+    """What a stage made of its finished jobs, against what they should have made.
+
+    `expected` and `produced` count over finished jobs only, so a stage at work is not called
+    short; `short` is set when the produced share is under the run's minimum."""
+
+    kind: str
+    label: str
+    jobs: int
+    finished: int
+    unit: str  # "questions", "CoTs", "items"
+    expected: int
+    produced: int
+    unusable_replies: int
+    reason: str
+    short: bool
+
+    @property
+    def share(self) -> float | None:
+        return self.produced / self.expected if self.expected else None
+
+    @property
+    def percent(self) -> int | None:
+        share = self.share
+        return None if share is None else round(100 * share)
+
+
+def min_yield() -> float:
+    from django.conf import settings
+
+    return float(getattr(settings, "MEDCOT_RUN_MIN_YIELD", 0.5))
+
+
+def _unusable_calls(run: Run, task: str) -> QuerySet[LLMCall]:
+    return LLMCall.objects.filter(
+        run=run, task=task, outcome=LLMCall.Outcome.OK, error__startswith=UNUSABLE_PREFIX
+    )
+
+
+def run_unusable_replies(*, run: Run, task: str = "synthesize", limit: int = 20) -> list[LLMCall]:
+    """Examples of replies that held nothing usable, newest first."""
+    return list(_unusable_calls(run, task).select_related("item").order_by("-id")[:limit])
+
+
+def run_yields(
+    *, run: Run, stages: list[StageProgress] | None = None, threshold: float | None = None
+) -> list[StageYield]:
+    """Per stage, what its finished jobs produced against what they should have: CoTs for
+    the CoT stage, synthetic questions for expansion (expansion factor − 1 per seed), items
+    concluded (consensus or panel) for re-answering."""
+    if stages is None:
+        stages = run_progress(run=run)
+    if threshold is None:
+        threshold = min_yield()
+    project = run.project
+    yields = []
+    for stage in stages:
+        finished = stage.done + stage.error
+        unusable = 0
+        reason = ""
+        if stage.kind == Job.Kind.EXPAND:
+            per_seed = max(0, project.expansion_factor - 1)
+            done_seeds = Job.objects.filter(run=run, kind=Job.Kind.EXPAND, state=Job.State.DONE)
+            produced = Item.objects.filter(
+                family_id__in=done_seeds.values("item_id"), kind="synthetic"
+            ).count()
+            expected = finished * per_seed
+            unit = "questions"
+            unusable = _unusable_calls(run, "synthesize").count()
+            if unusable:
+                last = _unusable_calls(run, "synthesize").order_by("-id").first()
+                reason = last.error.removeprefix(UNUSABLE_PREFIX)[:300] if last else ""
+        elif stage.kind == Job.Kind.REANSWER:
+            produced, expected, unit = stage.done, finished, "items"
+            unusable = ReanswerAttempt.objects.filter(run=run, parsed=False).count()
+        elif stage.kind == Job.Kind.COT:
+            produced, expected, unit = stage.done, finished, "CoTs"
+        else:
+            produced, expected, unit = stage.done, finished, "items"
+        if stage.error and not reason:
+            last_error = (
+                Job.objects.filter(run=run, kind=stage.kind, state=Job.State.ERROR)
+                .order_by("-updated_at")
+                .values_list("error", flat=True)
+                .first()
+            )
+            reason = (last_error or "")[:300]
+        yields.append(
+            StageYield(
+                kind=stage.kind,
+                label=stage.label,
+                jobs=stage.total,
+                finished=finished,
+                unit=unit,
+                expected=expected,
+                produced=produced,
+                unusable_replies=unusable,
+                reason=reason,
+                short=bool(expected) and produced < threshold * expected,
+            )
+        )
+    return yields
+
+
+@dataclass
+class AttemptStep:
+    attempt: int
+    items: int
+
+
+def run_reanswer_steps(*, run: Run) -> list[AttemptStep]:
+    """Items this run is re-answering now, by the attempt they are on (attempts so far + 1)."""
+    attempts = (
+        ReanswerAttempt.objects.filter(item=OuterRef("item_id"))
+        .order_by()
+        .values("item")
+        .annotate(c=Count("id"))
+        .values("c")
+    )
+    counts = (
+        Job.objects.filter(
+            run=run, kind=Job.Kind.REANSWER, state__in=[Job.State.QUEUED, Job.State.RUNNING]
+        )
+        .annotate(done=Coalesce(Subquery(attempts, output_field=IntegerField()), 0))
+        .order_by()
+        .values_list("done")
+        .annotate(n=Count("id"))
+    )
+    return [AttemptStep(attempt=done + 1, items=n) for done, n in sorted(counts)]
+
+
+# How far back the finishing rate of jobs is measured for the ETA.
+ETA_WINDOW_SECONDS = 60
+
+
+def run_eta_seconds(*, run: Run, remaining: int) -> float | None:
+    """Seconds until the run's remaining jobs are done at the rate jobs finished over the last
+    minute (None when nothing finished in that time, or nothing remains)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    if not remaining or run.state != Run.State.RUNNING:
+        return None
+    since = timezone.now() - timedelta(seconds=ETA_WINDOW_SECONDS)
+    recent = Job.objects.filter(
+        run=run, state__in=[Job.State.DONE, Job.State.ERROR], updated_at__gte=since
+    )
+    finished = recent.count()
+    if not finished:
+        return None
+    span = min(ETA_WINDOW_SECONDS, max(1.0, (timezone.now() - run.created_at).total_seconds()))
+    rate = finished / span
+    return remaining / rate if rate else None

@@ -10,6 +10,7 @@ import base64
 import contextlib
 import json
 import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,8 +19,9 @@ from functools import partial
 
 import numpy as np
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, OuterRef
+from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from kombu.exceptions import OperationalError
@@ -32,6 +34,7 @@ except ImportError:  # kombu before 5.7, which has no publish batches
 from generation import dedup
 from generation.client import ProfileSnapshot, TryRecord
 from generation.models import (
+    UNUSABLE_PREFIX,
     Job,
     LLMCall,
     LLMProfile,
@@ -92,6 +95,9 @@ def profile_default_get() -> LLMProfile:
             "model": "sim-medcot",
             "api_key_env": "",
             "simulated": True,
+            # The built-in simulator honours a strict JSON schema; a real endpoint starts at
+            # "none" (the prompt asks for JSON) until "Test endpoint" finds what it honours.
+            "structured_output": LLMProfile.Structured.JSON_SCHEMA,
         }
     fields.update(
         max_in_flight=settings.MEDCOT_LLM_MAX_IN_FLIGHT,
@@ -103,6 +109,116 @@ def profile_default_get() -> LLMProfile:
             return LLMProfile.objects.create(**fields)
     except IntegrityError:
         return LLMProfile.objects.get(is_default=True)
+
+
+PROFILE_FIELDS = (
+    "name",
+    "base_url",
+    "model",
+    "alternate_models",
+    "api_key_env",
+    "max_in_flight",
+    "timeout_seconds",
+    "max_retries",
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "structured_output",
+    "price_input_per_m",
+    "price_output_per_m",
+    "simulated",
+    "enabled",
+)
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,99}$")
+
+
+def check_api_key_env(value: str) -> str:
+    """The name of an environment variable, never a key: keys stay in the environment."""
+    value = (value or "").strip()
+    if not value:
+        return ""
+    if value.lower().startswith(("sk-", "sk_")) or (len(value) > 30 and value != value.upper()):
+        raise GenerationError(
+            _("This looks like a key. Put the key in an environment variable and enter its name.")
+        )
+    if not _ENV_NAME.match(value):
+        raise GenerationError(
+            _(
+                "Enter the name of the environment variable that holds the key (letters, "
+                "digits and _), not the key itself."
+            )
+        )
+    return value
+
+
+def _profile_fields(fields: dict) -> dict:
+    unknown = set(fields) - set(PROFILE_FIELDS)
+    if unknown:
+        raise GenerationError(f"Unknown endpoint fields: {', '.join(sorted(unknown))}")
+    values = dict(fields)
+    if "api_key_env" in values:
+        values["api_key_env"] = check_api_key_env(values["api_key_env"])
+    if "alternate_models" in values:
+        values["alternate_models"] = [
+            m.strip() for m in values["alternate_models"] or [] if m.strip()
+        ]
+    return values
+
+
+def _profile_clean(profile: LLMProfile) -> None:
+    try:
+        # An empty list of alternate models is fine, though a JSONField calls it blank.
+        profile.full_clean(exclude=["last_test", "alternate_models"])
+    except ValidationError as exc:
+        raise GenerationError(
+            " ".join(f"{name}: {' '.join(errors)}" for name, errors in exc.message_dict.items())
+        ) from exc
+
+
+def profile_create(*, fields: dict, actor=None) -> LLMProfile:
+    """A new LLM endpoint. Its key stays in the environment variable it names."""
+    values = _profile_fields(fields)
+    profile = LLMProfile(**values)
+    _profile_clean(profile)
+    profile.save()
+    log.info("LLM endpoint %s created by %s", profile.name, actor)
+    return profile
+
+
+def profile_update(*, profile: LLMProfile, fields: dict, actor=None) -> LLMProfile:
+    """Change an endpoint. Workers see the change within `RUN_FACTS_SECONDS`. The default
+    endpoint cannot be disabled: runs the review app opens by itself use it."""
+    values = _profile_fields(fields)
+    if values.get("enabled") is False and profile.is_default:
+        raise GenerationError(_("The default endpoint cannot be disabled."))
+    with transaction.atomic():
+        changed = {k: v for k, v in values.items() if getattr(profile, k) != v}
+        for name, value in changed.items():
+            setattr(profile, name, value)
+        _profile_clean(profile)
+        profile.save()
+    if changed:
+        log.info("LLM endpoint %s changed by %s: %s", profile.name, actor, sorted(changed))
+    run_facts_clear()
+    return profile
+
+
+def profile_test(*, profile: LLMProfile, actor=None, set_mode: bool = True) -> dict:
+    """Live calls to the endpoint (`generation.probe`); the result is stored on the profile as
+    `last_test`, and the structured-output mode found is set on it (unless `set_mode` is
+    False). Returns the result."""
+    from generation.probe import endpoint_probe
+
+    result = endpoint_probe(ProfileSnapshot.of(profile)).as_dict()
+    fields = {"last_test": result}
+    if result["ok"] and set_mode and result["structured_output"]:
+        fields["structured_output"] = result["structured_output"]
+    LLMProfile.objects.filter(pk=profile.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(profile, name, value)
+    log.info("LLM endpoint %s tested by %s: %s", profile.name, actor, result)
+    run_facts_clear()
+    return result
 
 
 # -- runs and jobs --------------------------------------------------------------------------
@@ -299,6 +415,11 @@ def run_start(
     if limit is not None and limit < 1:
         raise GenerationError(_("The limit must be a positive number of items"))
     profile = profile or profile_default_get()
+    if not profile.enabled:
+        raise GenerationError(
+            _("The endpoint %(name)s is disabled; enable it or choose another.")
+            % {"name": profile.name}
+        )
     kinds = [Job.Kind.COT, Job.Kind.EXPAND, Job.Kind.REANSWER] if stage == Stage.ALL else [stage]
     with transaction.atomic():
         run = Run.objects.create(
@@ -321,10 +442,14 @@ def run_start(
             kind="llm_run_started",
             data={"run": run.pk, "stage": stage, "jobs": len(job_ids), "profile": profile.name},
         )
-        if not job_ids and not run.hands_off:
-            run.state = Run.State.DONE
-            run.finished_at = timezone.now()
-            run.save(update_fields=["state", "finished_at"])
+        if not job_ids:
+            run.message = eligibility_holders(project=project, kinds=kinds)
+            fields = ["message"]
+            if not run.hands_off:
+                run.state = Run.State.DONE
+                run.finished_at = timezone.now()
+                fields += ["state", "finished_at"]
+            run.save(update_fields=fields)
         jobs_dispatch_on_commit(job_ids)
     return run
 
@@ -367,16 +492,97 @@ def run_resume(*, run: Run, actor=None) -> Run:
 
 
 def run_cancel(*, run: Run, actor=None) -> Run:
-    """Stop a run: queued jobs are cancelled; calls already in flight finish and are kept."""
+    """Stop a run: queued jobs are cancelled; calls already in flight finish and are kept.
+
+    Every item the run held goes back where a later run picks it up: a seed whose CoT was
+    being drafted returns to `imported` (when its call ends, if one is in flight), a seed
+    awaiting expansion stays `generated`, an item awaiting re-answering stays `reanswering`.
+    The run's message says how many of each, so nobody is left wondering where they went."""
     with transaction.atomic():
         changed = Run.objects.filter(
             pk=run.pk, state__in=[Run.State.RUNNING, Run.State.PAUSED]
         ).update(state=Run.State.CANCELLED, finished_at=timezone.now())
         if changed:
-            Job.objects.filter(run=run, state=Job.State.QUEUED).update(state=Job.State.CANCELLED)
-            _run_event(run, "llm_run_cancelled", actor)
+            queued = Job.objects.filter(run=run, state=Job.State.QUEUED)
+            held = dict(
+                Item.objects.filter(pk__in=queued.values("item_id"))
+                .order_by()
+                .values_list("status")
+                .annotate(n=Count("id"))
+            )
+            in_flight = Job.objects.filter(run=run, state=Job.State.RUNNING).count()
+            queued.update(state=Job.State.CANCELLED)
+            message = _cancel_message(held, in_flight)
+            Run.objects.filter(pk=run.pk).update(message=message)
+            _run_event(run, "llm_run_cancelled", actor, message)
     run.refresh_from_db()
     return run
+
+
+def _cancel_message(held: dict[str, int], in_flight: int) -> str:
+    parts = []
+    waiting = {
+        Status.IMPORTED: _("%(n)s seeds await a CoT"),
+        Status.GENERATED: _("%(n)s seeds await expansion"),
+        Status.REANSWERING: _("%(n)s items await re-answering"),
+    }
+    for status, text in waiting.items():
+        if held.get(status):
+            parts.append(text % {"n": held[status]})
+    other = sum(n for status, n in held.items() if status not in waiting)
+    if other:
+        parts.append(_("%(n)s items had moved on already") % {"n": other})
+    if in_flight:
+        parts.append(
+            _(
+                "%(n)s jobs already started finish their current call; their items then move "
+                "on, or return the same way"
+            )
+            % {"n": in_flight}
+        )
+    total = sum(held.values())
+    if not parts:
+        return _("Cancelled. No item was waiting in this run.")
+    return _("Cancelled; %(total)s items returned for a later run to pick up: %(parts)s.") % {
+        "total": total,
+        "parts": "; ".join(parts),
+    }
+
+
+def eligibility_holders(*, project: Project, kinds: list[str]) -> str:
+    """Why a run of these kinds found nothing to do, in words: which active runs hold the
+    items it would have taken, and how many are in `error` waiting for a retry."""
+    sources = {
+        Job.Kind.COT: [Status.IMPORTED, Status.GENERATING],
+        Job.Kind.EXPAND: [Status.GENERATED],
+        Job.Kind.REANSWER: [Status.REANSWERING],
+    }
+    statuses = [status for kind in kinds for status in sources.get(kind, [])]
+    holders = (
+        Job.objects.filter(
+            run__project=project,
+            run__state__in=[Run.State.RUNNING, Run.State.PAUSED],
+            state__in=ACTIVE_JOB_STATES,
+            kind__in=kinds,
+            item__status__in=statuses,
+        )
+        .order_by("run_id")
+        .values_list("run_id", "run__state")
+        .annotate(n=Count("item_id", distinct=True))
+    )
+    parts = [
+        _("%(n)s items are held by run #%(run)s (%(state)s)")
+        % {"n": n, "run": run_id, "state": Run.State(state).label}
+        for run_id, state, n in holders
+    ]
+    errors = Item.objects.filter(project=project, status=Status.ERROR).count()
+    if errors:
+        parts.append(
+            _("%(n)s items are in error: retry them from their run's page") % {"n": errors}
+        )
+    if not parts:
+        return _("Nothing was eligible: no item of this project is at a stage this run works on.")
+    return _("Nothing was eligible: %(parts)s.") % {"parts": "; ".join(parts)}
 
 
 def _run_maybe_finish(run_id: int) -> None:
@@ -515,6 +721,7 @@ def _claim_refused(job_id: int, claim: str) -> None:
         if job.run.state in {Run.State.CANCELLED, Run.State.DONE}:
             job.state = Job.State.CANCELLED
             job.save(update_fields=["state", "updated_at"])
+            _cancelled_job_item_return(job)
         elif job.run.state == Run.State.PAUSED and job.state == Job.State.RUNNING:
             job.state, job.claim = Job.State.QUEUED, ""
             job.save(update_fields=["state", "claim", "updated_at"])
@@ -633,6 +840,13 @@ def job_finish(
     _run_maybe_finish(run_id)
 
 
+def _cancelled_job_item_return(job: Job) -> None:
+    """A CoT job of a cancelled run that had begun: its seed goes back to `imported`, where the
+    next run's CoT stage finds it (a seed left in `generating` would wait for ever)."""
+    if job.kind == Job.Kind.COT:
+        transition_many([job.item_id], Status.GENERATING, Status.IMPORTED, reason="run cancelled")
+
+
 def job_release(*, job_id: int) -> None:
     """Give a claimed job back: its run was paused (it runs again on resume) or cancelled."""
     with transaction.atomic():
@@ -645,6 +859,7 @@ def job_release(*, job_id: int) -> None:
             return
         if job.run.state == Run.State.CANCELLED:
             job.state = Job.State.CANCELLED
+            _cancelled_job_item_return(job)
         else:
             job.state = Job.State.QUEUED
             job.claim = ""
@@ -714,11 +929,21 @@ def job_retry(*, job: Job, actor=None) -> Job:
         if item.status == Status.ERROR:
             back = Status.GENERATING if job.kind == Job.Kind.COT else Status.REANSWERING
             transition(item, back, actor=actor, reason="retry after error", data={"job": job.pk})
+        if job.kind == Job.Kind.REANSWER:
+            # The failure counters start again: the attempts so far stay in the history, but
+            # the allowance for unparseable replies counts only those after this retry, so the
+            # job makes new calls instead of failing again on the old ones.
+            job.payload = {
+                **(job.payload or {}),
+                "attempts_base": ReanswerAttempt.objects.filter(item=item).count(),
+            }
         job.state = Job.State.QUEUED
         job.error = ""
         job.claim = ""
         job.dispatched_at = None
-        job.save(update_fields=["state", "error", "claim", "dispatched_at", "updated_at"])
+        job.save(
+            update_fields=["state", "error", "claim", "dispatched_at", "payload", "updated_at"]
+        )
         if job.run.state == Run.State.DONE:
             Run.objects.filter(pk=job.run_id).update(state=Run.State.RUNNING, finished_at=None)
         jobs_dispatch_on_commit([job.pk])
@@ -775,6 +1000,10 @@ def _call_values(profile: ProfileSnapshot, ctx: JobContext | None, call: CallInf
         "cost": profile.cost(reply.prompt_tokens, reply.completion_tokens) if reply else 0,
         "latency_ms": record.latency_ms,
     }
+
+
+def unusable_reply_error(reason: str) -> str:
+    return UNUSABLE_PREFIX + reason
 
 
 def llm_call_record(*, profile: ProfileSnapshot, ctx: JobContext | None, call: CallInfo) -> int:

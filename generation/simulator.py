@@ -40,18 +40,29 @@ from aiohttp import web
 __all__ = [
     "LATENCY_DISTRIBUTIONS",
     "REASONING_STYLES",
+    "STRUCTURED_MODES",
     "TASKS",
     "SimulatorConfig",
     "SimulatorHandle",
     "build_app",
     "run_in_thread",
     "serve_forever",
+    "structured_modes",
 ]
 
 LATENCY_DISTRIBUTIONS = ("const", "exp", "lognormal")
 REASONING_STYLES = ("deepseek", "vllm", "think", "think-close", "none")
 TASKS = ("cot", "synthesize", "reanswer", "regenerate")
 SIMULATED_HEADER = "X-MedCoT-Simulated"
+STRUCTURED_MODES = ("json_schema", "json_object")
+
+
+def structured_modes(value: str) -> tuple[str, ...]:
+    """`--structured` as given: "none", or modes separated by commas or "|"."""
+    value = value.strip().lower()
+    if value in {"", "none"}:
+        return ()
+    return tuple(part.strip() for part in re.split(r"[,|]", value) if part.strip())
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,18 @@ class SimulatorConfig:
     # A "timeout" holds the connection this long, then drops it; above the SDK's 600 s default.
     timeout_hold: float = 660.0
     rate_malformed: float = 0.0
+    # A 200 that is no answer: empty content, or a proxy's error page passed on as content.
+    rate_empty: float = 0.0
     retry_after: int = 1  # seconds, sent with every 429
+    # Per-item difficulty: this share of items (by their option texts) is hard, and a hard item
+    # is answered right with probability accuracy ** hard_exponent (0.098 at 0.7) and otherwise
+    # with the same wrong option every time, as real models fail the same items again and
+    # again. With the defaults about 6 % of items get five wrong answers in a row.
+    hard_share: float = 0.1
+    hard_exponent: float = 6.5
+    # The response_format types it honours; a request asking for another gets a plain answer,
+    # as some servers do (they ignore what they do not support).
+    structured: tuple[str, ...] = ("json_schema", "json_object")
     reasoning: str = "deepseek"
     seed: int = 0
     model: str = "sim-medcot"
@@ -91,7 +113,18 @@ class SimulatorConfig:
             self.rate_402,
             self.rate_timeout,
             self.rate_malformed,
+            self.rate_empty,
         ]
+        if not 0 <= self.hard_share <= 1 or self.hard_exponent < 1:
+            problems.append("hard_share must be in 0..1 and hard_exponent at least 1")
+        if isinstance(self.structured, str):
+            object.__setattr__(self, "structured", structured_modes(self.structured))
+        unknown = set(self.structured) - set(STRUCTURED_MODES)
+        if unknown:
+            problems.append(
+                f"structured must be 'none' or some of {', '.join(STRUCTURED_MODES)}, "
+                f"not {', '.join(sorted(unknown))}"
+            )
         if any(not 0 <= r <= 1 for r in rates) or sum(rates) > 1:
             problems.append("fault rates must each be in 0..1 and add up to at most 1")
         if not 0 <= self.port <= 65535:
@@ -196,6 +229,7 @@ def _fault(config: SimulatorConfig, rng: random.Random) -> str | None:
         ("payment_required", config.rate_402),
         ("timeout", config.rate_timeout),
         ("malformed", config.rate_malformed),
+        ("empty", config.rate_empty),
     ):
         if roll < rate:
             return name
@@ -334,6 +368,23 @@ _EN_ENDINGS = [
     "So I choose {L}.",
     "Answer: {T}",
 ]
+# Conclusions that name the option by its text inside a sentence, as real models often do;
+# {W} is another option's text, which the sentence sets aside.
+_EN_TEXT_ENDINGS = [
+    "I would choose {T}.",
+    "I'd go with {T} here.",
+    "{T} is the best choice.",
+    "I think it's {T}.",
+    "Not {W}; I would choose {T}.",
+    "I would choose {T} rather than {W}.",
+]
+_ZH_TEXT_ENDINGS = [
+    "我选择{T}。",
+    "我认为是{T}。",
+    "{T}最符合题意。",
+    "排除{W}，我选择{T}。",
+    "应该是{T}，而不是{W}。",
+]
 _ZH_ENDINGS = [
     "答案：{L}",
     "正确答案是{L}项。",
@@ -358,6 +409,40 @@ _MALFORMED_ZH = [
 def _choose(rng: random.Random, key: str, labels: list[str], accuracy: float) -> str:
     if rng.random() < accuracy or len(labels) < 2:
         return key
+    return rng.choice([label for label in labels if label != key])
+
+
+@dataclass(frozen=True)
+class _Difficulty:
+    hard: bool
+    accuracy: float
+    # For a hard item: the text of the wrong option it keeps choosing.
+    favourite: str | None
+
+
+def _difficulty(config: SimulatorConfig, options: dict[str, str], key: str) -> _Difficulty:
+    """How hard the item is, the same for every request about it: decided by the seed and the
+    item's option texts (which survive the shuffling of later attempts)."""
+    texts = "\x1f".join(sorted(options.values()))
+    digest = hashlib.sha256(f"{config.seed}:{texts}".encode()).digest()
+    draw = int.from_bytes(digest[:8], "big") / 2**64
+    if draw >= config.hard_share or config.accuracy >= 1.0:
+        return _Difficulty(hard=False, accuracy=config.accuracy, favourite=None)
+    wrong = sorted(text for label, text in options.items() if label != key)
+    favourite = wrong[digest[8] % len(wrong)] if wrong else None
+    return _Difficulty(
+        hard=True, accuracy=config.accuracy**config.hard_exponent, favourite=favourite
+    )
+
+
+def _choose_for(
+    rng: random.Random, key: str, options: dict[str, str], difficulty: _Difficulty
+) -> str:
+    labels = list(options)
+    if rng.random() < difficulty.accuracy or len(labels) < 2:
+        return key
+    if difficulty.favourite is not None:
+        return next(label for label, text in options.items() if text == difficulty.favourite)
     return rng.choice([label for label in labels if label != key])
 
 
@@ -388,8 +473,22 @@ def _thinking(rng: random.Random, prompt: _Prompt, chosen: str) -> str:
 
 
 def _ending(rng: random.Random, prompt: _Prompt, chosen: str) -> str:
-    template = rng.choice(_ZH_ENDINGS if prompt.chinese else _EN_ENDINGS)
-    return template.format(L=chosen, T=prompt.options[chosen])
+    chinese = prompt.chinese
+    template = rng.choice(
+        _ZH_ENDINGS + _ZH_TEXT_ENDINGS if chinese else _EN_ENDINGS + _EN_TEXT_ENDINGS
+    )
+    others = [text for label, text in prompt.options.items() if label != chosen]
+    other = rng.choice(others) if others else ""
+    if "{W}" in template and not _reads_apart(prompt.options[chosen], other):
+        template = "答案：{L}" if prompt.chinese else "The answer is ({L})."
+    return template.format(L=chosen, T=prompt.options[chosen], W=other)
+
+
+def _reads_apart(chosen: str, other: str) -> bool:
+    """Whether two option texts can both stand in one sentence without one reading as part
+    of the other ("Vitamin B12" and "Vitamin B12 deficiency" cannot)."""
+    a, b = chosen.casefold(), other.casefold()
+    return bool(a and b) and a not in b and b not in a
 
 
 def _explanation(rng: random.Random, prompt: _Prompt, chosen: str, task: str) -> str:
@@ -559,12 +658,25 @@ def _compose(
     count: int,
     malformed: bool,
     json_mode: bool,
+    config: SimulatorConfig | None = None,
+    ignored_format: bool = False,
+    schema_mode: bool = False,
 ) -> _Reply:
     parsed = _read_prompt(prompt)
     labels = list(parsed.options)
     if key not in parsed.options:
         # Without the key header the simulator knows nothing, so any option is as good.
         key = rng.choice(labels)
+    if config is None:
+        config = SimulatorConfig(accuracy=accuracy, hard_share=0.0)
+    difficulty = _difficulty(config, parsed.options, key)
+
+    if task == "synthesize" and ignored_format:
+        # A server that ignores the structured-output mode asked for, with a model that then
+        # answers the seed question instead of writing JSON: what real endpoints did.
+        chosen = _choose_for(rng, key, parsed.options, difficulty)
+        content = _explanation(rng, parsed, chosen, "cot")
+        return _Reply(content, _thinking(rng, parsed, chosen), key, None)
 
     if task == "synthesize":
         reasoning = (
@@ -577,9 +689,11 @@ def _compose(
             return _Reply(
                 '```json\n{"questions": [{"stem": "' + parsed.stem[:40], reasoning, key, None
             )
-        payload = json.dumps(
-            {"questions": _synthesized(rng, parsed, count)}, ensure_ascii=False, indent=1
-        )
+        questions = _synthesized(rng, parsed, count)
+        if schema_mode:
+            # The strict schema lists options in order instead of keying them by letter.
+            questions = [q | {"options": list(q["options"].values())} for q in questions]
+        payload = json.dumps({"questions": questions}, ensure_ascii=False, indent=1)
         intro = (
             f"[simulated] {count} 道新题："
             if parsed.chinese
@@ -591,7 +705,7 @@ def _compose(
     if malformed:
         content = rng.choice(_MALFORMED_ZH if parsed.chinese else _MALFORMED_EN)
         return _Reply(content, "[simulated] …", key, None)
-    chosen = _choose(rng, key, labels, accuracy)
+    chosen = _choose_for(rng, key, parsed.options, difficulty)
     reasoning = _thinking(rng, parsed, chosen)
     if task == "reanswer":
         content = _short_answer(rng, parsed, chosen)
@@ -699,6 +813,8 @@ async def _chat_inner(request: web.Request, state: _State) -> tuple[web.StreamRe
         if message.get("role") == "user":
             prompt = _message_text(message.get("content"))
             break
+    asked = str((payload.get("response_format") or {}).get("type") or "text")
+    honoured = asked in config.structured
     reply = _compose(
         rng=rng,
         task=task,
@@ -707,9 +823,15 @@ async def _chat_inner(request: web.Request, state: _State) -> tuple[web.StreamRe
         accuracy=config.accuracy,
         count=_parse_count(count_header, prompt),
         malformed=fault == "malformed",
-        json_mode=(payload.get("response_format") or {}).get("type")
-        in {"json_object", "json_schema"},
+        json_mode=honoured,
+        config=config,
+        ignored_format=asked != "text" and not honoured,
+        schema_mode=honoured and asked == "json_schema",
     )
+    if fault == "empty":
+        # A 200 with nothing in it, or a gateway's error page passed on as the content.
+        page = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+        reply = _Reply(rng.choice(["", page]), "", key, None)
     if reply.conclusion and key:
         state.conclusions["key" if reply.conclusion == reply.key else "other"] += 1
 

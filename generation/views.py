@@ -1,15 +1,17 @@
-"""Browser pages for admins: start and watch LLM runs, see endpoints and prompts."""
+"""Browser pages for admins: start and watch LLM runs; add, edit, test and disable LLM
+endpoints; edit prompts."""
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from generation import selectors, services
-from generation.forms import PromptEditForm, RunStartForm
-from generation.models import Job, PromptVersion, Run
+from generation.forms import ProfileForm, PromptEditForm, RunStartForm
+from generation.models import UNUSABLE_PREFIX, Job, LLMProfile, PromptVersion, Run
 from generation.prompts import PromptError, prompt_version_edit
 from medcot.models import Item, Project
 from review.roles import ADMIN, require_role
@@ -64,7 +66,14 @@ def run_start_view(request: HttpRequest, slug: str) -> HttpResponse:
 def _detail_context(run: Run) -> dict:
     stages = selectors.run_progress(run=run)
     totals = selectors.run_totals(run=run, stages=stages)
+    for stage, result in zip(stages, selectors.run_yields(run=run, stages=stages), strict=True):
+        stage.result = result
+    eta = selectors.run_eta_seconds(run=run, remaining=totals.queued + totals.running)
     return {
+        "steps": selectors.run_reanswer_steps(run=run),
+        "eta_seconds": eta,
+        "eta_minutes": round(eta / 60) if eta else None,
+        "min_yield_percent": round(100 * selectors.min_yield()),
         "run": run,
         "project": run.project,
         "stages": stages,
@@ -107,6 +116,22 @@ def run_control(request: HttpRequest, slug: str, pk: int, action: str) -> HttpRe
     if request.htmx:
         return render(request, "generation/_run_progress.html", _detail_context(run))
     return redirect("generation_run_detail", slug=slug, pk=pk)
+
+
+@login_required
+def run_replies(request: HttpRequest, slug: str, pk: int) -> HttpResponse:
+    """Examples of the run's replies that held nothing usable, with why."""
+    run = _run(request, slug, pk)
+    return render(
+        request,
+        "generation/run_replies.html",
+        {
+            "run": run,
+            "project": run.project,
+            "replies": selectors.run_unusable_replies(run=run),
+            "prefix": UNUSABLE_PREFIX,
+        },
+    )
 
 
 @login_required
@@ -153,6 +178,90 @@ def llm_settings(request: HttpRequest) -> HttpResponse:
             "prompts": selectors.prompt_versions_current(),
         },
     )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def endpoint_create(request: HttpRequest) -> HttpResponse:
+    require_role(request.user, ADMIN)
+    form = ProfileForm(request.POST or None, initial={"structured_output": "none"})
+    if request.method == "POST" and form.is_valid():
+        try:
+            profile = services.profile_create(fields=form.profile_fields(), actor=request.user)
+        except services.GenerationError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(
+                request,
+                _(
+                    "Endpoint %(name)s added. Test it to check that it answers and to set "
+                    "its structured-output mode."
+                )
+                % {"name": profile.name},
+            )
+            return redirect(f"{reverse('generation_llm')}#endpoint-{profile.pk}")
+    return render(
+        request,
+        "generation/endpoint_form.html",
+        {"form": form, "profile": None},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def endpoint_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    require_role(request.user, ADMIN)
+    profile = get_object_or_404(LLMProfile, pk=pk)
+    form = ProfileForm(request.POST or None, instance=profile)
+    if request.method == "POST" and form.is_valid():
+        try:
+            services.profile_update(
+                profile=profile, fields=form.profile_fields(), actor=request.user
+            )
+        except services.GenerationError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, _("Endpoint %(name)s saved.") % {"name": profile.name})
+            return redirect(f"{reverse('generation_llm')}#endpoint-{profile.pk}")
+    return render(
+        request,
+        "generation/endpoint_form.html",
+        {"form": form, "profile": profile},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@login_required
+@require_POST
+def endpoint_test(request: HttpRequest, pk: int) -> HttpResponse:
+    """Live calls to the endpoint; the result is shown and kept, and the structured-output
+    mode found is set on the endpoint."""
+    require_role(request.user, ADMIN)
+    profile = get_object_or_404(LLMProfile, pk=pk)
+    services.profile_test(profile=profile, actor=request.user)
+    if request.htmx:
+        return render(request, "generation/_endpoint_test.html", {"p": profile})
+    return redirect(f"{reverse('generation_llm')}#endpoint-{profile.pk}")
+
+
+@login_required
+@require_POST
+def endpoint_enabled(request: HttpRequest, pk: int) -> HttpResponse:
+    """Disable or enable an endpoint (`enabled=0|1` in the form)."""
+    require_role(request.user, ADMIN)
+    profile = get_object_or_404(LLMProfile, pk=pk)
+    enabled = request.POST.get("enabled") == "1"
+    try:
+        services.profile_update(profile=profile, fields={"enabled": enabled}, actor=request.user)
+    except services.GenerationError as exc:
+        messages.error(request, str(exc))
+    else:
+        if enabled:
+            messages.success(request, _("Endpoint %(name)s enabled.") % {"name": profile.name})
+        else:
+            messages.success(request, _("Endpoint %(name)s disabled.") % {"name": profile.name})
+    return redirect(f"{reverse('generation_llm')}#endpoint-{profile.pk}")
 
 
 @login_required

@@ -44,7 +44,8 @@ S = Status
 ALLOWED: dict[Status, frozenset[Status]] = {
     # An imported item that already carries a CoT may skip generation.
     S.IMPORTED: frozenset({S.GENERATING, S.GENERATED}),
-    S.GENERATING: frozenset({S.GENERATED, S.ERROR}),
+    # Back to imported when the run drafting its CoT is cancelled, so a later run picks it up.
+    S.GENERATING: frozenset({S.GENERATED, S.ERROR, S.IMPORTED}),
     S.GENERATED: frozenset({S.FIRST_REVIEW}),
     S.FIRST_REVIEW: frozenset({S.REANSWERING, S.DISCARDED}),
     S.REANSWERING: frozenset({S.CONSENSUS, S.PANEL, S.ERROR}),

@@ -4,6 +4,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from review.api import (
     audit_views,
+    endpoint_views,
     panel_views,
     pipeline_views,
     review_views,
@@ -34,6 +35,13 @@ urlpatterns = [
         "projects/<slug:slug>/items/<int:pk>/adjudication/",
         review_views.Adjudicate.as_view(),
         name="api-item-adjudication",
+    ),
+    path("llm/endpoints/", endpoint_views.EndpointList.as_view(), name="api-endpoints"),
+    path("llm/endpoints/<int:pk>/", endpoint_views.EndpointDetail.as_view(), name="api-endpoint"),
+    path(
+        "llm/endpoints/<int:pk>/test/",
+        endpoint_views.EndpointTest.as_view(),
+        name="api-endpoint-test",
     ),
     path("projects/<slug:slug>/runs/", pipeline_views.RunList.as_view(), name="api-runs"),
     path("projects/<slug:slug>/runs/<int:pk>/", pipeline_views.RunDetail.as_view(), name="api-run"),

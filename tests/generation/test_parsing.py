@@ -113,7 +113,7 @@ CORPUS = [
     (R1_EN + 'Output: {"answer": "C"}', EN, "C", "json"),
     (R1_EN + "### Final Answer\n**C. Warfarin**", EN, "C", "explicit"),
     (R1_EN + "Ans: C", EN, "C", "explicit"),
-    ("## Conclusion\nWarfarin (option C) is the treatment of choice.", EN, "C", "verdict"),
+    ("## Conclusion\nWarfarin (option C) is the treatment of choice.", EN, "C", "option_text"),
     ("Let me think. A, B and D are tempting, E is not.\n\nOption C.", EN, "C", "bare"),
     ("A and B are tempting, but the valve decides it.\n\nC. Warfarin", EN, "C", "bare"),
     ("C", EN, "C", "bare"),
@@ -131,7 +131,7 @@ CORPUS = [
     ),
     (R1_EN + "The most likely diagnosis is (B).", EN, "B", "explicit"),
     (R1_EN + "Hence the best next step would be option E.", EN, "E", "explicit"),
-    (R1_EN.strip() + "\n\nIn summary, warfarin is correct here.", EN, "C", "verdict"),
+    (R1_EN.strip() + "\n\nIn summary, warfarin is correct here.", EN, "C", "option_text"),
     (R1_EN.strip(), EN, "C", "verdict"),
     (
         "<think>Maybe A? No, B fits better. The answer is B.</think>\nThe answer is C.",
@@ -387,3 +387,128 @@ def test_it_reads_back_any_valid_synthesis_reply(batch, prose, fenced):
     parsed = parse_synthesized(reply)
     assert [q["answer"] for q in parsed] == [q["answer"] for q in batch]
     assert [q["stem"] for q in parsed] == [q["stem"].strip() for q in batch]
+
+
+# --- answers given as an option's text inside a sentence (issue 14) ---------------------------
+
+FLUIDS = {
+    "A": "Normal saline",
+    "B": "Lactated ringer",
+    "C": "5% dextrose in water",
+    "D": "Hypertonic saline",
+    "E": "Albumin",
+}
+PNEUMONIA = {
+    "A": "医院获得性肺炎",
+    "B": "社区获得性肺炎",
+    "C": "吸入性肺炎",
+    "D": "肺结核",
+}
+# One option's text is a part of another's.
+B12 = {
+    "A": "Vitamin B12",
+    "B": "Vitamin B12 deficiency",
+    "C": "Folate deficiency",
+    "D": "Iron deficiency",
+}
+ZH_SUB = {"A": "肺炎", "B": "社区获得性肺炎", "C": "肺癌", "D": "肺结核"}
+
+SENTENCE_CORPUS = [
+    # (reply, options, expected letter): the two replies of the issue first.
+    ("I would choose Lactated ringer.", FLUIDS, "B"),
+    ("我选择社区获得性肺炎。", PNEUMONIA, "B"),
+    ("I'd choose lactated ringer for this patient.", FLUIDS, "B"),
+    ("I would go with lactated Ringer here, given the burns.", FLUIDS, "B"),
+    ("I would choose to give lactated ringer now.", FLUIDS, "B"),
+    ("I would choose Lactated ringer rather than normal saline.", FLUIDS, "B"),
+    ("I would choose Lactated ringer, not normal saline.", FLUIDS, "B"),
+    ("Not normal saline; I would choose lactated ringer.", FLUIDS, "B"),
+    ("I would pick albumin over normal saline.", FLUIDS, "E"),
+    ("I think it's lactated ringer.", FLUIDS, "B"),
+    ("I believe the answer is hypertonic saline because of the seizures.", FLUIDS, "D"),
+    ("It is most likely 5% dextrose in water.", FLUIDS, "C"),
+    ("Lactated ringer is the best choice for resuscitation here.", FLUIDS, "B"),
+    ("Given the hyponatraemic seizure, hypertonic saline would be most appropriate.", FLUIDS, "D"),
+    ("Normal saline is not ideal here. Lactated ringer is the correct answer.", FLUIDS, "B"),
+    ("The best fluid is lactated ringer.", FLUIDS, "B"),
+    ("The most appropriate fluid would be lactated ringer, not albumin.", FLUIDS, "B"),
+    ("Normal saline is wrong. Final answer: lactated ringer.", FLUIDS, "B"),
+    ("My answer is albumin.", FLUIDS, "E"),
+    ("After ruling out normal saline, I'd go with lactated ringer.", FLUIDS, "B"),
+    ("The most likely diagnosis is vitamin B12 deficiency.", B12, "B"),
+    ("I would choose Vitamin B12 deficiency.", B12, "B"),
+    ("I would choose folate deficiency rather than vitamin B12 deficiency.", B12, "C"),
+    ("Iron deficiency is the most likely cause.", B12, "D"),
+    ("The treatment is vitamin B12, so I would choose vitamin B12.", B12, "A"),
+    ("我选择社区获得性肺炎，而不是医院获得性肺炎。", PNEUMONIA, "B"),
+    ("排除医院获得性肺炎，我选择社区获得性肺炎。", PNEUMONIA, "B"),
+    ("不是医院获得性肺炎，应该是社区获得性肺炎。", PNEUMONIA, "B"),
+    ("我认为是吸入性肺炎。", PNEUMONIA, "C"),
+    ("我觉得应该是肺结核。", PNEUMONIA, "D"),
+    ("综合分析，考虑为社区获得性肺炎。", PNEUMONIA, "B"),
+    ("社区获得性肺炎是正确答案。", PNEUMONIA, "B"),
+    ("社区获得性肺炎最符合题意。", PNEUMONIA, "B"),
+    ("患者在院外发病，故选择社区获得性肺炎。", PNEUMONIA, "B"),
+    ("最可能的诊断是社区获得性肺炎。", PNEUMONIA, "B"),
+    ("本题正确的是吸入性肺炎，不是医院获得性肺炎。", PNEUMONIA, "C"),
+    ("我选择社区获得性肺炎。", ZH_SUB, "B"),
+    ("最可能的诊断是肺炎，而非肺癌。", ZH_SUB, "A"),
+    ("我选择肺结核，排除肺癌。", ZH_SUB, "D"),
+    ("首选华法林。", ZH, "C"),
+    ("我认为应选华法林，而不是阿司匹林。", ZH, "C"),
+    ("I would choose warfarin instead of aspirin.", EN, "C"),
+    ("Warfarin would be the treatment of choice, not heparin.", EN, "C"),
+    ("I would opt for alteplase.", EN, "E"),
+]
+
+# Replies that name options without choosing one: none may be read as a letter.
+SENTENCE_UNPARSEABLE = [
+    ("I would not choose lactated ringer.", FLUIDS),
+    ("The answer is not lactated ringer.", FLUIDS),
+    ("I would choose lactated ringer or normal saline.", FLUIDS),
+    ("Lactated ringer is not the best choice here.", FLUIDS),
+    ("Some might choose normal saline.", FLUIDS),
+    ("我选择的不是社区获得性肺炎。", PNEUMONIA),
+    ("排除社区获得性肺炎。", PNEUMONIA),
+    ("不是医院获得性肺炎。", PNEUMONIA),
+    ("我选择社区获得性肺炎或医院获得性肺炎。", PNEUMONIA),
+    ("I would choose a balanced crystalloid.", FLUIDS),
+    ("I would choose selectively.", FLUIDS),
+]
+
+
+@pytest.mark.parametrize(("reply", "options", "letter"), SENTENCE_CORPUS)
+def test_it_reads_an_option_named_by_its_text_inside_a_sentence(reply, options, letter):
+    parsed = parse_answer(reply, options)
+    assert (parsed.letter, parsed.ok) == (letter, True)
+
+
+def test_it_has_at_least_forty_sentence_replies_in_both_languages():
+    assert len(SENTENCE_CORPUS) >= 40
+    assert sum(1 for case in SENTENCE_CORPUS if any("\u4e00" <= ch <= "\u9fff" for ch in case[0]))
+    assert sum(1 for case in SENTENCE_CORPUS if case[0].isascii()) >= 20
+
+
+@pytest.mark.parametrize(("reply", "options"), SENTENCE_UNPARSEABLE)
+def test_it_reads_no_letter_from_a_sentence_that_chooses_nothing(reply, options):
+    assert parse_answer(reply, options).ok is False
+
+
+def test_no_sentence_reply_parses_to_a_wrong_letter():
+    """Over every reply above, in both lists, with its options shuffled: a reply either
+    gives the letter its text names or nothing."""
+    import random
+
+    rng = random.Random(14)
+    for reply, options, *expected in [*SENTENCE_CORPUS, *SENTENCE_UNPARSEABLE]:
+        for _ in range(6):
+            texts = list(options.values())
+            rng.shuffle(texts)
+            shuffled = dict(zip(options, texts, strict=True))
+            parsed = parse_answer(reply, shuffled)
+            if expected:
+                meant = next(k for k, v in shuffled.items() if v == options[expected[0]])
+                assert parsed.letter in {meant, None}, (reply, shuffled, parsed)
+                assert parsed.ok, (reply, shuffled)
+            else:
+                assert not parsed.ok, (reply, shuffled, parsed)

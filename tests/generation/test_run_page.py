@@ -85,3 +85,81 @@ def test_the_item_page_has_no_attempts_section_before_re_answering(logged_in_adm
     item = ItemFactory(project=project)
     response = logged_in_admin.get(reverse("item_detail", args=[project.slug, item.pk]))
     assert b'id="attempts"' not in response.content
+
+
+# -- issue 14: what a run is doing, how long it will take, and why it has nothing to do -------
+
+
+def _attempt(item, number, *, correct=False):
+    return ReanswerAttempt.objects.create(
+        item=item,
+        number=number,
+        variant="direct",
+        model="sim-medcot",
+        option_order="ABCD",
+        raw_answer="B",
+        answer="B",
+        parsed=True,
+        correct=correct,
+    )
+
+
+def test_it_shows_how_many_items_are_on_each_attempt_and_an_eta(
+    logged_in_admin, sim_profile, project
+):
+    from django.utils import timezone
+
+    from generation.models import Job
+
+    items = [ItemFactory(project=project, status=Status.REANSWERING) for _ in range(5)]
+    run = run_start(project=project, stage="reanswer")
+    _attempt(items[0], 1)
+    _attempt(items[1], 1)
+    _attempt(items[2], 1)
+    _attempt(items[2], 2)
+    # Two jobs finished a moment ago: the rate the ETA is measured from.
+    done = Job.objects.filter(run=run, item__in=items[3:])
+    done.update(state=Job.State.DONE, updated_at=timezone.now())
+    Run.objects.filter(pk=run.pk).update(created_at=timezone.now() - timezone.timedelta(seconds=20))
+    url = reverse("generation_run_detail", args=[project.slug, run.pk])
+    html = logged_in_admin.get(url, headers={"HX-Request": "true"}).content.decode()
+    assert "2 items on attempt 2" in html
+    assert "1 item on attempt 3" in html
+    # Three left at two per twenty seconds.
+    assert "About 30 s left at the current rate." in html
+
+
+def test_a_run_that_finds_nothing_names_the_run_that_holds_the_items(
+    logged_in_admin, sim_profile, project
+):
+    from generation.services import run_pause
+
+    for _ in range(3):
+        ItemFactory(project=project, status=Status.REANSWERING)
+    ItemFactory(project=project, status=Status.ERROR)
+    first = run_pause(run=run_start(project=project, stage="reanswer"))
+    second = run_start(project=project, stage="reanswer")
+    assert second.state == Run.State.DONE
+    assert f"3 items are held by run #{first.pk} (Paused)" in second.message
+    assert "1 items are in error" in second.message
+    url = reverse("generation_run_detail", args=[project.slug, second.pk])
+    assert f"held by run #{first.pk}" in logged_in_admin.get(url).content.decode()
+
+
+def test_a_cancelled_runs_drafting_seed_goes_back_to_imported(sim_profile, project):
+    from generation.models import Job
+    from generation.services import job_release, run_cancel
+    from medcot.lifecycle import transition
+
+    seed = ItemFactory(project=project)
+    run = run_start(project=project, stage="cot")
+    job = Job.objects.get(run=run)
+    Job.objects.filter(pk=job.pk).update(state=Job.State.RUNNING, claim="task-1")
+    transition(seed, Status.GENERATING)
+    run = run_cancel(run=run)
+    assert "1 jobs already started finish their current call" in run.message
+    job_release(job_id=job.pk)  # the job's call was aborted by the cancel
+    seed.refresh_from_db()
+    assert seed.status == Status.IMPORTED
+    again = run_start(project=project, stage="cot")
+    assert Job.objects.filter(run=again, item=seed).exists()

@@ -13,6 +13,7 @@ from generation.simulator import (
     REASONING_STYLES,
     SimulatorConfig,
     serve_forever,
+    structured_modes,
 )
 
 
@@ -53,6 +54,30 @@ class Command(BaseCommand):
             help="seconds a simulated timeout holds the connection before dropping it",
         )
         parser.add_argument("--rate-malformed", type=_fraction, default=0.0)
+        parser.add_argument(
+            "--rate-empty",
+            type=_fraction,
+            default=0.0,
+            help="share of 200 replies that are empty or a gateway's error page",
+        )
+        parser.add_argument(
+            "--hard-share",
+            type=_fraction,
+            default=0.1,
+            help="share of items that are hard (answered wrongly again and again)",
+        )
+        parser.add_argument(
+            "--hard-exponent",
+            type=float,
+            default=6.5,
+            help="a hard item is answered right with probability accuracy ** this",
+        )
+        parser.add_argument(
+            "--structured",
+            default="json_schema,json_object",
+            help="response_format types honoured: json_schema, json_object (comma-separated), "
+            "or none; a request asking for another gets a plain answer",
+        )
         parser.add_argument("--retry-after", type=int, default=1, help="seconds, sent with 429")
         parser.add_argument("--reasoning", choices=REASONING_STYLES, default="deepseek")
         parser.add_argument("--seed", type=int, default=0)
@@ -74,6 +99,10 @@ class Command(BaseCommand):
                 rate_timeout=opts["rate_timeout"],
                 timeout_hold=opts["timeout_hold"],
                 rate_malformed=opts["rate_malformed"],
+                rate_empty=opts["rate_empty"],
+                hard_share=opts["hard_share"],
+                hard_exponent=opts["hard_exponent"],
+                structured=structured_modes(opts["structured"]),
                 retry_after=opts["retry_after"],
                 reasoning=opts["reasoning"],
                 seed=opts["seed"],
@@ -89,7 +118,10 @@ class Command(BaseCommand):
             self.stdout.write(
                 f"SIMULATED LLM (not a real model) serving {config.model} on "
                 f"http://{config.host}:{port}/v1 — latency {config.latency_mean}s "
-                f"{config.latency_dist}, accuracy {config.accuracy}, reasoning {config.reasoning}, "
+                f"{config.latency_dist}, accuracy {config.accuracy} "
+                f"({config.hard_share:.0%} hard), "
+                f"reasoning {config.reasoning}, "
+                f"structured {','.join(config.structured) or 'none'}, "
                 f"seed {config.seed}"
             )
             self.stdout.flush()

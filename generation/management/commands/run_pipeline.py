@@ -16,15 +16,44 @@ from medcot.models import Project
 BAR_WIDTH = 30
 
 
-def progress_line(run: Run) -> str:
+def progress_line(run: Run, *, threshold: float | None = None) -> str:
     parts = []
-    for stage in selectors.run_progress(run=run):
+    stages = selectors.run_progress(run=run)
+    yields = {y.kind: y for y in selectors.run_yields(run=run, stages=stages, threshold=threshold)}
+    for stage in stages:
         filled = int(BAR_WIDTH * stage.finished / stage.total) if stage.total else BAR_WIDTH
         bar = "#" * filled + "-" * (BAR_WIDTH - filled)
         parts.append(f"{stage.kind:<10} [{bar}] {stage.finished}/{stage.total}")
         if stage.error:
             parts[-1] += f" ({stage.error} failed)"
+        result = yields.get(stage.kind)
+        if result is not None and result.finished and stage.kind == "expand":
+            parts[-1] += f" {result.produced}/{result.expected} questions"
     return "  ".join(parts) or "no jobs"
+
+
+def yield_lines(run: Run, *, threshold: float) -> tuple[list[str], bool]:
+    """One line per stage, what it produced against what was expected, and whether any stage
+    fell short of `threshold` (a share of what was expected)."""
+    lines, short = [], False
+    for result in selectors.run_yields(run=run, threshold=threshold):
+        if not result.finished:
+            continue
+        what = "seeds" if result.kind in {"cot", "expand"} else "items"
+        line = (
+            f"{result.label}: {result.finished} {what}, {result.produced} of "
+            f"{result.expected} {result.unit}"
+        )
+        if result.unusable_replies:
+            what = "questions" if result.kind == "expand" else "answer"
+            line += f" — {result.unusable_replies} replies held no {what}"
+        if result.short:
+            short = True
+            line += f" — SHORT: under {threshold:.0%} of what was expected"
+            if result.reason:
+                line += f" (last reason: {result.reason})"
+        lines.append(line)
+    return lines, short
 
 
 class Command(BaseCommand):
@@ -39,6 +68,13 @@ class Command(BaseCommand):
             "--wait", action="store_true", help="watch the run until nothing is left to do"
         )
         parser.add_argument("--interval", type=float, default=0.5, help="seconds between updates")
+        parser.add_argument(
+            "--min-yield",
+            type=float,
+            default=None,
+            help="with --wait, exit non-zero when a stage produced less than this share of "
+            "what was expected (default: MEDCOT_RUN_MIN_YIELD, 0.5)",
+        )
 
     def handle(self, *args, **opts):
         project = Project.objects.filter(slug=opts["project"]).first()
@@ -61,14 +97,19 @@ class Command(BaseCommand):
             f"Run #{run.pk} on {project.slug}: {totals.total} jobs, endpoint {run.profile.name}"
             + (" (simulated)" if run.profile.simulated else "")
         )
+        if run.message:
+            self.stdout.write(run.message)
         if not opts["wait"]:
             return
+        threshold = opts["min_yield"]
+        if threshold is None:
+            threshold = selectors.min_yield()
         tty = sys.stdout.isatty()
         last = ""
         try:
             while True:
                 run.refresh_from_db()
-                line = progress_line(run) + f"  [{run.get_state_display()}]"
+                line = progress_line(run, threshold=threshold) + f"  [{run.get_state_display()}]"
                 if tty:
                     self.stdout.write("\r" + line, ending="")
                     self.stdout.flush()
@@ -94,3 +135,11 @@ class Command(BaseCommand):
             f"cost {stats.cost:.4f}, latency p50/p90/p99 {stats.p50_ms}/{stats.p90_ms}/"
             f"{stats.p99_ms} ms, {totals.error} failed"
         )
+        lines, short = yield_lines(run, threshold=threshold)
+        for line in lines:
+            self.stdout.write(line)
+        if short:
+            raise CommandError(
+                f"Run #{run.pk} fell short: a stage produced less than {threshold:.0%} of what "
+                "was expected (see above, and the run page)."
+            )

@@ -1,0 +1,246 @@
+"""Test an LLM endpoint with live calls: does it answer, how fast, where does its reasoning go,
+and which structured-output mode does it honour.
+
+Three kinds of call, each a tiny request:
+
+1. a question to answer: latency, the reasoning style (`reasoning_content`, `reasoning`,
+   `<think>` in the content, or none) and whether the reply can be read;
+2. a synthesis request for one question with `response_format: json_schema` (strict, the
+   synthesis schema), then with `json_object`: the first whose reply is a JSON object holding a
+   valid question is the mode the server honours. A server that ignores a mode answers in
+   prose, and one that refuses it answers 400; either way the next is tried, and when neither
+   works the mode is `none` (the prompt alone asks for JSON, and every reply is validated).
+
+Failures come back in plain words, saying what to check. Nothing here touches the database;
+`generation.services.profile_test` stores the result on the profile.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+
+import httpx
+import openai
+
+from generation.client import (
+    LLMError,
+    PaymentRequired,
+    ProfileSnapshot,
+    api_key_for,
+    classify,
+    reply_fault,
+)
+from generation.parsing import (
+    SYNTHESIS_SCHEMA,
+    SYNTHESIS_SCHEMA_NAME,
+    ReplyFormatError,
+    parse_answer,
+    parse_synthesized_detailed,
+)
+from generation.reasoning import split_reasoning
+
+# A probe does not wait as long as a pipeline call: a person is looking at the page.
+PROBE_TIMEOUT_SECONDS = 60.0
+
+_QUESTION = (
+    "A 67-year-old woman with atrial fibrillation and a mechanical mitral valve needs long-term "
+    "anticoagulation. Which drug is indicated?\n\nA. Aspirin\nB. Clopidogrel\nC. Warfarin\n"
+    "D. Apixaban\n\nAnswer briefly, then end with: The answer is (X)."
+)
+_OPTIONS = {"A": "Aspirin", "B": "Clopidogrel", "C": "Warfarin", "D": "Apixaban"}
+_SYNTHESIS = (
+    "Seed question: " + _QUESTION.split("\n\nAnswer")[0] + "\nCorrect answer: C\n\n"
+    "Write 1 NEW multiple-choice question on another aspect of the same concept, with 4 "
+    'options, the correct letter and an explanation. Reply with JSON only: {"questions": '
+    '[{"stem": "...", "options": ["...", "...", "...", "..."], "answer": "B", "cot": "...", '
+    '"aspect": "..."}]}'
+)
+
+
+@dataclass
+class ProbeResult:
+    ok: bool
+    latency_ms: int | None = None
+    reasoning_style: str = ""
+    structured_output: str = ""
+    answer_read: bool = False
+    error: str = ""
+    notes: list[str] = field(default_factory=list)
+    tested_at: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _reasoning_style(message: dict) -> str:
+    if isinstance(message.get("reasoning_content"), str) and message["reasoning_content"]:
+        return "reasoning_content"
+    if isinstance(message.get("reasoning"), str) and message["reasoning"]:
+        return "reasoning"
+    content = message.get("content") or ""
+    if "<think" in content:
+        return "think tags"
+    if "</think>" in content:
+        return "think close tag"
+    return "none"
+
+
+def plain_words(error: LLMError, profile: ProfileSnapshot) -> str:
+    """What went wrong and what to check, for a person setting the endpoint up."""
+    status = error.status
+    if status in {401, 403}:
+        where = (
+            f"the environment variable {profile.api_key_env}"
+            if profile.api_key_env
+            else "no key variable is set on this endpoint"
+        )
+        return (
+            f"The server refused the API key (HTTP {status}). Check {where}: it must hold a "
+            f"valid key in the environment of the web server and the workers. ({error})"
+        )
+    if status == 404:
+        return (
+            f"The server has no such path or model (HTTP 404). Check the base URL (it usually "
+            f"ends in /v1) and the model name {profile.model!r}. ({error})"
+        )
+    if isinstance(error, PaymentRequired):
+        return f"The provider's account is out of balance (HTTP 402): top it up. ({error})"
+    if status == 429:
+        return f"The server is rate-limiting this key (HTTP 429); try again shortly. ({error})"
+    if status is not None and status >= 500:
+        return f"The server failed (HTTP {status}); try again, or ask its operator. ({error})"
+    if status is not None:
+        return f"The server refused the request (HTTP {status}). ({error})"
+    if "timeout" in str(error).lower():
+        return (
+            f"No answer within {PROBE_TIMEOUT_SECONDS:.0f} s. The server may be overloaded, or "
+            f"the base URL may point at something that never answers. ({error})"
+        )
+    if "connect" in str(error).lower():
+        return (
+            f"Could not reach {profile.base_url}. Is the server running, and is the base URL "
+            f"right? ({error})"
+        )
+    return str(error)
+
+
+class _Prober:
+    def __init__(self, profile: ProfileSnapshot) -> None:
+        self.profile = profile
+        self.client = openai.OpenAI(
+            base_url=profile.base_url,
+            api_key=api_key_for(profile),
+            max_retries=0,
+            timeout=openai.Timeout(min(profile.timeout_seconds, PROBE_TIMEOUT_SECONDS), connect=10),
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+    def post(self, *, task: str, prompt: str, extra: dict | None = None, sim: dict | None = None):
+        """One request; returns (message dict, latency ms). Raises LLMError."""
+        body: dict = {
+            "model": self.profile.model,
+            "messages": [{"role": "user", "content": prompt}],
+            **(extra or {}),
+        }
+        if self.profile.max_tokens:
+            body["max_tokens"] = self.profile.max_tokens
+        headers: dict[str, str] = {}
+        if self.profile.simulated:
+            headers["X-MedCoT-Task"] = task
+            headers.update({f"X-MedCoT-Sim-{k}": v for k, v in (sim or {}).items()})
+        started = time.monotonic()
+        try:
+            response = self.client.post(
+                "/chat/completions",
+                body=body,
+                cast_to=httpx.Response,
+                options={"headers": headers} if headers else {},
+            )
+            completion = response.json()
+        except (openai.OpenAIError, ValueError) as exc:
+            raise classify(exc) from exc
+        latency_ms = int((time.monotonic() - started) * 1000)
+        choices = completion.get("choices") if isinstance(completion, dict) else None
+        message = choices[0].get("message") if isinstance(choices, list) and choices else None
+        if not isinstance(message, dict):
+            raise LLMError("The server answered 200 without a message (not a chat completion)")
+        return message, latency_ms
+
+    def structured_mode(self) -> tuple[str, list[str]]:
+        """The first mode whose reply is a JSON object with a valid question, and notes on
+        the modes that failed."""
+        notes = []
+        formats = {
+            "json_schema": {
+                "type": "json_schema",
+                "json_schema": {
+                    "name": SYNTHESIS_SCHEMA_NAME,
+                    "strict": True,
+                    "schema": SYNTHESIS_SCHEMA,
+                },
+            },
+            "json_object": {"type": "json_object"},
+        }
+        for mode, response_format in formats.items():
+            try:
+                message, _ = self.post(
+                    task="synthesize",
+                    prompt=_SYNTHESIS,
+                    extra={"response_format": response_format},
+                    sim={"Count": "1"},
+                )
+            except LLMError as exc:
+                notes.append(f"{mode}: {exc}")
+                continue
+            content, _reasoning = split_reasoning(message)
+            text = (content or "").strip()
+            try:
+                if not text.startswith("{"):
+                    raise ReplyFormatError("the reply is not a JSON object")
+                json.loads(text)
+                parse_synthesized_detailed(text)
+            except (ValueError, ReplyFormatError) as exc:
+                notes.append(f"{mode}: ignored ({exc})")
+                continue
+            return mode, notes
+        return "none", notes
+
+
+def endpoint_probe(profile: ProfileSnapshot) -> ProbeResult:
+    """Live calls to the endpoint; see the module docstring."""
+    result = ProbeResult(ok=False)
+    if profile.api_key_env and not os.environ.get(profile.api_key_env):
+        result.notes.append(
+            f"The environment variable {profile.api_key_env} is not set where the web server "
+            "runs; the call goes without a key."
+        )
+    prober = _Prober(profile)
+    try:
+        try:
+            message, latency_ms = prober.post(
+                task="cot", prompt=_QUESTION, extra={}, sim={"Key": "C"}
+            )
+        except LLMError as exc:
+            result.error = plain_words(exc, profile)
+            return result
+        result.latency_ms = latency_ms
+        result.reasoning_style = _reasoning_style(message)
+        content, _reasoning = split_reasoning(message)
+        fault = reply_fault(content)
+        if fault:
+            result.error = f"{fault}. The server answered, but with nothing a model would write."
+            return result
+        result.answer_read = parse_answer(content, _OPTIONS).ok
+        if not result.answer_read:
+            result.notes.append("The test answer could not be read; check the model's replies.")
+        result.structured_output, notes = prober.structured_mode()
+        result.notes.extend(notes)
+        result.ok = True
+        return result
+    finally:
+        prober.close()

@@ -351,6 +351,7 @@ class _RedisSlots:
         self._releases: deque[tuple[str, str, str, int]] = deque()
         self._releasing = 0
         self._pid = 0
+        self._closed = False
 
     @staticmethod
     def _keys(profile: ProfileSnapshot) -> tuple[str, str]:
@@ -379,6 +380,13 @@ class _RedisSlots:
             self._releases.append((key, wake, token, profile.max_in_flight))
             self._cond.notify_all()
 
+    def close(self) -> None:
+        """Stop this limiter's threads once they have sent the releases they hold."""
+        self.flush(5.0)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
     def flush(self, timeout: float) -> bool:
         """Wait until every release so far has reached Redis (at a worker's shutdown)."""
         deadline = time.monotonic() + timeout
@@ -395,8 +403,10 @@ class _RedisSlots:
         delay = 0.1
         while True:
             with self._cond:
-                while not any(self._waiters.values()):
+                while not any(self._waiters.values()) and not self._closed:
                     self._cond.wait()
+                if self._closed:
+                    return
                 wanted = [
                     (waiters[0].profile, list(itertools.islice(waiters, self.BATCH)))
                     for waiters in self._waiters.values()
@@ -465,8 +475,10 @@ class _RedisSlots:
         delay = 0.1
         while True:
             with self._cond:
-                while not self._releases:
+                while not self._releases and not self._closed:
                     self._cond.wait()
+                if self._closed:
+                    return
                 batch: dict[tuple[str, str, int], list[str]] = {}
                 while self._releases:
                     key, wake, token, limit = self._releases.popleft()
@@ -515,7 +527,9 @@ def slots_flush(timeout: float = 5.0) -> bool:
 
 def slots_reset() -> None:
     global _slots
-    _slots = None
+    slots, _slots = _slots, None
+    if isinstance(slots, _RedisSlots):
+        slots.close()
 
 
 # -- one call -------------------------------------------------------------------------------

@@ -51,7 +51,7 @@ CHECK_INTERVAL = 1.0
 
 # PostgreSQL's refusals for lack of room (SQLSTATE 53300 too_many_connections, and the slots
 # kept for superusers or replication): worth waiting for, unlike a wrong password.
-_NO_ROOM = ("too many clients", "remaining connection slots", "too_many_connections", "53300")
+_NO_ROOM = ("too many clients", "too many connections", "remaining connection slots")
 # How long a step waits for a connection before the job is re-queued instead.
 CONNECT_WAIT_SECONDS = 300.0
 

@@ -56,14 +56,15 @@ _NO_ROOM = ("too many clients", "too many connections", "remaining connection sl
 CONNECT_WAIT_SECONDS = 300.0
 
 
-def _connect() -> None:
-    """Open this thread's connection, waiting while the server has no room for it."""
+def _connect(conn=None) -> None:
+    """Open this thread's connection (or `conn`), waiting while the server has no room for it."""
     from generation.client import LocalLimitReached
 
+    conn = conn if conn is not None else connection
     delay, since = 0.05, time.monotonic()
     while True:
         try:
-            connection.ensure_connection()
+            conn.ensure_connection()
             return
         except OperationalError as exc:
             if not any(word in str(exc).lower() for word in _NO_ROOM):

@@ -4,7 +4,12 @@ PostgreSQL, Redis, real Celery worker processes on the `llm` queue (thread pool)
 simulated OpenAI-compatible server at mean latency L. N seeds go through CoT generation,
 expansion to families of ten and re-answering (a stand-in for the reviewers moves each
 finished family from first-pass review to re-answering at once). The profile allows C
-requests in flight. Prints calls/s, the ideal C/L and utilisation = achieved / ideal.
+requests in flight. Prints calls/s, the ideal C/L and utilisation = achieved / ideal, and
+utilisation against the achievable bound: the time an ideal scheduler with C places needs for
+this run's own calls, where each item's calls follow one another (CoT → synthesis → up to five
+re-answers) and each takes L, so that a small run at a large C is not mistaken for a slow one.
+
+It exits non-zero when any item ends in `error` or any in-flight lease is left in Redis.
 
     .venv/bin/python bench/llm_throughput.py --seeds 300 --concurrency 64 --latency 0.5
 
@@ -77,6 +82,19 @@ def server_processes() -> dict[int, str]:
     return found
 
 
+def proc_status(pid: int) -> dict[str, int]:
+    """Peak and current resident memory (kB) and threads of one process."""
+    values = {}
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            if name in ("VmHWM", "VmRSS", "Threads"):
+                values[name] = int(rest.split()[0])
+    except OSError:
+        pass
+    return values
+
+
 class CPUTimeline:
     """CPU time by process group, sampled twice a second from the run's start: the simulator,
     the workers, PostgreSQL, Redis, this process (the stand-in reviewers) and the whole
@@ -101,6 +119,7 @@ class CPUTimeline:
         self._servers_start = {pid: cpu_seconds(pid) for pid in server_processes()}
         self._servers_last: dict[int, tuple[str, float]] = {}
         self._samples: list[tuple[float, dict[str, float]]] = []
+        self.peak_threads: dict[int, int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._sample()
@@ -125,6 +144,9 @@ class CPUTimeline:
             "the whole machine": machine_busy_seconds(),
         }
         row["all of these"] = sum(row[g] for g in self.GROUPS[:5])
+        for proc in self._procs[1:]:
+            threads = proc_status(proc.pid).get("Threads", 0)
+            self.peak_threads[proc.pid] = max(self.peak_threads.get(proc.pid, 0), threads)
         with self._lock:
             self._samples.append((time.time(), row))
 
@@ -171,10 +193,17 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--expansion", type=int, default=10)
     p.add_argument("--workers", type=int, default=2, help="worker processes")
     p.add_argument(
+        "--pool",
+        default="custom",
+        choices=["custom", "threads"],
+        help="the workers' pool: custom = the asyncio pool (generation/aiopool.py), threads = "
+        "one thread per job",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=0,
-        help="threads per worker (default: enough for 1.5×C in total)",
+        help="jobs (threads, with --pool threads) per worker (default: enough for 1.5×C in total)",
     )
     p.add_argument("--db-threads", type=int, default=8, help="database threads per worker")
     p.add_argument("--server", default="postgres://postgres@127.0.0.1:5432")
@@ -202,6 +231,8 @@ def main() -> int:
         CELERY_BROKER_URL=args.redis,
         MEDCOT_VAR_DIR=str(var_dir),
         MEDCOT_DB_THREADS=str(args.db_threads),
+        # `-P custom` is the asyncio pool; the celery command reads this before the app loads.
+        CELERY_CUSTOM_WORKER_POOL="generation.aiopool:TaskPool",
         LOG_LEVEL="WARNING",
         # Measure what production runs: DEBUG keeps every query in memory and wraps cursors.
         DEBUG="false",
@@ -247,7 +278,7 @@ def main() -> int:
                         "-Q",
                         "llm",
                         "-P",
-                        "threads",
+                        args.pool,
                         "-c",
                         str(threads),
                         "--prefetch-multiplier",
@@ -332,7 +363,7 @@ def run_bench(
     )
     print(
         f"{seeds} seeds, expansion ×{args.expansion}, C={args.concurrency}, L={args.latency}s "
-        f"({args.latency_dist}), {args.workers} workers × {threads} threads, "
+        f"({args.latency_dist}), {args.workers} workers ({args.pool} pool) × {threads} jobs, "
         f"{args.db_threads} DB threads each"
     )
     # Time the pipeline, not the workers' start-up: wait until every worker answers a ping.
@@ -423,8 +454,24 @@ def run_bench(
     print(f"wall time        {wall:.1f} s (run start → last call)")
     print(f"achieved         {achieved:.1f} calls/s")
     print(f"ideal C/L        {ideal:.1f} calls/s")
-    print(f"utilisation      {achieved / ideal:.3f}")
+    print(f"utilisation      {achieved / ideal:.3f}  (of C/L)")
+    bound, depth = achievable_seconds(profile, args.concurrency, args.latency)
+    print(
+        f"achievable       {agg['n'] / bound:.1f} calls/s in {bound:.1f} s (C places, each "
+        f"item's calls one after another, longest chain {depth} calls)"
+    )
+    print(f"utilisation      {bound / wall:.3f}  (of the achievable bound)")
     print(f"simulator peak in flight {stats.get('max_in_flight')}")
+    for proc in procs[1:]:
+        status = proc_status(proc.pid)
+        print(
+            f"worker {proc.pid}: peak RSS {status.get('VmHWM', 0) / 1024:.0f} MB, "
+            f"threads {status.get('Threads', 0)} (peak {cpu.peak_threads.get(proc.pid, 0)})"
+        )
+    errors = status_counts.get(Status.ERROR, 0)
+    leases = leases_left(args.redis, profile.pk)
+    print(f"items in error   {errors}")
+    print(f"leases left      {leases}")
     spans = [("whole run", started, agg["last"].timestamp(), agg["n"])]
     spans += phases(profile, started, ideal)
     print()
@@ -437,7 +484,78 @@ def run_bench(
             share = used[group] / max(end - start, 1e-9) * 100
             cells += f"{share:9.0f} % {used[group] / max(n, 1) * 1000:7.2f} ms"
         print(f"  {group:20s}{cells}")
+    if errors or leases:
+        print(f"FAILED: {errors} items in error, {leases} in-flight leases left in Redis")
+        return 1
     return 0
+
+
+def leases_left(url: str, profile_id: int) -> int:
+    """In-flight leases still in Redis once every call has returned (releases are sent by a
+    thread of each worker, so they get a moment to arrive)."""
+    import redis
+
+    conn = redis.Redis.from_url(url)
+    key = f"medcot:llm:inflight:{profile_id}"
+    deadline = time.time() + 5
+    while (held := conn.zcard(key)) and time.time() < deadline:
+        time.sleep(0.1)
+    return held
+
+
+def achievable_seconds(profile, places: int, latency: float) -> tuple[float, int]:
+    """How long an ideal scheduler with `places` calls in flight, each taking `latency`,
+    needs for this run's own calls. A seed's CoT and synthesis calls come one after another;
+    then each member of its family (the seed too) has its re-answer calls, one after another.
+    Each step of `latency` runs the `places` chains with the longest remaining path (critical
+    path first), so this is a schedule that can be achieved, and close to the best one.
+    Returns (seconds, longest chain in calls)."""
+    import heapq
+
+    from django.db.models import Count
+
+    from generation.models import LLMCall, Task
+    from medcot.models import Item
+
+    family_of = dict(
+        (pk, family or pk)
+        for pk, family in Item.objects.filter(project__slug="bench").values_list("pk", "family_id")
+    )
+    drafting: dict[int, int] = {}
+    reanswers: dict[int, list[int]] = {}
+    rows = (
+        LLMCall.objects.filter(profile=profile)
+        .values_list("item_id", "task")
+        .annotate(n=Count("id"))
+    )
+    for item_id, task, n in rows:
+        family = family_of.get(item_id, item_id)
+        if task == Task.REANSWER:
+            reanswers.setdefault(family, []).append(n)
+        else:
+            drafting[family] = drafting.get(family, 0) + n
+    # One entry per chain: (-remaining path, remaining own calls, chains it releases).
+    ready: list[tuple[int, int, list[int]]] = []
+    for family in set(drafting) | set(reanswers):
+        members = reanswers.get(family, [])
+        head = drafting.get(family, 0)
+        if head:
+            ready.append((-(head + max(members, default=0)), head, members))
+        else:
+            ready.extend((-n, n, []) for n in members)
+    depth = -min((path for path, *_ in ready), default=0)
+    heapq.heapify(ready)
+    steps = 0
+    while ready:
+        steps += 1
+        running = [heapq.heappop(ready) for _ in range(min(places, len(ready)))]
+        for path, own, then in running:
+            if own > 1:
+                heapq.heappush(ready, (path + 1, own - 1, then))
+            else:
+                for n in then:
+                    heapq.heappush(ready, (-n, n, []))
+    return steps * latency, depth
 
 
 def phases(profile, started: float, ideal: float) -> list[tuple[str, float, float, int]]:

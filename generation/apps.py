@@ -16,13 +16,14 @@ class GenerationConfig(AppConfig):
 
 
 def _worker_init(sender=None, **kwargs) -> None:
-    """A worker on Celery's thread pool runs many LLM tasks at once; give it a small pool of
-    database threads so connections do not grow with the number of calls in flight."""
+    """A worker on the asyncio pool (generation/aiopool.py) or Celery's thread pool runs many
+    LLM tasks at once; give it a small pool of database threads so connections do not grow
+    with the number of calls in flight."""
     from generation import dbexec
 
     pool = getattr(sender, "pool_cls", None)
     name = pool if isinstance(pool, str) else getattr(pool, "__module__", "") or ""
-    if "thread" in name.lower():
+    if "thread" in name.lower() or "aiopool" in name.lower():
         dbexec.enable(dbexec.threads_from_env())
         # Many threads mostly wait on sockets; a short switch interval lets the one that just
         # got its database or HTTP reply take the GIL back quickly instead of queueing behind

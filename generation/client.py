@@ -12,6 +12,8 @@ Nothing here touches the database: the caller records each try (see `chat`).
 from __future__ import annotations
 
 import email.utils
+import errno
+import itertools
 import logging
 import os
 import random
@@ -19,7 +21,9 @@ import re
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -27,6 +31,7 @@ import httpx
 import openai
 from django.conf import settings
 
+from generation import aio
 from generation.reasoning import split_reasoning
 
 log = logging.getLogger(__name__)
@@ -156,6 +161,7 @@ class CallAborted(Exception):
 
 
 _clients: dict[tuple, openai.OpenAI] = {}
+_async_clients: dict[tuple, _BridgedClient] = {}
 _clients_lock = threading.Lock()
 
 
@@ -167,19 +173,64 @@ def api_key_for(profile: ProfileSnapshot) -> str:
     return "not-needed"
 
 
-def client_for(profile: ProfileSnapshot) -> openai.OpenAI:
+def _limits(profile: ProfileSnapshot) -> httpx.Limits:
+    # The in-flight limit is the bound on connections; the SDK's default pool (1,000, with a
+    # pool timeout that would surface as a model timeout) must not be a second, lower one.
+    # Keep as many idle connections as calls may be in flight, so calls reuse them.
+    return httpx.Limits(
+        max_connections=None, max_keepalive_connections=max(100, profile.max_in_flight)
+    )
+
+
+def _client_kwargs(profile: ProfileSnapshot) -> dict:
+    return {
+        "base_url": profile.base_url,
+        "api_key": api_key_for(profile),
+        # One retry layer: ours.
+        "max_retries": 0,
+        # Reasoning models take minutes; a slow reply is normal, a dead socket is not.
+        "timeout": openai.Timeout(profile.timeout_seconds, connect=15.0),
+    }
+
+
+class _BridgedClient:
+    """The async SDK client for jobs on the asyncio pool, with the sync client's `post`.
+
+    httpx's connection pool looks through all of its connections on every request and reply,
+    so one pool of a thousand connections costs more CPU per call than sixteen of sixty-four:
+    calls go round the clients of a few small pools instead."""
+
+    CONNECTIONS_PER_CLIENT = 64
+
+    def __init__(self, profile: ProfileSnapshot) -> None:
+        count = min(32, max(1, -(-profile.max_in_flight // self.CONNECTIONS_PER_CLIENT)))
+        share = -(-profile.max_in_flight // count)
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=max(16, share))
+        self.clients = [
+            openai.AsyncOpenAI(
+                **_client_kwargs(profile), http_client=openai.DefaultAsyncHttpxClient(limits=limits)
+            )
+            for _ in range(count)
+        ]
+        self._next = itertools.cycle(self.clients)
+
+    def post(self, *args, **kwargs):
+        return aio.await_(next(self._next).post(*args, **kwargs))
+
+
+def client_for(profile: ProfileSnapshot) -> openai.OpenAI | _BridgedClient:
     key = (profile.base_url, profile.api_key_env, profile.timeout_seconds, profile.max_in_flight)
+    if aio.bridged():
+        # One async client per process: the pool has one loop, and every job runs on it.
+        client = _async_clients.get(key)
+        if client is None:
+            client = _async_clients[key] = _BridgedClient(profile)
+        return client
     with _clients_lock:
         client = _clients.get(key)
         if client is None:
-            client = openai.OpenAI(
-                base_url=profile.base_url,
-                api_key=api_key_for(profile),
-                # One retry layer: ours.
-                max_retries=0,
-                # Reasoning models take minutes; a slow reply is normal, a dead socket is not.
-                timeout=openai.Timeout(profile.timeout_seconds, connect=15.0),
-            )
+            http = openai.DefaultHttpxClient(limits=_limits(profile))
+            client = openai.OpenAI(**_client_kwargs(profile), http_client=http)
             _clients[key] = client
         return client
 
@@ -189,132 +240,317 @@ def clients_reset() -> None:
         for client in _clients.values():
             client.close()
         _clients.clear()
+        # Async clients belong to their loop, which closes their sockets when it stops.
+        _async_clients.clear()
 
 
 # -- in-flight limit ------------------------------------------------------------------------
 
 
-class _LocalSlots:
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._sems: dict[tuple[int, int], threading.BoundedSemaphore] = {}
-
-    def acquire(self, profile: ProfileSnapshot) -> Callable[[], None]:
-        with self._lock:
-            key = (profile.id, profile.max_in_flight)
-            sem = self._sems.setdefault(key, threading.BoundedSemaphore(profile.max_in_flight))
-        sem.acquire()
-        return sem.release
+class LocalLimitReached(Exception):
+    """A limit of this machine (connections, open files, the limiter's Redis), not of the
+    model, stopped a job for longer than it should wait in place: the job goes back to the
+    queue and runs again (see `tasks.job_execute_task`); it is never failed for it."""
 
 
-class SlotsUnavailable(Exception):
+class SlotsUnavailable(LocalLimitReached):
     """The in-flight limiter's Redis stayed unreachable for longer than its grace period."""
 
 
-# Take a lease when fewer than the limit are held, in one atomic step: with separate ZADD and
-# ZRANK calls, two workers whose clocks (scores) disagree could both see a free place.
+class _LocalSlots:
+    """The limit per process, when there is no Redis. Waiters wait on a future each: a thread
+    blocks on it, a job on the asyncio pool awaits it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[tuple[int, int], int] = {}
+        self._waiters: dict[tuple[int, int], deque[Future]] = {}
+
+    def acquire(self, profile: ProfileSnapshot) -> Callable[[], None]:
+        key = (profile.id, profile.max_in_flight)
+        with self._lock:
+            if self._held.get(key, 0) < profile.max_in_flight:
+                self._held[key] = self._held.get(key, 0) + 1
+                return self._releaser(key)
+            future: Future = Future()
+            self._waiters.setdefault(key, deque()).append(future)
+        return aio.wait_future(future)
+
+    def _releaser(self, key: tuple[int, int]) -> Callable[[], None]:
+        return lambda: self._release(key)
+
+    def _release(self, key: tuple[int, int]) -> None:
+        with self._lock:
+            waiters = self._waiters.get(key)
+            while waiters:
+                future = waiters.popleft()
+                if future.set_running_or_notify_cancel():
+                    future.set_result(self._releaser(key))  # the place passes to the waiter
+                    return
+            self._held[key] -= 1
+
+
+# Take up to ARGV[3] leases while fewer than the limit are held, in one atomic step: with
+# separate ZADD and ZRANK calls, two workers whose clocks (scores) disagree could both see a
+# free place. The leases are named ARGV[4]..n for n from a counter, so the work (and the
+# reply) grows with the places taken, not with the calls waiting. Returns {taken, last n}.
 _ACQUIRE_LUA = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[2]) then
-  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[4])
-  return 1
+local free = tonumber(ARGV[2]) - redis.call('ZCARD', KEYS[1])
+local taken = math.min(math.max(free, 0), tonumber(ARGV[3]))
+if taken == 0 then return {0, 0} end
+local last = redis.call('INCRBY', KEYS[2], taken)
+for i = last - taken + 1, last do
+  redis.call('ZADD', KEYS[1], ARGV[4], ARGV[5] .. i)
 end
-return 0
+return {taken, last}
 """
 
-# Give a lease back and wake one waiter, in whichever process it is. The wake list is kept
-# short and expires, so wake-ups nobody waited for do not pile up.
+# Give leases back and wake as many waiters, in whichever processes they are. The wake list is
+# kept short and expires, so wake-ups nobody waited for do not pile up.
 _RELEASE_LUA = """
-if redis.call('ZREM', KEYS[1], ARGV[1]) == 1 then
-  redis.call('LPUSH', KEYS[2], 1)
-  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+local freed = 0
+for i = 2, #ARGV do
+  freed = freed + redis.call('ZREM', KEYS[1], ARGV[i])
+end
+if freed > 0 then
+  for i = 1, freed do redis.call('LPUSH', KEYS[2], 1) end
+  redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[1]) - 1)
   redis.call('EXPIRE', KEYS[2], 60)
 end
-return 0
+return freed
 """
+
+
+@dataclass(eq=False)
+class _Waiter:
+    profile: ProfileSnapshot
+    future: Future
+    since: float = field(default_factory=time.monotonic)
 
 
 class _RedisSlots:
-    """A counting semaphore shared by every worker process: a sorted set of leases scored by
-    their start time. A lease older than the call timeout belongs to a worker that died and
-    is swept, so a killed worker cannot leak capacity for ever.
+    """A counting semaphore shared by every worker process on every host: a sorted set of
+    leases per profile, scored by their start time. A lease older than the call timeout
+    belongs to a worker that died and is swept, so a killed worker cannot leak capacity.
 
-    A thread that finds every place taken blocks on a wake list (BLPOP) that each release
-    pushes to, so a freed place is taken within a round trip and waiting costs no polling;
-    the short block timeout covers leases freed by expiry instead of by a release.
+    Waiting costs no connection: the calls of a process that wait for a place queue here, in
+    memory, each on a future (a thread blocks on it, a job of the asyncio pool awaits it). One
+    thread per process takes places for all of them, as many as are free in one script call,
+    and when none is free blocks on the wake list (BLPOP) that releases push to, so a freed
+    place is taken within a round trip; the short block timeout covers leases freed by expiry.
+    Another thread gives leases back, in batches. So a process needs two or three Redis
+    connections whether 10 or 10,000 calls wait in it.
 
     Redis going away for a moment (a restart, a failover) is not a reason to fail a call:
-    connection and timeout errors are retried with capped backoff for up to `outage_seconds`
-    before `SlotsUnavailable` is raised."""
+    waiters wait, with capped backoff, for up to `outage_seconds`, and then get
+    `SlotsUnavailable`, which sends their job back to the queue. Releases that cannot reach
+    Redis are kept and sent when it is back."""
 
     WAIT_SECONDS = 0.25
+    # Leases asked for in one script call.
+    BATCH = 1024
 
     def __init__(self, url: str, *, outage_seconds: float | None = None) -> None:
         import redis
 
-        self._redis = redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=4, timeout=None, socket_connect_timeout=5, socket_timeout=10
+        )
+        self._redis = redis.Redis(connection_pool=pool)
         self._take = self._redis.register_script(_ACQUIRE_LUA)
         self._give = self._redis.register_script(_RELEASE_LUA)
         self._transient = (redis.ConnectionError, redis.TimeoutError)
         if outage_seconds is None:
             outage_seconds = float(getattr(settings, "MEDCOT_LLM_SLOTS_OUTAGE_SECONDS", 60.0))
         self.outage_seconds = outage_seconds
+        self._cond = threading.Condition()
+        self._waiters: dict[int, deque[_Waiter]] = {}
+        self._releases: deque[tuple[str, str, str, int]] = deque()
+        self._releasing = 0
+        self._pid = 0
+        self._closed = False
+        # Lease names: unique per limiter, numbered by Redis.
+        self._prefix = f"{uuid.uuid4().hex[:12]}:"
+
+    @staticmethod
+    def _keys(profile: ProfileSnapshot) -> tuple[str, str]:
+        key = f"medcot:llm:inflight:{profile.id}"
+        return key, f"{key}:wake"
+
+    def _threads_start(self) -> None:
+        # Per process: a forked child starts its own (called with the condition held).
+        if self._pid != os.getpid():
+            self._pid = os.getpid()
+            for target, name in ((self._acquirer, "acquire"), (self._releaser, "release")):
+                threading.Thread(target=target, name=f"medcot-slots-{name}", daemon=True).start()
 
     def acquire(self, profile: ProfileSnapshot) -> Callable[[], None]:
-        key = f"medcot:llm:inflight:{profile.id}"
-        wake = f"{key}:wake"
-        token = uuid.uuid4().hex
-        # A slot is held for one HTTP try, which the client's timeout bounds.
-        lease = profile.timeout_seconds + 30
+        future: Future = Future()
+        with self._cond:
+            self._threads_start()
+            self._waiters.setdefault(profile.id, deque()).append(_Waiter(profile, future))
+            self._cond.notify_all()
+        return aio.wait_future(future)
+
+    def _release_later(self, profile: ProfileSnapshot, token: str) -> None:
+        key, wake = self._keys(profile)
+        with self._cond:
+            self._threads_start()
+            self._releases.append((key, wake, token, profile.max_in_flight))
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Stop this limiter's threads once they have sent the releases they hold."""
+        self.flush(5.0)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def flush(self, timeout: float) -> bool:
+        """Wait until every release so far has reached Redis (at a worker's shutdown)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self._releases or self._releasing:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.05))
+        return True
+
+    def _acquirer(self) -> None:
         outage_started: float | None = None
-        outage_delay = 0.1
+        delay = 0.1
         while True:
-            now = time.time()
+            with self._cond:
+                while not any(self._waiters.values()) and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                wanted = [
+                    (waiters[0].profile, min(len(waiters), self.BATCH))
+                    for waiters in self._waiters.values()
+                    if waiters
+                ]
+            starving: list[str] = []
             try:
-                args = [now - lease, profile.max_in_flight, now, token]
-                taken = self._take(keys=[key], args=args)
+                for profile, count in wanted:
+                    if not self._grant(profile, count):
+                        starving.append(self._keys(profile)[1])
                 if outage_started is not None:
                     log.info("In-flight limiter reached Redis again")
-                    outage_started, outage_delay = None, 0.1
-                if taken:
-                    return lambda: self._release(key, wake, token, profile.max_in_flight)
-                self._redis.blpop([wake], timeout=self.WAIT_SECONDS)
+                    outage_started, delay = None, 0.1
+                if starving:
+                    self._redis.blpop(starving, timeout=self.WAIT_SECONDS)
             except self._transient as exc:
                 if outage_started is None:
                     outage_started = time.monotonic()
                     log.warning("In-flight limiter lost Redis (%s); waiting for it", exc)
-                elapsed = time.monotonic() - outage_started
-                if elapsed >= self.outage_seconds:
-                    raise SlotsUnavailable(
-                        f"The in-flight limiter's Redis was unreachable for {elapsed:.0f}s: {exc}"
-                    ) from exc
-                wait = min(outage_delay, self.outage_seconds - elapsed)
-                time.sleep(wait * (0.5 + random.random() / 2))
-                outage_delay = min(outage_delay * 2, 5.0)
+                self._fail_after_outage(outage_started, exc)
+                time.sleep(delay * (0.5 + random.random() / 2))
+                delay = min(delay * 2, 5.0)
 
-    def _release(self, key: str, wake: str, token: str, limit: int) -> None:
-        # A lease that cannot be removed now is swept once it is older than the call timeout,
-        # so losing Redis at release time costs capacity for a while, never correctness.
-        try:
-            self._give(keys=[key, wake], args=[token, limit])
-        except self._transient as exc:
-            log.warning("Could not release an in-flight lease (%s); it will expire", exc)
+    def _grant(self, profile: ProfileSnapshot, wanted: int) -> bool:
+        """Take places for the first `wanted` waiters of a profile; False when some are left
+        waiting."""
+        key, wake = self._keys(profile)
+        # A slot is held for one HTTP try, which the client's timeout bounds.
+        lease = profile.timeout_seconds + 30
+        now = time.time()
+        args = [now - lease, profile.max_in_flight, wanted, now, self._prefix]
+        taken, last = self._take(keys=[key, f"{key}:seq"], args=args)
+        with self._cond:
+            queue = self._waiters[profile.id]
+            for n in range(last - taken + 1, last + 1):
+                token = f"{self._prefix}{n}"
+                while queue:
+                    waiter = queue.popleft()
+                    if waiter.future.set_running_or_notify_cancel():
+                        waiter.future.set_result(self._lease(waiter.profile, token))
+                        break
+                else:  # nobody waits for it any more
+                    self._releases.append((key, wake, token, profile.max_in_flight))
+                    self._cond.notify_all()
+        return taken == wanted
+
+    def _lease(self, profile: ProfileSnapshot, token: str) -> Callable[[], None]:
+        return lambda: self._release_later(profile, token)
+
+    def _fail_after_outage(self, outage_started: float, exc: Exception) -> None:
+        now = time.monotonic()
+        with self._cond:
+            for waiters in self._waiters.values():
+                for waiter in list(waiters):
+                    waited = now - max(outage_started, waiter.since)
+                    if waited >= self.outage_seconds:
+                        waiters.remove(waiter)
+                        if waiter.future.set_running_or_notify_cancel():
+                            waiter.future.set_exception(
+                                SlotsUnavailable(
+                                    "The in-flight limiter's Redis was unreachable for "
+                                    f"{waited:.0f}s: {exc}"
+                                )
+                            )
+
+    def _releaser(self) -> None:
+        delay = 0.1
+        while True:
+            with self._cond:
+                while not self._releases and not self._closed:
+                    self._cond.wait()
+                if self._closed:
+                    return
+                batch: dict[tuple[str, str, int], list[str]] = {}
+                while self._releases:
+                    key, wake, token, limit = self._releases.popleft()
+                    batch.setdefault((key, wake, limit), []).append(token)
+                self._releasing = len(batch)
+            failed: list[tuple[str, str, str, int]] = []
+            for (key, wake, limit), tokens in batch.items():
+                try:
+                    self._give(keys=[key, wake], args=[limit, *tokens])
+                except self._transient as exc:
+                    log.warning("Could not release %d in-flight leases yet (%s)", len(tokens), exc)
+                    failed += [(key, wake, token, limit) for token in tokens]
+            with self._cond:
+                self._releasing = 0
+                # Kept, in order, for the next try: a lease is given back as soon as Redis is
+                # back, and only a worker that dies before that leaves one to expire.
+                self._releases.extendleft(reversed(failed))
+                self._cond.notify_all()
+            if failed:
+                time.sleep(delay * (0.5 + random.random() / 2))
+                delay = min(delay * 2, 5.0)
+            else:
+                delay = 0.1
 
 
 _slots: _LocalSlots | _RedisSlots | None = None
+_slots_lock = threading.Lock()
 
 
 def _slots_get() -> _LocalSlots | _RedisSlots:
     global _slots
     if _slots is None:
-        url = getattr(settings, "CELERY_BROKER_URL", "")
-        _slots = _RedisSlots(url) if url.startswith(("redis://", "rediss://")) else _LocalSlots()
+        with _slots_lock:
+            if _slots is None:
+                url = getattr(settings, "CELERY_BROKER_URL", "")
+                redis_url = url.startswith(("redis://", "rediss://"))
+                _slots = _RedisSlots(url) if redis_url else _LocalSlots()
     return _slots
+
+
+def slots_flush(timeout: float = 5.0) -> bool:
+    """Send the releases not yet sent (a worker shutting down calls this)."""
+    slots = _slots
+    return slots.flush(timeout) if isinstance(slots, _RedisSlots) else True
 
 
 def slots_reset() -> None:
     global _slots
-    _slots = None
+    slots, _slots = _slots, None
+    if isinstance(slots, _RedisSlots):
+        slots.close()
 
 
 # -- one call -------------------------------------------------------------------------------
@@ -483,30 +719,78 @@ def backoff_seconds(try_number: int, retry_after: float | None = None) -> float:
     return wait
 
 
+# Errors that say this machine ran out of something (open files, ports, buffers, memory),
+# not that the model failed: the try is made again when there is room, and not counted.
+_LOCAL_ERRNOS = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
+)
+# How long a call waits in place for this machine to have room before its job is re-queued.
+LOCAL_WAIT_SECONDS = 300.0
+
+
+def _local_exhaustion(exc: BaseException) -> bool:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, MemoryError | httpx.PoolTimeout):
+            return True
+        if isinstance(current, OSError) and current.errno in _LOCAL_ERRNOS:
+            return True
+        current = current.__cause__ or current.__context__
+    return False
+
+
+def _try_once(
+    profile: ProfileSnapshot, request: ChatRequest
+) -> tuple[ChatReply | None, LLMError | None, float]:
+    """One try under the in-flight limit: (reply, None, started) or (None, error, started). A
+    try stopped by a local limit waits and is made again; after LOCAL_WAIT_SECONDS the job is
+    re-queued (LocalLimitReached), never failed."""
+    waited_since: float | None = None
+    delay = 0.05
+    while True:
+        release = _slots_get().acquire(profile)
+        started = time.monotonic()
+        try:
+            return chat_once(profile, request), None, started
+        except LLMError as exc:
+            if not _local_exhaustion(exc):
+                return None, exc, started
+            error: LLMError = exc
+        except (OSError, MemoryError) as exc:
+            if not _local_exhaustion(exc):
+                raise
+            error = TransientLLMError(str(exc))
+        finally:
+            release()
+        now = time.monotonic()
+        waited_since = waited_since if waited_since is not None else now
+        if now - waited_since >= LOCAL_WAIT_SECONDS:
+            raise LocalLimitReached(
+                f"This worker had no room for a call for {now - waited_since:.0f}s: {error}"
+            )
+        log.warning("No room for a call on this worker (%s); waiting %.2fs", error, delay)
+        aio.sleep(delay * (0.5 + random.random() / 2))
+        delay = min(delay * 2, 5.0)
+
+
 def chat(
     profile: ProfileSnapshot,
     request: ChatRequest,
     *,
     on_failure: Callable[[TryRecord], object] | None = None,
     should_continue: Callable[[], bool] | None = None,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = aio.sleep,
 ) -> tuple[ChatReply, TryRecord]:
     """Call the model, retrying transient failures. Returns the reply and the record of the
     successful try, which the caller stores together with what it made of the reply (one
     transaction per call instead of two). Failed tries go to `on_failure` as they happen.
-    Raises FatalLLMError, PaymentRequired, RetriesExhausted or CallAborted."""
+    Raises FatalLLMError, PaymentRequired, RetriesExhausted, CallAborted or
+    LocalLimitReached (this machine, not the model, had no room: the job is re-queued)."""
     model = request.model or profile.model
     for try_number in range(1, profile.max_retries + 2):
-        release = _slots_get().acquire(profile)
-        started = time.monotonic()
-        try:
-            reply = chat_once(profile, request)
-        except LLMError as exc:
-            error = exc
-        else:
-            error = None
-        finally:
-            release()
+        reply, error, started = _try_once(profile, request)
         if error is None:
             return reply, TryRecord(try_number, "ok", reply.model, reply.latency_ms, 200, "", reply)
         latency_ms = int((time.monotonic() - started) * 1000)

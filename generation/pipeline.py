@@ -20,6 +20,7 @@ from generation.client import (
     ChatRequest,
     FatalLLMError,
     LLMError,
+    LocalLimitReached,
     PaymentRequired,
     RetriesExhausted,
     chat,
@@ -81,6 +82,10 @@ def job_execute(*, job_id: int, claim: str) -> str:
     except (FatalLLMError, RetriesExhausted) as exc:
         in_db(services.job_fail, job_id=job_id, reason=str(exc))
         return "error"
+    except LocalLimitReached:
+        # This machine had no room (connections, files, the limiter's Redis): not the item's
+        # fault. The job keeps its claim; the task puts its message back (tasks.py).
+        raise
     except Exception as exc:
         log.exception("job %s failed", job_id)
         in_db(

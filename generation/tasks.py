@@ -1,16 +1,30 @@
 """Celery tasks for the LLM queue. Thin: take an id, call the pipeline."""
 
+import logging
+
 from celery import shared_task
+from celery.exceptions import Reject
 
 from generation import services
+from generation.client import LocalLimitReached
 from generation.pipeline import job_execute
+
+log = logging.getLogger(__name__)
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, name="generation.tasks.job")
 def job_execute_task(self, job_id: int) -> str:
     """Run one job. Idempotent: a redelivered message (same task id) takes its own claim back
     and continues from what is already stored; any other duplicate finds the job taken."""
-    return job_execute(job_id=job_id, claim=self.request.id or f"local-{job_id}")
+    try:
+        return job_execute(job_id=job_id, claim=self.request.id or f"local-{job_id}")
+    except LocalLimitReached as exc:
+        if self.request.is_eager:
+            raise
+        # Back to the queue, not to `error`: the same message (same claim) runs the job again,
+        # from what is already stored, on whichever worker has room.
+        log.warning("Job %s goes back to the queue: %s", job_id, exc)
+        raise Reject(str(exc), requeue=True) from exc
 
 
 # Named outside `generation.tasks.*` so it goes to the default queue, not behind the backlog of

@@ -2,9 +2,13 @@
 
 import os
 
-from celery import Celery
+from celery import Celery, concurrency
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "medcot.settings")
+# `-P custom` is the asyncio pool for LLM workers (generation/aiopool.py: thousands of calls in
+# flight per process without a thread each) unless CELERY_CUSTOM_WORKER_POOL names another.
+if not os.environ.get("CELERY_CUSTOM_WORKER_POOL"):
+    concurrency.ALIASES["custom"] = "generation.aiopool:TaskPool"
 
 app = Celery("medcot")
 app.config_from_object("django.conf:settings", namespace="CELERY")

@@ -33,8 +33,9 @@ pytestmark = [
 ITEMS = 16
 
 
+@pytest.mark.parametrize("concurrency", [64, 1024])
 def test_a_run_survives_llm_faults_and_a_redis_restart(
-    project, start_simulator, monkeypatch, tmp_path, settings
+    project, start_simulator, monkeypatch, tmp_path, settings, concurrency
 ):
     redis_dir = tmp_path / "redis"
     redis_dir.mkdir()
@@ -58,7 +59,7 @@ def test_a_run_survives_llm_faults_and_a_redis_restart(
         rate_malformed=0.05,
         seed=11,
     )
-    make_profile(sim.base_url, max_in_flight=8, timeout_seconds=1.5, max_retries=3)
+    make_profile(sim.base_url, max_in_flight=concurrency, timeout_seconds=1.5, max_retries=3)
     items = [ItemFactory(project=project) for _ in range(ITEMS)]
 
     server.start()
@@ -67,13 +68,13 @@ def test_a_run_survives_llm_faults_and_a_redis_restart(
     # with kombu's "Unrecoverable error" (seen in CI). Then a new worker starts and takes back
     # the dead one's unacknowledged messages, which a starting worker does once they are older
     # than the visibility timeout (3 s here).
-    workers = [_worker("faults-0", tmp_path)]
+    workers = [_worker("faults-0", tmp_path, concurrency=concurrency)]
 
     def supervised(condition):
         def check():
             if workers[-1].poll() is not None:
                 time.sleep(4)
-                workers.append(_worker(f"faults-{len(workers)}", tmp_path))
+                workers.append(_worker(f"faults-{len(workers)}", tmp_path, concurrency=concurrency))
             return condition()
 
         return check

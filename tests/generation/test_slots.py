@@ -1,4 +1,6 @@
-"""The Redis in-flight limiter rides out a Redis restart instead of failing the call."""
+"""The Redis in-flight limiter: it rides out a Redis restart instead of failing the call, holds
+the limit across processes, and waiting for a place costs no connection, in threads or in the
+asyncio pool's greenlets."""
 
 import threading
 import time
@@ -6,7 +8,8 @@ import time
 import pytest
 import redis
 
-from generation.client import ProfileSnapshot, SlotsUnavailable, _RedisSlots
+from generation import aio
+from generation.client import ProfileSnapshot, SlotsUnavailable, _LocalSlots, _RedisSlots
 from tests.redis_server import RedisServer, free_port, needs_redis_server
 
 pytestmark = needs_redis_server
@@ -60,6 +63,7 @@ def test_it_waits_for_redis_to_come_back_during_a_restart(tmp_path):
         conn = redis.Redis(port=server.port)
         assert conn.zcard("medcot:llm:inflight:4242") == 1
         result["release"]()
+        assert slots.flush(5)
         assert conn.zcard("medcot:llm:inflight:4242") == 0
     finally:
         server.stop()
@@ -74,12 +78,21 @@ def test_it_gives_up_after_the_outage_grace_period():
     assert 0.9 <= time.monotonic() - started < 10
 
 
-def test_a_release_while_redis_is_down_does_not_raise(tmp_path):
-    server = RedisServer(tmp_path).start()
-    slots = _RedisSlots(server.url, outage_seconds=5)
-    release = slots.acquire(_profile())
-    server.stop()
-    release()  # the lease would expire on its own; the call must not fail for it
+def test_a_release_while_redis_is_down_is_sent_when_it_is_back(tmp_path):
+    server = RedisServer(tmp_path, durable=True).start()
+    try:
+        slots = _RedisSlots(server.url, outage_seconds=5)
+        release = slots.acquire(_profile())
+        server.stop()
+        release()  # the call must not fail for it, nor wait
+        assert not slots.flush(1.0)  # not sent yet: Redis is down
+        server.start()
+        # Kept and given back once Redis is reachable, not left to expire with the lease.
+        assert slots.flush(15)
+        assert redis.Redis(port=server.port).zcard("medcot:llm:inflight:4242") == 0
+        slots.close()
+    finally:
+        server.stop()
 
 
 def test_never_more_than_the_limit_are_in_flight_across_processes(tmp_path):
@@ -112,3 +125,76 @@ def test_never_more_than_the_limit_are_in_flight_across_processes(tmp_path):
         assert redis.Redis(port=server.port).zcard("medcot:llm:inflight:4242") == 0
     finally:
         server.stop()
+
+
+def _connections(port: int) -> int:
+    return len(redis.Redis(port=port).client_list()) - 1  # less the one asking
+
+
+def test_waiting_for_a_place_holds_no_connection_per_waiter(tmp_path):
+    """400 threads wait on a limit of 2: the limiter's connections stay a handful (redis-py's
+    pool of 100 per process had run out at C = 1,024 and failed the calls)."""
+    server = RedisServer(tmp_path).start()
+    try:
+        slots = _RedisSlots(server.url)
+        profile = _profile(max_in_flight=2)
+        held = [slots.acquire(profile), slots.acquire(profile)]
+        done = []
+        lock = threading.Lock()
+
+        def call():
+            release = slots.acquire(profile)
+            with lock:
+                done.append(1)
+            release()
+
+        threads = [threading.Thread(target=call) for _ in range(400)]
+        for thread in threads:
+            thread.start()
+        time.sleep(1.0)
+        assert not done  # all of them wait
+        assert _connections(server.port) <= 4
+        for release in held:
+            release()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert len(done) == 400
+        assert slots.flush(5)
+        assert redis.Redis(port=server.port).zcard("medcot:llm:inflight:4242") == 0
+        slots.close()
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("kind", ["redis", "local"])
+def test_greenlets_on_the_loop_wait_for_places_without_a_thread_each(tmp_path, kind):
+    """2,000 jobs on the asyncio pool's loop share a limit of 8: never more than 8 hold a
+    place, all finish, no lease is left, and the process gained no thread per job."""
+    server = RedisServer(tmp_path).start() if kind == "redis" else None
+    try:
+        slots = _RedisSlots(server.url) if server else _LocalSlots()
+        profile = _profile(max_in_flight=8)
+        state = {"now": 0, "peak": 0}
+        threads_before = threading.active_count()
+
+        def job():
+            release = slots.acquire(profile)
+            state["now"] += 1  # one loop thread: no lock needed
+            state["peak"] = max(state["peak"], state["now"])
+            aio.sleep(0.005)
+            state["now"] -= 1
+            release()
+            return threading.active_count()
+
+        futures = [aio.submit(job) for _ in range(2000)]
+        counts = [future.result(timeout=120) for future in futures]
+        assert state["peak"] == 8
+        # The loop's thread and the limiter's two, not one per job.
+        assert max(counts) <= threads_before + 3
+        if server:
+            assert slots.flush(5)
+            assert redis.Redis(port=server.port).zcard("medcot:llm:inflight:4242") == 0
+            slots.close()
+    finally:
+        if server:
+            server.stop()

@@ -33,11 +33,16 @@ def _database_url() -> str:
     return f"postgres://{auth}@{host}:{port}/{db['NAME']}"
 
 
-def _worker(name: str, tmp_path) -> subprocess.Popen:
+def _worker(
+    name: str, tmp_path, *, pool: str = "custom", concurrency: int = 8, host: str = "%h"
+) -> subprocess.Popen:
+    """A worker process on the `llm` queue: by default on the asyncio pool (`-P custom`,
+    generation/aiopool.py), `concurrency` jobs at once, named `name@host`."""
     env = dict(os.environ)
     env.update(
         DATABASE_URL=_database_url(),
         CELERY_BROKER_URL=redis_url(),
+        CELERY_CUSTOM_WORKER_POOL="generation.aiopool:TaskPool",
         # Unacknowledged messages of a dead worker come back after this many seconds.
         CELERY_VISIBILITY_TIMEOUT="3",
         # A job the killed worker committed but had no time to dispatch is sent again by the
@@ -46,8 +51,9 @@ def _worker(name: str, tmp_path) -> subprocess.Popen:
         MEDCOT_VAR_DIR=str(tmp_path / name),
         LOG_LEVEL=os.getenv("GEN_WORKER_LOG_LEVEL", "WARNING"),
     )
-    argv = ["worker", "-Q", "llm", "-P", "threads", "-c", "8", "--prefetch-multiplier", "1"]
-    argv += ["-n", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+    argv = ["worker", "-Q", "llm", "-P", pool, "-c", str(concurrency)]
+    argv += ["--prefetch-multiplier", "1", "-n", f"{name}@{host}"]
+    argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
     # Look for a dead worker's unacknowledged messages every second (kombu's default sweep
     # runs about every 100 s), so the test need not wait that long.
     code = (
@@ -94,8 +100,9 @@ def _wait_for(condition, timeout: float, what: str) -> None:
 
 @pytest.mark.services
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("concurrency", [64, 1024])
 def test_a_real_worker_finishes_a_run_after_another_was_killed_mid_run(
-    project, start_simulator, settings, tmp_path
+    project, start_simulator, settings, tmp_path, concurrency
 ):
     redis.Redis.from_url(redis_url()).flushdb()
     saved = _celery_conf_save()
@@ -105,12 +112,12 @@ def test_a_real_worker_finishes_a_run_after_another_was_killed_mid_run(
     celery_app.conf.broker_transport_options = {"visibility_timeout": 3}
     _drop_broker_pools()
     sim = start_simulator(latency_mean=0.4, accuracy=0.6, seed=5)
-    make_profile(sim.base_url, max_in_flight=16, timeout_seconds=10)
+    make_profile(sim.base_url, max_in_flight=concurrency, timeout_seconds=10)
     project.expansion_factor = 3
     project.save()
     seeds = [ItemFactory(project=project) for _ in range(8)]
 
-    first = _worker("gen-first", tmp_path)
+    first = _worker("gen-first", tmp_path, concurrency=concurrency)
     second = None
     try:
         run_start(project=project, stage="all")
@@ -121,7 +128,7 @@ def test_a_real_worker_finishes_a_run_after_another_was_killed_mid_run(
         # A worker starting up takes back the unacknowledged messages older than the
         # visibility timeout; start the replacement once the dead worker's are that old.
         time.sleep(4)
-        second = _worker("gen-second", tmp_path)
+        second = _worker("gen-second", tmp_path, concurrency=concurrency)
         everyone = Item.objects.filter(project=project)
         _wait_for(
             lambda: (

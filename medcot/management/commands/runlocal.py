@@ -36,9 +36,11 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--port", type=int, default=8000)
         parser.add_argument("--host", default="127.0.0.1")
-        parser.add_argument("--worker-concurrency", type=int, default=16)
+        # LLM jobs held at once by the worker's asyncio pool (a greenlet each, not a thread).
+        parser.add_argument("--worker-concurrency", type=int, default=64)
 
     def handle(self, *args, **opts):
+        os.environ.setdefault("CELERY_CUSTOM_WORKER_POOL", "generation.aiopool:TaskPool")
         python = sys.executable
         children: list[tuple[str, subprocess.Popen]] = []
 
@@ -74,8 +76,10 @@ class Command(BaseCommand):
                 "worker",
                 "--queues",
                 "default,llm",
+                # The asyncio pool (generation/aiopool.py); the celery command reads
+                # CELERY_CUSTOM_WORKER_POOL before it loads the app, so it is set below.
                 "--pool",
-                "threads",
+                "custom",
                 "--concurrency",
                 str(opts["worker_concurrency"]),
                 "--loglevel",

@@ -392,14 +392,20 @@ def detect_container(data: bytes) -> str:
     if head.startswith(b"["):
         return "json"
     if head.startswith(b"{"):
-        first = head.split(b"\n", 1)[0].rstrip(b"\r")
+        # The whole first line, however long (a record with a long vignette passes 64 KB).
+        offset = 3 if data.startswith(codecs.BOM_UTF8) else 0
+        window = data[offset:65536]
+        offset += len(window) - len(window.lstrip())
+        end = data.find(b"\n", offset)
+        end = len(data) if end < 0 else end
+        first = data[offset:end].strip()
         try:
             value = json.loads(first.decode("utf-8", errors="replace"))
         except json.JSONDecodeError:
             return "json"  # an object spread over lines: one JSON document
         if isinstance(value, dict) and not _looks_like_record(value):
-            rest = head[len(first) :].strip()
-            if not rest:
+            tail = data[end : end + 65536]
+            if len(data) - end <= 65536 and not tail.strip():
                 return "json"  # one line holding the whole document
         return "jsonl"
     return "csv"
@@ -1216,7 +1222,10 @@ def _first_keys(objects) -> list[str]:
 def _parse_jsonl(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFile:
     # The mapping comes from the first records' keys; the rest are read streaming.
     sample = []
-    for _line, _raw, value in _read_jsonl(data[: 1 << 20], ErrorLog()):
+    # The first megabyte, or the first line if it is longer than that.
+    newline = data.find(b"\n")
+    head = data[: max(1 << 20, newline + 1 if newline >= 0 else len(data))]
+    for _line, _raw, value in _read_jsonl(head, ErrorLog()):
         if isinstance(value, dict):
             sample.append(value)
         if len(sample) >= 50:

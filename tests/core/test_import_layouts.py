@@ -461,3 +461,21 @@ def test_it_reads_more_layouts_from_the_wild(project, data, name, expected):
     assert result.ok, result.errors
     version = Item.objects.get(project=project).current_version
     assert (version.stem, version.answer, version.answer_text) == expected
+
+
+def test_a_record_longer_than_a_megabyte_is_still_one_line_of_json_lines():
+    vignette = "A long case. " * 100_000  # 1.3 MB on one line
+    records = [
+        {
+            "id": f"long{n}",
+            "question": vignette + f"Q{n}?",
+            "options": ["a", "b", "c", "d"],
+            "answer": "B",
+        }
+        for n in range(2)
+    ]
+    data = "\n".join(json.dumps(r) for r in records).encode()
+    for chunk in (data, data.split(b"\n")[0]):
+        parsed = parse_seed_file(chunk, ImportOptions())
+        assert parsed.container == "jsonl" and not parsed.errors, parsed.errors.kept[:2]
+        assert parsed.records[0].answer == "B"

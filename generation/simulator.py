@@ -25,6 +25,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 import random
 import re
 import socket
@@ -65,6 +66,11 @@ def structured_modes(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in re.split(r"[,|]", value) if part.strip())
 
 
+def _env_fraction(name: str, default: float) -> float:
+    value = os.environ.get(name, "").strip()
+    return float(value) if value else default
+
+
 @dataclass(frozen=True)
 class SimulatorConfig:
     host: str = "127.0.0.1"
@@ -86,7 +92,8 @@ class SimulatorConfig:
     # is answered right with probability accuracy ** hard_exponent (0.098 at 0.7) and otherwise
     # with the same wrong option every time, as real models fail the same items again and
     # again. With the defaults about 6 % of items get five wrong answers in a row.
-    hard_share: float = 0.1
+    # MEDCOT_SIM_HARD_SHARE sets the default, e.g. 0 for the old independent draws.
+    hard_share: float = field(default_factory=lambda: _env_fraction("MEDCOT_SIM_HARD_SHARE", 0.1))
     hard_exponent: float = 6.5
     # The response_format types it honours; a request asking for another gets a plain answer,
     # as some servers do (they ignore what they do not support).

@@ -115,6 +115,25 @@ EXPECTED |= {
     },
     "llm/": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE},
     "llm/prompts/<int:pk>/edit/": {"GET": ADMIN_POST, "POST": ADMIN_POST},
+    "projects/<slug:slug>/runs/<int:pk>/replies/": {"GET": ADMIN_PAGE, "args": {"pk": "run"}},
+    "llm/endpoints/new/": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE | {"admin": "400"}},
+    "llm/endpoints/<int:pk>/edit/": {
+        "GET": ADMIN_PAGE,
+        "POST": ADMIN_PAGE | {"admin": "400"},
+        "args": {"pk": "profile"},
+    },
+    # The test makes live calls (to a simulator URL nobody serves here) and redirects back;
+    # an empty "enabled" asks to disable the default endpoint, which is refused with a message.
+    "llm/endpoints/<int:pk>/test/": {
+        "GET": NOBODY_GETS,
+        "POST": ADMIN_POST | {"admin": "302"},
+        "args": {"pk": "profile"},
+    },
+    "llm/endpoints/<int:pk>/enabled/": {
+        "GET": NOBODY_GETS,
+        "POST": ADMIN_POST | {"admin": "302"},
+        "args": {"pk": "profile"},
+    },
 }
 
 # The review app. "pk" is an item no one holds: people who may act on some items get a
@@ -238,6 +257,17 @@ EXPECTED |= {
     "api/projects/<slug:slug>/releases/<str:version>/download/": {"GET": API_ADMIN_404},
     "api/projects/<slug:slug>/releases/<str:version>/diff/": {"GET": API_ADMIN_404},
     "api/projects/<slug:slug>/runs/<int:pk>/calls/": {"GET": ADMIN_API, "args": {"pk": "run"}},
+    "api/llm/endpoints/": {"GET": ADMIN_API, "POST": ADMIN_API | {"admin": "400"}},
+    "api/llm/endpoints/<int:pk>/": {
+        "GET": ADMIN_API,
+        "POST": ADMIN_API | {"admin": "405"},
+        "args": {"pk": "profile"},
+    },
+    "api/llm/endpoints/<int:pk>/test/": {
+        "GET": ADMIN_API | {"admin": "405"},
+        "POST": ADMIN_API,
+        "args": {"pk": "profile"},
+    },
 }
 
 # The API's review workflow writes: POST only. Routes are walked in URL order, so the reviewer
@@ -363,6 +393,7 @@ def context(db, project, admin_user):
         "item": item.pk,
         "batch": batch.pk,
         "run": run.pk,
+        "profile": run.profile_id,
     }
 
 

@@ -6,6 +6,7 @@ import zipfile
 import pytest
 from django.test import Client
 
+from generation.models import Run
 from generation.services import run_start
 from medcot.imports.formats import ImportOptions
 from medcot.imports.service import import_batch_create
@@ -28,6 +29,7 @@ def test_it_never_shows_the_llm_key(monkeypatch, admin_user, reviewer, project, 
         ).pk,
         "run": run_start(project=project, stage="cot", actor=admin_user).pk,
     }
+    context["profile"] = Run.objects.get(pk=context["run"]).profile_id
     values = {**DEFAULT_ARGS, "slug": project.slug}
     leaks = []
     pages = 0

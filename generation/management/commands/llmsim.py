@@ -63,7 +63,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--hard-share",
             type=_fraction,
-            default=0.1,
+            default=None,
             help="share of items that are hard (answered wrongly again and again)",
         )
         parser.add_argument(
@@ -100,7 +100,7 @@ class Command(BaseCommand):
                 timeout_hold=opts["timeout_hold"],
                 rate_malformed=opts["rate_malformed"],
                 rate_empty=opts["rate_empty"],
-                hard_share=opts["hard_share"],
+                **({} if opts["hard_share"] is None else {"hard_share": opts["hard_share"]}),
                 hard_exponent=opts["hard_exponent"],
                 structured=structured_modes(opts["structured"]),
                 retry_after=opts["retry_after"],

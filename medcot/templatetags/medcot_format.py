@@ -140,3 +140,25 @@ def language_label(value) -> str:
 @register.filter(name="specialty_label")
 def specialty_label_filter(value) -> str:
     return specialty_label(value)
+
+
+# Prompt variants (generation/prompts/<language>/<task>.<variant>.txt) as the interface names them.
+VARIANT_LABELS = {
+    "default": gettext_lazy("default"),
+    "strict": gettext_lazy("strict"),
+    "direct": gettext_lazy("direct answer"),
+    "elimination": gettext_lazy("by elimination"),
+    "stepwise": gettext_lazy("step by step"),
+    "exam": gettext_lazy("exam style"),
+}
+
+
+@register.filter
+def variant_label(value) -> str:
+    return str(VARIANT_LABELS.get(value, value or ""))
+
+
+@register.filter
+def specialty_labels(values) -> str:
+    """A list of specialties, each in the interface language, joined as the language lists."""
+    return str(_(", ")).join(specialty_label(v) for v in values or [])

@@ -107,6 +107,7 @@ EVENT_LABELS = {
     "expansion_short": gettext_lazy("expansion fell short"),
     "version_created": gettext_lazy("new version"),
     "near_duplicate_dropped": gettext_lazy("near-duplicate dropped"),
+    "created": gettext_lazy("item created"),
 }
 
 
@@ -162,3 +163,10 @@ def variant_label(value) -> str:
 def specialty_labels(values) -> str:
     """A list of specialties, each in the interface language, joined as the language lists."""
     return str(_(", ")).join(specialty_label(v) for v in values or [])
+
+
+@register.filter
+def stored_text(value) -> str:
+    """Text the system stored in English (an event's or version's reason, marked with
+    gettext_noop where it is written) in the interface language; other text as written."""
+    return _(str(value)) if value else ""

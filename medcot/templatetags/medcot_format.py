@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
@@ -165,8 +166,30 @@ def specialty_labels(values) -> str:
     return str(_(", ")).join(specialty_label(v) for v in values or [])
 
 
+# System text stored with values in it (written by medcot/imports and generation): the pattern
+# and the message it is shown as.
+STORED_PATTERNS = (
+    (
+        re.compile(r"^imported from (?P<file>.+) line (?P<line>\d+)$"),
+        gettext_lazy("imported from %(file)s line %(line)s"),
+    ),
+    (re.compile(r"^imported from (?P<file>.+)$"), gettext_lazy("imported from %(file)s")),
+    (
+        re.compile(r"^(?P<n>\d+) re-answer attempts failed$"),
+        gettext_lazy("%(n)s re-answer attempts failed"),
+    ),
+)
+
+
 @register.filter
 def stored_text(value) -> str:
     """Text the system stored in English (an event's or version's reason, marked with
     gettext_noop where it is written) in the interface language; other text as written."""
-    return _(str(value)) if value else ""
+    if not value:
+        return ""
+    text = str(value)
+    for pattern, message in STORED_PATTERNS:
+        match = pattern.match(text)
+        if match:
+            return str(message) % match.groupdict()
+    return _(text)

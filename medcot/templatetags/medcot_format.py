@@ -15,7 +15,7 @@ from decimal import Decimal
 
 from django import template
 from django.utils.formats import number_format
-from django.utils.translation import get_language, gettext_lazy
+from django.utils.translation import get_language, gettext_lazy, pgettext_lazy
 from django.utils.translation import gettext as _
 
 from medcot.i18n import bcp47, specialty_label
@@ -146,12 +146,12 @@ def specialty_label_filter(value) -> str:
 
 # Prompt variants (generation/prompts/<language>/<task>.<variant>.txt) as the interface names them.
 VARIANT_LABELS = {
-    "default": gettext_lazy("default"),
-    "strict": gettext_lazy("strict"),
-    "direct": gettext_lazy("direct answer"),
-    "elimination": gettext_lazy("by elimination"),
-    "stepwise": gettext_lazy("step by step"),
-    "exam": gettext_lazy("exam style"),
+    "default": pgettext_lazy("prompt variant", "default"),
+    "strict": pgettext_lazy("prompt variant", "strict"),
+    "direct": pgettext_lazy("prompt variant", "direct"),
+    "elimination": pgettext_lazy("prompt variant", "elimination"),
+    "stepwise": pgettext_lazy("prompt variant", "stepwise"),
+    "exam": pgettext_lazy("prompt variant", "exam"),
 }
 
 

@@ -24,6 +24,7 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import Count, Exists, OuterRef
 from django.utils import timezone
 from django.utils.translation import gettext as _
+from django.utils.translation import gettext_noop
 from kombu.exceptions import OperationalError
 
 try:
@@ -928,7 +929,7 @@ def job_retry(*, job: Job, actor=None) -> Job:
         item = job.item
         if item.status == Status.ERROR:
             back = Status.GENERATING if job.kind == Job.Kind.COT else Status.REANSWERING
-            transition(item, back, actor=actor, reason="retry after error", data={"job": job.pk})
+            transition(item, back, actor=actor, reason=gettext_noop("retry after error"), data={"job": job.pk})
         if job.kind == Job.Kind.REANSWER:
             # The failure counters start again: the attempts so far stay in the history, but
             # the allowance for unparseable replies counts only those after this retry, so the
@@ -1025,7 +1026,7 @@ def cot_begin(*, ctx: JobContext) -> bool:
         return False
     if ctx.cot.strip():
         with transaction.atomic():
-            transition(item, Status.GENERATED, reason="the seed came with its CoT")
+            transition(item, Status.GENERATED, reason=gettext_noop("the seed came with its CoT"))
             _after_generated(ctx, item)
         return False
     transition(item, Status.GENERATING, data={"job": ctx.job_id})
@@ -1100,7 +1101,7 @@ def cot_apply(
         item_version_create(
             item=item,
             author_kind=AuthorKind.LLM,
-            reason="chain of thought generated",
+            reason=gettext_noop("chain of thought generated"),
             cot=cot,
             reasoning=reasoning,
             provenance={
@@ -1365,7 +1366,7 @@ def family_store(*, ctx: JobContext, call: CallInfo, plan: FamilyPlan) -> Family
                 n += 1
             external_ids.append(f"{seed['external_id']}~s{n}")
         now = timezone.now()
-        reason = "synthesized from the seed's explanation"
+        reason = gettext_noop("synthesized from the seed's explanation")
         sibling_ids, writes = _siblings_insert(
             [
                 {
@@ -1436,7 +1437,7 @@ def family_store(*, ctx: JobContext, call: CallInfo, plan: FamilyPlan) -> Family
                     "item_id": sibling_id,
                     "kind": "created",
                     "to_status": Status.GENERATED.value,
-                    "reason": "synthesized from its seed",
+                    "reason": gettext_noop("synthesized from its seed"),
                     "data": {
                         "seed": ctx.item_id,
                         "llm_call": call_id,
@@ -1696,7 +1697,7 @@ def regenerate_apply(*, ctx: JobContext, call: CallInfo, cot: str, reasoning: st
         version = item_version_create(
             item=item,
             author_kind=AuthorKind.LLM_GUIDED,
-            reason="CoT regenerated with the panel's guidance",
+            reason=gettext_noop("CoT regenerated with the panel's guidance"),
             cot=cot,
             reasoning=reasoning,
             marks_modified=True,

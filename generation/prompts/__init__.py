@@ -115,7 +115,7 @@ def prompt_version_current(*, task: str, variant: str, language: str) -> PromptV
                 template=template,
                 source=PromptVersion.Source.FILE,
                 digest=digest,
-                note=f"from {language}/{path.name}",
+                note=f"{language}/{path.name}",
             )
     except IntegrityError:
         # Another worker appended the same version first.

@@ -9,12 +9,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from decimal import Decimal
 
 from django import template
 from django.utils.formats import number_format
-from django.utils.translation import get_language, gettext_lazy
+from django.utils.translation import get_language, gettext_lazy, pgettext_lazy
 from django.utils.translation import gettext as _
 
 from medcot.i18n import bcp47, specialty_label
@@ -107,7 +108,7 @@ EVENT_LABELS = {
     "expansion_short": gettext_lazy("expansion fell short"),
     "version_created": gettext_lazy("new version"),
     "near_duplicate_dropped": gettext_lazy("near-duplicate dropped"),
-    "created": gettext_lazy("created"),
+    "created": gettext_lazy("item created"),
     "specialty_set": gettext_lazy("specialty changed"),
 }
 
@@ -144,3 +145,54 @@ def language_label(value) -> str:
 @register.filter(name="specialty_label")
 def specialty_label_filter(value) -> str:
     return specialty_label(value)
+
+
+# Prompt variants (generation/prompts/<language>/<task>.<variant>.txt) as the interface names them.
+VARIANT_LABELS = {
+    "default": pgettext_lazy("prompt variant", "default"),
+    "strict": pgettext_lazy("prompt variant", "strict"),
+    "direct": pgettext_lazy("prompt variant", "direct"),
+    "elimination": pgettext_lazy("prompt variant", "elimination"),
+    "stepwise": pgettext_lazy("prompt variant", "stepwise"),
+    "exam": pgettext_lazy("prompt variant", "exam"),
+}
+
+
+@register.filter
+def variant_label(value) -> str:
+    return str(VARIANT_LABELS.get(value, value or ""))
+
+
+@register.filter
+def specialty_labels(values) -> str:
+    """A list of specialties, each in the interface language, joined as the language lists."""
+    return str(_(", ")).join(specialty_label(v) for v in values or [])
+
+
+# System text stored with values in it (written by medcot/imports and generation): the pattern
+# and the message it is shown as.
+STORED_PATTERNS = (
+    (
+        re.compile(r"^imported from (?P<file>.+) line (?P<line>\d+)$"),
+        gettext_lazy("imported from %(file)s line %(line)s"),
+    ),
+    (re.compile(r"^imported from (?P<file>.+)$"), gettext_lazy("imported from %(file)s")),
+    (
+        re.compile(r"^(?P<n>\d+) re-answer attempts failed$"),
+        gettext_lazy("%(n)s re-answer attempts failed"),
+    ),
+)
+
+
+@register.filter
+def stored_text(value) -> str:
+    """Text the system stored in English (an event's or version's reason, marked with
+    gettext_noop where it is written) in the interface language; other text as written."""
+    if not value:
+        return ""
+    text = str(value)
+    for pattern, message in STORED_PATTERNS:
+        match = pattern.match(text)
+        if match:
+            return str(message) % match.groupdict()
+    return _(text)

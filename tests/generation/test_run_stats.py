@@ -147,4 +147,4 @@ def test_the_run_page_shows_the_percentiles(client, admin_user, make_run, projec
     client.force_login(admin_user)
     url = reverse("generation_run_detail", args=[project.slug, run.pk])
     html = client.get(url, headers={"HX-Request": "true"}).content.decode()
-    assert "120 / 610 / 1,000 ms" in html
+    assert "120 ms / 610 ms / 1.0 s" in html  # through the duration filter

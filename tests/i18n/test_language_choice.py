@@ -208,3 +208,18 @@ def test_the_catalogues_are_complete_and_compiled():
 )
 def test_the_code_has_no_string_the_catalogue_lacks():
     call_command("catalogue", check=True)
+
+
+def test_system_text_stored_in_english_reads_in_the_interface_language():
+    from medcot.templatetags.medcot_format import event_label, status_label, stored_text
+
+    with translation.override("zh-hans"):
+        assert stored_text("imported from seeds.csv line 2") == "导入自 seeds.csv 第 2 行"
+        assert stored_text("5 re-answer attempts failed") == "模型重答 5 次均未答对"
+        assert stored_text("synthesized from its seed") == "由种子题合成"
+        assert stored_text("心电图提示急性下壁心肌梗死") == "心电图提示急性下壁心肌梗死"
+        assert status_label("panel_review") == "专家组评审"
+        assert event_label("transition") == "状态变更"
+    with translation.override("en"):
+        assert stored_text("imported from seeds.csv line 2") == "imported from seeds.csv line 2"
+        assert status_label("panel_review") == "Panel review"

@@ -71,6 +71,11 @@ SHOWN_ATTRIBUTES = ("placeholder", "title", "aria-label", "alt", "hx-confirm", "
 # option_a, ,Question,A,B, opa…opd).
 CODE_LIKE = re.compile(r"\S*[A-Za-z0-9][/_.$@=:,…][A-Za-z0-9$]\S*|\$\w+|\S*\d\S*")
 WORD = re.compile(r"[A-Za-z][A-Za-z'’]*[A-Za-z]")
+# str(timedelta): "0:01:48.980052", "2 days, 3:04:05". Durations go through `|duration`.
+# (A clock time such as 19:01:09 has a two-digit hour and no microseconds.)
+RAW_TIMEDELTA = re.compile(
+    r"(?<![\d:])\d:\d\d:\d\d(?:\.\d+)?\b|\b\d+:\d\d:\d\d\.\d{6}\b|\b\d+ days?, \d+:\d\d"
+)
 
 
 class _Collector(HTMLParser):
@@ -171,6 +176,8 @@ def untranslated(response, data: tuple[str, ...] = ()) -> tuple[list[str], str |
         return [], None
     words = []
     for piece in pieces:
+        if RAW_TIMEDELTA.search(piece):
+            words.append(f"{' '.join(piece.split())[:120]!r} → a raw timedelta (use |duration)")
         found = english_words(piece, data)
         if found:
             words.append(f"{' '.join(piece.split())[:120]!r} → {found}")

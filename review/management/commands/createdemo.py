@@ -19,12 +19,12 @@ BUNDLED_DATA = Path(__file__).resolve().parents[2] / "demo_data"
 DEMO_PASSWORD = "medcot-demo"  # noqa: S105 — printed on purpose: demo logins for localhost
 
 DEMO_PEOPLE = [
-    ("admin", [ADMIN], "Dr. Lin (project lead)", []),
-    ("reviewer", [REVIEWER], "Dr. Patel (reviewer)", []),
-    ("reviewer2", [REVIEWER], "Dr. Okafor (reviewer)", []),
-    ("expert1", [EXPERT], "Prof. Zhang (expert)", ["Clinical knowledge", "Professional medicine"]),
-    ("expert2", [EXPERT], "Dr. García (expert)", ["Clinical knowledge", "Anatomy"]),
-    ("expert3", [EXPERT], "Dr. Chen (expert)", ["Professional medicine", "Virology"]),
+    ("admin", [ADMIN], "Dr. Lin", []),
+    ("reviewer", [REVIEWER], "Dr. Patel", []),
+    ("reviewer2", [REVIEWER], "Dr. Okafor", []),
+    ("expert1", [EXPERT], "Prof. Zhang", ["Clinical knowledge", "Professional medicine"]),
+    ("expert2", [EXPERT], "Dr. García", ["Clinical knowledge", "Anatomy"]),
+    ("expert3", [EXPERT], "Dr. Chen", ["Professional medicine", "Virology"]),
 ]
 
 # A few hundred questions keep the demo quick to explore; the whole sets import in seconds too

@@ -127,6 +127,14 @@ class FirstPassReviewOutSerializer(serializers.Serializer):
     state = serializers.CharField()
     reason = serializers.CharField()
     effective_at = serializers.DateTimeField()
+    seconds_on_item = serializers.IntegerField()
+    confirmations = serializers.ListField(
+        child=serializers.CharField(),
+        help_text='What the reviewer confirmed to pass: "mismatch", "fast".',
+    )
+    cot_concluded = serializers.CharField(
+        help_text="The option the CoT concluded on when reviewed; empty when none."
+    )
     item_status = serializers.CharField()
 
 

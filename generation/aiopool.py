@@ -18,6 +18,7 @@ Acknowledgement is Celery's own: a task's message is acknowledged when its green
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import resource
 import threading
@@ -108,9 +109,15 @@ class TaskPool(BasePool):
         if running:
             log.info("Waiting for %d LLM jobs in flight to finish", len(running))
             futures_wait(running, timeout=self.STOP_GRACE_SECONDS)
-        from generation.client import slots_flush
+        from generation.client import async_clients_close, slots_flush
 
         slots_flush(timeout=5)
+        loop = aio.loop_get()
+        if loop is not None:
+            try:
+                asyncio.run_coroutine_threadsafe(async_clients_close(), loop).result(timeout=5)
+            except Exception:  # closing is a courtesy to the server; the process ends anyway
+                log.debug("Could not close the HTTP sessions", exc_info=True)
         self._others.shutdown(wait=False, cancel_futures=True)
         aio.loop_stop()
         super().on_stop()

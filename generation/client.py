@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import email.utils
 import errno
-import itertools
 import logging
 import os
 import random
@@ -196,26 +195,23 @@ def _client_kwargs(profile: ProfileSnapshot) -> dict:
 class _BridgedClient:
     """The async SDK client for jobs on the asyncio pool, with the sync client's `post`.
 
-    httpx's connection pool looks through all of its connections on every request and reply,
-    so one pool of a thousand connections costs more CPU per call than sixteen of sixty-four:
-    calls go round the clients of a few small pools instead."""
-
-    CONNECTIONS_PER_CLIENT = 64
+    It sends through the SDK's aiohttp transport (`DefaultAioHttpClient`): httpx's own async
+    pool looks at every one of its connections (a `getpeername` each) whenever a reply
+    completes, so its CPU per call grew with the calls in flight; aiohttp's does not."""
 
     def __init__(self, profile: ProfileSnapshot) -> None:
-        count = min(32, max(1, -(-profile.max_in_flight // self.CONNECTIONS_PER_CLIENT)))
-        share = -(-profile.max_in_flight // count)
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=max(16, share))
-        self.clients = [
-            openai.AsyncOpenAI(
-                **_client_kwargs(profile), http_client=openai.DefaultAsyncHttpxClient(limits=limits)
-            )
-            for _ in range(count)
-        ]
-        self._next = itertools.cycle(self.clients)
+        # aiohttp caps a session at 100 connections unless told otherwise; the in-flight limit
+        # is the cap that matters.
+        limits = httpx.Limits(
+            max_connections=profile.max_in_flight + 64,
+            max_keepalive_connections=max(100, profile.max_in_flight),
+        )
+        self.client = openai.AsyncOpenAI(
+            **_client_kwargs(profile), http_client=openai.DefaultAioHttpClient(limits=limits)
+        )
 
     def post(self, *args, **kwargs):
-        return aio.await_(next(self._next).post(*args, **kwargs))
+        return aio.await_(self.client.post(*args, **kwargs))
 
 
 def client_for(profile: ProfileSnapshot) -> openai.OpenAI | _BridgedClient:
@@ -233,6 +229,14 @@ def client_for(profile: ProfileSnapshot) -> openai.OpenAI | _BridgedClient:
             client = openai.OpenAI(**_client_kwargs(profile), http_client=http)
             _clients[key] = client
         return client
+
+
+async def async_clients_close() -> None:
+    """Close the asyncio pool's HTTP sessions (on the loop, when the worker stops)."""
+    clients = list(_async_clients.values())
+    _async_clients.clear()
+    for client in clients:
+        await client.client.close()
 
 
 def clients_reset() -> None:

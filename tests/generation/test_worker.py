@@ -34,7 +34,13 @@ def _database_url() -> str:
 
 
 def _worker(
-    name: str, tmp_path, *, pool: str = "custom", concurrency: int = 8, host: str = "%h"
+    name: str,
+    tmp_path,
+    *,
+    pool: str = "custom",
+    concurrency: int = 8,
+    host: str = "%h",
+    visibility: int = 3,
 ) -> subprocess.Popen:
     """A worker process on the `llm` queue: by default on the asyncio pool (`-P custom`,
     generation/aiopool.py), `concurrency` jobs at once, named `name@host`."""
@@ -44,7 +50,7 @@ def _worker(
         CELERY_BROKER_URL=redis_url(),
         CELERY_CUSTOM_WORKER_POOL="generation.aiopool:TaskPool",
         # Unacknowledged messages of a dead worker come back after this many seconds.
-        CELERY_VISIBILITY_TIMEOUT="3",
+        CELERY_VISIBILITY_TIMEOUT=str(visibility),
         # A job the killed worker committed but had no time to dispatch is sent again by the
         # next worker to start, once it is this many seconds old.
         MEDCOT_JOB_DISPATCH_GRACE="2",
@@ -58,7 +64,7 @@ def _worker(
     # runs about every 100 s), so the test need not wait that long.
     code = (
         "from medcot.celery import app\n"
-        "app.conf.broker_transport_options = {'visibility_timeout': 3,"
+        f"app.conf.broker_transport_options = {{'visibility_timeout': {visibility},"
         " 'unacked_restore_interval': 1, 'unacked_restore_throttle': 1}\n"
         f"app.worker_main({[*argv, '-l', 'warning']!r})\n"
     )

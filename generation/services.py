@@ -929,7 +929,13 @@ def job_retry(*, job: Job, actor=None) -> Job:
         item = job.item
         if item.status == Status.ERROR:
             back = Status.GENERATING if job.kind == Job.Kind.COT else Status.REANSWERING
-            transition(item, back, actor=actor, reason=gettext_noop("retry after error"), data={"job": job.pk})
+            transition(
+                item,
+                back,
+                actor=actor,
+                reason=gettext_noop("retry after error"),
+                data={"job": job.pk},
+            )
         if job.kind == Job.Kind.REANSWER:
             # The failure counters start again: the attempts so far stay in the history, but
             # the allowance for unparseable replies counts only those after this retry, so the

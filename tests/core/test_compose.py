@@ -90,6 +90,9 @@ def test_it_starts_a_worker_with_the_worker_command(tmp_path):
     from tests.conftest import redis_url
 
     env = production_env(tmp_path)
+    # The service's own environment (it names the asyncio pool), with this test's folders.
+    service_env = COMPOSE["services"]["worker"].get("environment", {})
+    env.update({k: str(v) for k, v in service_env.items() if k != "MEDCOT_VAR_DIR"})
     env["CELERY_BROKER_URL"] = redis_url()
     proc = subprocess.Popen(
         COMPOSE["services"]["worker"]["command"],

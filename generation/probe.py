@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 
 import httpx
 import openai
+from django.utils.translation import gettext as _
 
 from generation.client import (
     LLMError,
@@ -68,6 +69,8 @@ class ProbeResult:
     structured_output: str = ""
     answer_read: bool = False
     error: str = ""
+    # The server's own words, shown beside `error` as they were sent.
+    detail: str = ""
     notes: list[str] = field(default_factory=list)
     tested_at: float = field(default_factory=time.time)
 
@@ -89,42 +92,44 @@ def _reasoning_style(message: dict) -> str:
 
 
 def plain_words(error: LLMError, profile: ProfileSnapshot) -> str:
-    """What went wrong and what to check, for a person setting the endpoint up."""
+    """What went wrong and what to check, for a person setting the endpoint up, in their
+    language; the server's own words go beside it (`ProbeResult.detail`) as it sent them."""
     status = error.status
+    said = {"error": error, "status": status}
     if status in {401, 403}:
         where = (
-            f"the environment variable {profile.api_key_env}"
+            _("the environment variable %(name)s") % {"name": profile.api_key_env}
             if profile.api_key_env
-            else "no key variable is set on this endpoint"
+            else _("no key variable is set on this endpoint")
         )
-        return (
-            f"The server refused the API key (HTTP {status}). Check {where}: it must hold a "
-            f"valid key in the environment of the web server and the workers. ({error})"
-        )
+        return _(
+            "The server refused the API key (HTTP %(status)s). Check %(where)s: it must hold a "
+            "valid key in the environment of the web server and the workers."
+        ) % {**said, "where": where}
     if status == 404:
-        return (
-            f"The server has no such path or model (HTTP 404). Check the base URL (it usually "
-            f"ends in /v1) and the model name {profile.model!r}. ({error})"
-        )
+        return _(
+            "The server has no such path or model (HTTP 404). Check the base URL (it usually "
+            "ends in /v1) and the model name %(model)r."
+        ) % {**said, "model": profile.model}
     if isinstance(error, PaymentRequired):
-        return f"The provider's account is out of balance (HTTP 402): top it up. ({error})"
+        return _("The provider's account is out of balance (HTTP 402): top it up.") % said
     if status == 429:
-        return f"The server is rate-limiting this key (HTTP 429); try again shortly. ({error})"
+        return _("The server is rate-limiting this key (HTTP 429); try again shortly.") % said
     if status is not None and status >= 500:
-        return f"The server failed (HTTP {status}); try again, or ask its operator. ({error})"
+        return _("The server failed (HTTP %(status)s); try again, or ask its operator.") % said
     if status is not None:
-        return f"The server refused the request (HTTP {status}). ({error})"
+        return _("The server refused the request (HTTP %(status)s).") % said
     if "timeout" in str(error).lower():
-        return (
-            f"No answer within {PROBE_TIMEOUT_SECONDS:.0f} s. The server may be overloaded, or "
-            f"the base URL may point at something that never answers. ({error})"
-        )
+        return _(
+            "No answer within %(seconds)d s. The server may be overloaded, or the base URL may "
+            "point at something that never answers."
+        ) % {**said, "seconds": PROBE_TIMEOUT_SECONDS}
     if "connect" in str(error).lower():
-        return (
-            f"Could not reach {profile.base_url}. Is the server running, and is the base URL "
-            f"right? ({error})"
-        )
-    return str(error)
+        return _("Could not reach %(url)s. Is the server running, and is the base URL right?") % {
+            **said,
+            "url": profile.base_url,
+        }
+    return _("The request failed.")
 
 
 class _Prober:
@@ -227,13 +232,16 @@ def endpoint_probe(profile: ProfileSnapshot) -> ProbeResult:
             )
         except LLMError as exc:
             result.error = plain_words(exc, profile)
+            result.detail = str(exc)[:500]
             return result
         result.latency_ms = latency_ms
         result.reasoning_style = _reasoning_style(message)
         content, _reasoning = split_reasoning(message)
         fault = reply_fault(content)
         if fault:
-            result.error = f"{fault}. The server answered, but with nothing a model would write."
+            result.error = _(
+                "%(fault)s. The server answered, but with nothing a model would write."
+            ) % {"fault": fault}
             return result
         result.answer_read = parse_answer(content, _OPTIONS).ok
         if not result.answer_read:

@@ -14,6 +14,7 @@ from django.db import transaction
 from django.utils.translation import gettext as _
 from django.utils.translation import ngettext
 
+from medcot.i18n import specialty_label
 from medcot.lifecycle import Status
 from medcot.models import Event, Item
 from review.roles import ADMIN, EXPERT, has_role, require_role
@@ -67,7 +68,7 @@ def _explain(item: Item, chosen: list) -> str:
         detail = ngettext("%(n)d open panel", "%(n)d open panels", load) % {"n": load}
         if matched:
             detail = _("%(specialty)s, %(detail)s") % {
-                "specialty": item.specialty,
+                "specialty": specialty_label(item.specialty),
                 "detail": detail,
             }
         parts.append(f"{_name(expert)} ({detail})")
@@ -76,7 +77,7 @@ def _explain(item: Item, chosen: list) -> str:
         text += " " + _("The item has no specialty: chosen by fewest open panels.")
     elif not any(item.specialty in _specialties(e) for e in chosen):
         text += " " + _("No expert of %(specialty)s was free: chosen by fewest open panels.") % {
-            "specialty": item.specialty
+            "specialty": specialty_label(item.specialty)
         }
     return text
 
@@ -121,7 +122,7 @@ def panel_auto_choose(*, item: Item, limit: int | None = None) -> tuple[list, st
                     "No expert of %(specialty)s, and only %(got)d eligible expert(s) in all; "
                     "the panel needs %(n)d."
                 )
-                % {"specialty": item.specialty, "got": len(candidates), "n": size}
+                % {"specialty": specialty_label(item.specialty), "got": len(candidates), "n": size}
             )
         raise ReviewError(
             _(

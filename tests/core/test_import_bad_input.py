@@ -118,6 +118,7 @@ def test_create_leaves_no_empty_project_when_the_import_is_rejected(tmp_path, ca
     assert "Traceback" not in err
 
 
+@pytest.mark.services  # the child process reads the test database, so it must be a server
 @pytest.mark.django_db(transaction=True)
 def test_fifty_megabytes_of_junk_fail_within_seconds_under_300_mb(tmp_path):
     project = Project.objects.create(name="Junk", slug="junk")

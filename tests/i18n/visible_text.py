@@ -48,6 +48,20 @@ ALLOWED_WORDS = frozenset(
         # Field names of the MedQA and MedMCQA file layouts, quoted on the import page.
         "options",
         "cop",
+        # Keys and column names a file may carry, quoted on the import page as they are written.
+        "data",
+        "question",
+        "answer",
+        "TSV",
+        # Terms of the OpenAI-compatible API, as the providers' own documents write them in Chinese.
+        "schema",  # JSON schema
+        "temperature",
+        "Top",  # Top p
+        "Base",  # Base URL
+        "Web",  # Web 服务器
+        "DeepSeek",
+        "vLLM",
+        "Ollama",
     }
 )
 SKIPPED_TAGS = {"script", "style", "code", "kbd", "pre", "samp", "template"}

@@ -2,7 +2,7 @@ from django import forms
 from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
-from medcot.imports.formats import FormatError, ImportOptions, parse_mapping
+from medcot.imports.formats import FORMATS, FormatError, ImportOptions, parse_mapping
 from medcot.licenses import SOURCE_LICENSES, UNKNOWN
 from medcot.models import Language, Project, QuestionType
 
@@ -28,16 +28,8 @@ INDEX_BASES = [
     ("0", _("0 = A (counted from 0)")),
     ("1", _("1 = A (counted from 1)")),
 ]
-FORMAT_LABELS = {
-    "auto": _("Detect from the file"),
-    "json": _("JSON document (a list of records, or records under a key)"),
-    "medcot-jsonl": _("MedCoT JSONL (docs/import-formats.md)"),
-    "medcot-csv": _("MedCoT CSV or TSV (docs/import-formats.md)"),
-    "medqa-jsonl": _("MedQA-style JSONL (options object + answer_idx)"),
-    "medmcqa-jsonl": _("MedMCQA-style JSONL (opa…opd + cop, 1-based)"),
-    "cmmlu-csv": _("CMMLU-style CSV (,Question,A,B,C,D,Answer)"),
-    "mapped": _("Another layout, with a field mapping"),
-}
+# The formats as the upload form offers them: one list, the importer's own.
+FORMAT_LABELS = FORMATS
 # The fields the preview lets people point at a column or key, in the order shown.
 PREVIEW_FIELDS = [
     ("question", _("Question (stem)")),

@@ -31,6 +31,8 @@ run: demo
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	# The arrows between the apps (pyproject.toml [tool.importlinter], docs/architecture.md).
+	$(BIN)/lint-imports
 	$(BIN)/python manage.py makemigrations --check --dry-run
 	$(MAKE) --no-print-directory messages-check
 	# Tests keep their files (and the filesystem broker's queue) apart from a dev server's ./var;
@@ -43,6 +45,7 @@ test: install
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 format: install
 	$(BIN)/ruff format .

@@ -123,6 +123,7 @@ def seed(n: int) -> tuple[int, dict]:
 
     from generation.models import ReanswerAttempt
     from medcot.models import Event, Item, ItemVersion
+    from medcot.roles import ADMIN, EXPERT, REVIEWER
     from medcot.services import project_create
     from review.models import (
         ConsensusVote,
@@ -131,7 +132,6 @@ def seed(n: int) -> tuple[int, dict]:
         PanelDecision,
         RubricScore,
     )
-    from review.roles import ADMIN, EXPERT, REVIEWER
     from review.services import person_create
 
     stamp = time.time_ns()

@@ -20,6 +20,7 @@ from django.db.models import (
     Sum,
 )
 from django.db.models.functions import Coalesce
+from django.http import Http404
 
 from generation.models import (
     UNUSABLE_PREFIX,
@@ -32,6 +33,20 @@ from generation.models import (
 )
 from medcot.lifecycle import Status
 from medcot.models import Item, Project
+from medcot.permissions import project_get_for_admin
+
+
+def run_get_for_admin(*, user, slug: str, pk: int) -> Run:
+    """A project's run, for its page and its API resource alike: 403 for anyone but an admin,
+    404 for no such project or run (the order of `medcot.permissions`)."""
+    project = project_get_for_admin(user=user, slug=slug)
+    run = Run.objects.select_related("project", "profile", "created_by").filter(
+        project=project, pk=pk
+    )
+    found = run.first()
+    if found is None:
+        raise Http404("No such run")
+    return found
 
 
 def reanswer_attempts_for_item(*, item: Item) -> list[ReanswerAttempt]:

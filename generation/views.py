@@ -14,19 +14,16 @@ from generation.forms import ProfileForm, PromptEditForm, RunStartForm
 from generation.models import UNUSABLE_PREFIX, Job, LLMProfile, PromptVersion, Run
 from generation.prompts import PromptError, prompt_version_edit
 from medcot.models import Item, Project
-from review.roles import ADMIN, require_role
+from medcot.permissions import project_get_for_admin
+from medcot.roles import ADMIN, require_role
 
 
 def _project(request: HttpRequest, slug: str) -> Project:
-    require_role(request.user, ADMIN)
-    return get_object_or_404(Project, slug=slug)
+    return project_get_for_admin(user=request.user, slug=slug)
 
 
 def _run(request: HttpRequest, slug: str, pk: int) -> Run:
-    require_role(request.user, ADMIN)
-    return get_object_or_404(
-        Run.objects.select_related("project", "profile"), pk=pk, project__slug=slug
-    )
+    return selectors.run_get_for_admin(user=request.user, slug=slug, pk=pk)
 
 
 @login_required

@@ -4,7 +4,7 @@ from django.conf import settings
 def medcot(request):
     """What every page shows: the user's roles (and their names in the interface language)
     and whether the LLM is the simulator."""
-    from review.roles import ROLE_LABELS, ROLES, roles_of
+    from medcot.roles import ROLE_LABELS, ROLES, roles_of
 
     user = getattr(request, "user", None)
     roles = roles_of(user) if user is not None and user.is_authenticated else frozenset()

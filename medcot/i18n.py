@@ -22,6 +22,23 @@ from django.views.decorators.http import require_POST
 SESSION_KEY = "medcot_language"
 
 
+class _LanguageStore:
+    """Where a signed-in person's choice is kept. The profile belongs to the review app, which
+    registers its getter and setter from `AppConfig.ready` (the core imports no app); until
+    then the choice lives in the session and the cookie only."""
+
+    get: Callable[..., str] = staticmethod(lambda *, user: "")
+    set: Callable[..., None] | None = None
+
+
+_store = _LanguageStore()
+
+
+def language_store_register(*, get: Callable[..., str], set: Callable[..., None]) -> None:
+    _store.get = get
+    _store.set = set
+
+
 def supported(language: str) -> bool:
     return language in dict(settings.LANGUAGES)
 
@@ -42,12 +59,7 @@ class ProfileLanguageMiddleware:
         if user is not None and user.is_authenticated:
             language = request.session.get(SESSION_KEY)
             if language is None:
-                from review.models import Profile
-
-                language = (
-                    Profile.objects.filter(user=user).values_list("language", flat=True).first()
-                    or ""
-                )
+                language = _store.get(user=user) or ""
                 request.session[SESSION_KEY] = language
             if language and supported(language):
                 translation.activate(language)
@@ -59,13 +71,12 @@ class ProfileLanguageMiddleware:
 def language_set(request: HttpRequest) -> HttpResponse:
     """The header's and the login page's switcher: remember the choice (on the profile when
     signed in, in a cookie always) and go back to the page it was made on."""
-    from review.services import profile_language_set
-
     language = request.POST.get("language", "")
     if not supported(language):
         return HttpResponseBadRequest(_("Unknown language."))
     if request.user.is_authenticated:
-        profile_language_set(user=request.user, language=language)
+        if _store.set is not None:
+            _store.set(user=request.user, language=language)
         request.session[SESSION_KEY] = language
     target = request.POST.get("next") or request.headers.get("referer") or "/"
     if not url_has_allowed_host_and_scheme(

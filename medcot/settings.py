@@ -274,9 +274,9 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    "DEFAULT_PAGINATION_CLASS": "review.api.pagination.Cursor",
+    "DEFAULT_PAGINATION_CLASS": "medcot.api.pagination.Cursor",
     "PAGE_SIZE": 50,
-    "EXCEPTION_HANDLER": "review.api.errors.exception_handler",
+    "EXCEPTION_HANDLER": "medcot.api.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
 }
 SPECTACULAR_SETTINGS = {
@@ -290,7 +290,7 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",
-        "review.api.schema.add_error_responses",
+        "medcot.api.schema.add_error_responses",
     ],
     "ENUM_NAME_OVERRIDES": {
         "LanguageEnum": "medcot.models.Language",

@@ -1,9 +1,10 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from django.views.i18n import JavaScriptCatalog
 
 from medcot import i18n, views
+from medcot.api import views as api_views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -29,7 +30,12 @@ urlpatterns = [
     path("", include("generation.urls")),
     path("", include("review.urls")),
     path("", include("review.releases.urls")),
+    path("api/", include("medcot.api.urls")),
+    path("api/", include("generation.api.urls")),
     path("api/", include("review.api.urls")),
+    # Anything else under /api/ is a JSON 404 in the API's error shape, not the HTML page.
+    # Any character, so a path with an encoded newline (fuzzers send them) is caught here too.
+    path("api/", include([re_path(r"^[\s\S]*$", api_views.not_found, name="api-not-found")])),
     path("django-admin/", admin.site.urls),
 ]
 

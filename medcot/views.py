@@ -1,12 +1,9 @@
 """Browser views for projects, items and seed imports. Thin: parse, call a service, render."""
 
-from functools import partial
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -26,9 +23,8 @@ from medcot.imports.service import (
 )
 from medcot.lifecycle import Status
 from medcot.models import ImportBatch, Item, Language, Project
+from medcot.roles import ADMIN, has_role, require_role, roles_of
 from medcot.services import project_create
-from medcot.tasks import import_seed_batch_task
-from review.roles import ADMIN, has_role, require_role, roles_of
 
 CONTAINER_LABELS = {
     "json": _lazy("JSON document"),
@@ -195,9 +191,7 @@ def import_batch_preview(request: HttpRequest, slug: str, pk: int) -> HttpRespon
                 mapping = options.mapping
             options = form.import_options(file_name=batch.file_name, mapping=mapping)
             if action == "import":
-                with transaction.atomic():
-                    batch = import_batch_confirm(batch=batch, options=options)
-                    transaction.on_commit(partial(import_seed_batch_task.delay, batch.pk))
+                import_batch_confirm(batch=batch, options=options)
                 return redirect("import_batch_detail", slug=slug, pk=pk)
             batch = import_batch_set_options(batch=batch, options=options)
             return redirect("import_batch_preview", slug=slug, pk=pk)

@@ -13,6 +13,7 @@ from django.utils import timezone
 
 from medcot.lifecycle import Status
 from medcot.models import Event, Item
+from medcot.roles import ADMIN, EXPERT, REVIEWER, has_role
 from review.models import (
     Adjudication,
     ConsensusVote,
@@ -23,11 +24,11 @@ from review.models import (
     PanelDecision,
     PanelMembership,
     PanelState,
+    Profile,
     RubricDimension,
     RubricScore,
     Stage,
 )
-from review.roles import ADMIN, EXPERT, REVIEWER, has_role
 
 
 def _item(pk: int) -> Item:
@@ -59,14 +60,6 @@ def item_get_for_reviewer(*, user, pk: int) -> Item:
     if taken:
         raise PermissionDenied
     return item
-
-
-def first_pass_already_submitted(*, user, pk: int) -> bool:
-    return (
-        FirstPassReview.objects.filter(item_id=pk, reviewer=user)
-        .exclude(state=FirstPassState.UNDONE)
-        .exists()
-    )
 
 
 def item_get_for_consensus(*, user, pk: int) -> Item:
@@ -111,11 +104,9 @@ def item_get_for_history(*, user, pk: int) -> Item:
 
 
 def reanswer_attempts(*, item: Item) -> list:
-    """Every model re-answer attempt, through the generation app's selector."""
-    try:
-        from generation.selectors import reanswer_attempts_for_item
-    except ImportError:
-        return []
+    """Every model re-answer attempt, through the generation app's published module."""
+    from generation.public import reanswer_attempts_for_item
+
     return list(reanswer_attempts_for_item(item=item))
 
 
@@ -174,8 +165,6 @@ def panel_waiting_specialties() -> list[str]:
 
 def expert_specialties() -> list[str]:
     """Every specialty some expert declares: what an item's specialty can usefully match."""
-    from review.models import Profile
-
     found: set[str] = set()
     for values in Profile.objects.filter(user__groups__name=EXPERT).values_list(
         "specialties", flat=True
@@ -428,8 +417,9 @@ def items_held_by(*, user, items):
     return items.filter(Exists(leased) | Exists(seated))
 
 
-def item_held_by(*, user, item: Item) -> bool:
-    return items_held_by(user=user, items=Item.objects.filter(pk=item.pk)).exists()
+def profile_language(*, user) -> str:
+    """The interface language a person chose ("" for the browser's choice)."""
+    return Profile.objects.filter(user=user).values_list("language", flat=True).first() or ""
 
 
 def cot_concluded(*, version) -> str:
@@ -440,7 +430,7 @@ def cot_concluded(*, version) -> str:
     the fallback for a CoT whose wording the parser cannot read."""
     if version is None or not version.cot:
         return ""
-    from generation.parsing import parse_answer
+    from generation.public import parse_answer
 
     parsed = parse_answer(version.cot, version.options)
     if parsed.ok and parsed.letter:

@@ -10,7 +10,7 @@ urlpatterns = [
     path(
         "review/first-pass/<int:pk>/submit/", views.first_pass_submit_view, name="first_pass_submit"
     ),
-    path("review/first-pass/<int:pk>/skip/", views.first_pass_skip, name="first_pass_skip"),
+    path("review/first-pass/<int:pk>/skip/", views.first_pass_skip_view, name="first_pass_skip"),
     path("review/first-pass/undo/", views.first_pass_undo_view, name="first_pass_undo"),
     path("review/consensus/", views.consensus, name="consensus"),
     path("review/consensus/<int:pk>/vote/", views.consensus_vote_view, name="consensus_vote"),

@@ -21,6 +21,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from medcot.lifecycle import Status
 from medcot.models import Item
+from medcot.roles import ADMIN, EXPERT, REVIEWER, has_role, require_role
 from review import selectors
 from review.forms import (
     AdjudicationForm,
@@ -34,7 +35,6 @@ from review.forms import (
     RubricScoreForm,
 )
 from review.models import Lease, PanelMembership, PanelState, RubricDimension, Stage
-from review.roles import ADMIN, EXPERT, REVIEWER, has_role, require_role
 from review.services.assignment import (
     BULK_MAX,
     items_specialty_set,
@@ -46,8 +46,11 @@ from review.services.assignment import (
 from review.services.common import ReviewError
 from review.services.consensus import consensus_settle_ready, consensus_tally, consensus_vote
 from review.services.first_pass import (
+    AlreadyJudged,
     ContentFix,
     first_pass_apply_due,
+    first_pass_item_get,
+    first_pass_skip,
     first_pass_submit,
     first_pass_undo,
     first_pass_undoable,
@@ -110,7 +113,9 @@ def my_queue(request: HttpRequest) -> HttpResponse:
 # --- First pass -----------------------------------------------------------------------------
 
 
-def _first_pass_context(request: HttpRequest, *, form=None, error: str = "") -> dict:
+def _first_pass_context(
+    request: HttpRequest, *, form=None, error: str = "", notice: str = ""
+) -> dict:
     first_pass_apply_due(limit=50)
     skipped = _skipped(request, Stage.FIRST_REVIEW)
     current, following = queue_next(
@@ -126,6 +131,7 @@ def _first_pass_context(request: HttpRequest, *, form=None, error: str = "") -> 
         "following": following,
         "form": form,
         "error": error,
+        "notice": notice,
         "undoable": first_pass_undoable(reviewer=request.user),
         "criteria": [
             ("relevance", _("Relevance"), "1", "r"),
@@ -168,12 +174,10 @@ def first_pass(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def first_pass_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
-    if selectors.first_pass_already_submitted(user=request.user, pk=pk):
-        # A repeated post (double Enter, a retried request): the first one counted.
-        if not request.htmx:
-            return redirect("review:first_pass")
-        return _render_first_pass(request, _first_pass_context(request))
-    item = selectors.item_get_for_reviewer(user=request.user, pk=pk)
+    try:
+        item = first_pass_item_get(user=request.user, pk=pk)
+    except AlreadyJudged as exc:
+        return _first_pass_moved_on(request, exc)
     form = FirstPassForm(request.POST)
     error = ""
     code = None
@@ -202,6 +206,8 @@ def first_pass_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
                 confirm_mismatch=data["confirm_mismatch"],
                 confirm_fast=data["confirm_fast"],
             )
+        except AlreadyJudged as exc:  # a repeated post that raced the first one
+            return _first_pass_moved_on(request, exc)
         except ReviewError as exc:
             error = _error_text(exc)
             code = getattr(exc, "code", None)
@@ -220,13 +226,24 @@ def first_pass_submit_view(request: HttpRequest, pk: int) -> HttpResponse:
 
 @login_required
 @require_POST
-def first_pass_skip(request: HttpRequest, pk: int) -> HttpResponse:
-    require_role(request.user, REVIEWER, EXPERT)
-    lease_release(user=request.user, item_id=pk, stage=Stage.FIRST_REVIEW)
+def first_pass_skip_view(request: HttpRequest, pk: int) -> HttpResponse:
+    try:
+        first_pass_skip(user=request.user, pk=pk)
+    except ReviewError as exc:
+        return _first_pass_moved_on(request, exc)
     _skip_remember(request, Stage.FIRST_REVIEW, pk)
     if not request.htmx:
         return redirect("review:first_pass")
     return _render_first_pass(request, _first_pass_context(request))
+
+
+def _first_pass_moved_on(request: HttpRequest, refusal: ReviewError) -> HttpResponse:
+    """A verdict or skip the service refused although nothing is wrong with the page (a
+    repeated post, an item no longer held): say so and show the queue as it is now."""
+    if not request.htmx:
+        messages.info(request, _error_text(refusal))
+        return redirect("review:first_pass")
+    return _render_first_pass(request, _first_pass_context(request, notice=_error_text(refusal)))
 
 
 @login_required

@@ -13,7 +13,7 @@ from django.db import connection, connections
 
 from medcot.lifecycle import Status
 from medcot.models import AuthorKind, Item, ItemVersion, Project
-from review.roles import REVIEWER
+from medcot.roles import REVIEWER
 from review.services import person_create
 
 BATCH = 10_000

@@ -5,7 +5,7 @@ import socket
 import pytest
 from django.conf import settings
 
-from review.roles import ADMIN, EXPERT, REVIEWER
+from medcot.roles import ADMIN, EXPERT, REVIEWER
 from review.services import person_create
 
 REQUIRE_SERVICES = os.getenv("MEDCOT_REQUIRE_SERVICES") == "1"

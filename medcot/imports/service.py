@@ -12,6 +12,7 @@ import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 from django.db import transaction
 from django.db.models import F, OuterRef, Subquery
@@ -81,6 +82,36 @@ def import_batch_create(
     )
 
 
+def import_batch_submit(
+    *,
+    project: Project,
+    data: bytes,
+    file_name: str,
+    options: ImportOptions,
+    actor=None,
+    wait: bool = False,
+) -> ImportBatch:
+    """An upload to import now (the API's upload): recorded and handed to a worker once the
+    transaction commits, or with `wait` processed in this call and returned with its report.
+    A previewed upload (the browser's) goes to the worker the same way on `import_batch_confirm`."""
+    with transaction.atomic():
+        batch = import_batch_create(
+            project=project, data=data, file_name=file_name, options=options, actor=actor
+        )
+        if not wait:
+            _dispatch_after_commit(batch.pk)
+    if wait:
+        batch = import_batch_process(batch_id=batch.pk)
+    return batch
+
+
+def _dispatch_after_commit(batch_id: int) -> None:
+    # The task module imports this one; the task is looked up when there is work to send.
+    from medcot.tasks import import_seed_batch_task
+
+    transaction.on_commit(partial(import_seed_batch_task.delay, batch_id))
+
+
 def import_batch_process(*, batch_id: int) -> ImportBatch:
     """Run a pending batch. Safe to call twice: a finished batch is returned unchanged."""
     with transaction.atomic():
@@ -96,7 +127,8 @@ def import_batch_process(*, batch_id: int) -> ImportBatch:
 
 
 def import_batch_confirm(*, batch: ImportBatch, options: ImportOptions) -> ImportBatch:
-    """An admin confirmed a previewed upload with these options: hand it to a worker."""
+    """An admin confirmed a previewed upload with these options: hand it to a worker once the
+    transaction commits. A second confirmation (a repeated post) changes and sends nothing."""
     with transaction.atomic():
         batch = ImportBatch.objects.select_for_update().get(pk=batch.pk)
         if batch.state != ImportBatch.State.PREVIEW:
@@ -106,6 +138,7 @@ def import_batch_confirm(*, batch: ImportBatch, options: ImportOptions) -> Impor
         batch.license = options.license or batch.license
         batch.state = ImportBatch.State.PENDING
         batch.save(update_fields=["options", "format", "license", "state"])
+        _dispatch_after_commit(batch.pk)
     return batch
 
 

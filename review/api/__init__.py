@@ -1,2 +1,2 @@
-"""The REST API (Django REST framework): thin views over the same services and selectors as
-the browser, with permissions from `medcot.permissions`."""
+"""Review's REST resources (Django REST framework): thin views over the same services and
+selectors as the browser, with permissions from `medcot.permissions`."""

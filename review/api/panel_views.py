@@ -10,11 +10,11 @@ from rest_framework import generics, serializers, status
 from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
+from medcot.api.errors import ERRORS, valid_input
+from medcot.api.permissions import IsMember
 from medcot.models import OPTION_LABELS, Item
 from review import selectors
 from review.api.errors import review_refusals
-from review.api.permissions import IsMember
-from review.api.views import ERRORS, valid_input
 from review.models import Decision, RubricDimension
 from review.services.panels import (
     panel_refresh,

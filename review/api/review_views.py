@@ -9,11 +9,11 @@ from rest_framework import generics, serializers, status
 from rest_framework.response import Response
 
 from medcot import permissions as rules
+from medcot.api.errors import ERRORS, READ_ERRORS, invalid, valid_input
+from medcot.api.permissions import IsAdminRole
 from review import selectors as review_selectors
 from review.api import serializers as s
 from review.api.errors import review_refusals
-from review.api.permissions import IsAdminRole
-from review.api.views import ERRORS, READ_ERRORS, _invalid, valid_input
 from review.models import Adjudication, Panel, RubricDimension
 from review.services.common import ReviewError
 from review.services.panels import adjudication_decide, panel_assign
@@ -58,11 +58,11 @@ class PanelAssign(generics.GenericAPIView):
         experts = list(get_user_model().objects.filter(username__in=names))
         missing = sorted(set(names) - {e.get_username() for e in experts})
         if missing:
-            return _invalid({"experts": [f"No such user: {', '.join(missing)}"]})
+            return invalid({"experts": [f"No such user: {', '.join(missing)}"]})
         try:
             panel = panel_assign(item=item, experts=experts, actor=request.user)
         except ReviewError as exc:
-            return _invalid({"experts": exc.messages})
+            return invalid({"experts": exc.messages})
         return Response(s.PanelSerializer(panel).data, status=status.HTTP_201_CREATED)
 
 
@@ -113,7 +113,7 @@ class Adjudicate(generics.GenericAPIView):
         if data["expert"]:
             expert = get_user_model().objects.filter(username=data["expert"]).first()
             if expert is None:
-                return _invalid({"expert": [f"No such user: {data['expert']}"]})
+                return invalid({"expert": [f"No such user: {data['expert']}"]})
         with review_refusals():
             record = adjudication_decide(
                 item=item,

@@ -14,23 +14,26 @@ from rest_framework.exceptions import PermissionDenied
 from rest_framework.response import Response
 
 from medcot import permissions as rules
+from medcot.api import serializers as core_s
+from medcot.api.errors import ERRORS, READ_ERRORS, valid_input
+from medcot.api.permissions import IsMember
 from medcot.models import OPTION_LABELS, Item
 from review import selectors
-from review.api import serializers as s
 from review.api.errors import review_refusals
-from review.api.permissions import IsMember
-from review.api.views import ERRORS, READ_ERRORS, valid_input
 from review.models import Stage
 from review.services.common import ReviewError
 from review.services.consensus import consensus_vote
 from review.services.first_pass import (
     ContentFix,
+    NotHeld,
     first_pass_apply_due,
+    first_pass_item_get,
+    first_pass_skip,
     first_pass_submit,
     first_pass_undo,
     first_pass_undoable,
 )
-from review.services.queue import lease_release, queue_check_role, queue_next
+from review.services.queue import queue_check_role, queue_next
 
 # Item ids are BigAutoField keys; a larger number is a 400, not an overflow in SQL.
 ITEM_ID_MAX = 2**63 - 1
@@ -115,8 +118,8 @@ class ConsensusVoteInputSerializer(serializers.Serializer):
 
 
 class ClaimedSerializer(serializers.Serializer):
-    item = s.ItemSerializer(allow_null=True)
-    following = s.ItemSerializer(allow_null=True)
+    item = core_s.ItemSerializer(allow_null=True)
+    following = core_s.ItemSerializer(allow_null=True)
 
 
 class FirstPassReviewOutSerializer(serializers.Serializer):
@@ -229,7 +232,8 @@ class FirstPassSubmit(generics.GenericAPIView):
         responses={201: FirstPassReviewOutSerializer, **ERRORS},
     )
     def post(self, request, pk: int):
-        item = selectors.item_get_for_reviewer(user=request.user, pk=pk)
+        with review_refusals():
+            item = first_pass_item_get(user=request.user, pk=pk)
         data = valid_input(FirstPassSubmitSerializer, request)
         given = data.get("fix")
         fix = None
@@ -292,17 +296,11 @@ class FirstPassSkip(generics.GenericAPIView):
 
     @extend_schema(request=None, responses={204: None, **ERRORS})
     def post(self, request, pk: int):
-        item = selectors.item_get_for_reviewer(user=request.user, pk=pk)
-        if selectors.first_pass_already_submitted(user=request.user, pk=item.pk):
-            # The lease outlives a held verdict (see `first_pass_submit`); releasing it would
-            # not take the verdict back.
-            raise serializers.ValidationError(
-                {"non_field_errors": ["You have judged this item; undo the verdict instead."]}
-            )
-        if not lease_release(user=request.user, item_id=item.pk, stage=Stage.FIRST_REVIEW):
-            raise PermissionDenied(
-                _("You do not hold this item; claim items with first-pass/next/.")
-            )
+        with review_refusals():
+            try:
+                first_pass_skip(user=request.user, pk=pk)
+            except NotHeld as exc:
+                raise PermissionDenied(" ".join(exc.messages)) from exc
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 

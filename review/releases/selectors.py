@@ -28,6 +28,7 @@ from django.utils.safestring import mark_safe
 
 from medcot.lifecycle import Status
 from medcot.models import OPTION_LABELS, Event, Item, ItemVersion, Project, RevisionStatus
+from medcot.roles import ADMIN, require_role
 from review.agreement import Accumulator, summary_as_dict
 from review.models import (
     ConsensusVote,
@@ -41,7 +42,6 @@ from review.models import (
 )
 from review.releases.diff import release_diff
 from review.releases.models import Release, ReleaseItem
-from review.roles import ADMIN, require_role
 
 DIMENSIONS = tuple(RubricDimension.values)
 SCORES = (0, 1, 2)
@@ -59,14 +59,6 @@ def release_get_for_admin(*, user, project_slug: str, version: str) -> Release:
             project__slug=project_slug, version=version
         )
     except Release.DoesNotExist as exc:
-        raise Http404 from exc
-
-
-def project_get_for_admin(*, user, slug: str) -> Project:
-    require_role(user, ADMIN)
-    try:
-        return Project.objects.get(slug=slug)
-    except Project.DoesNotExist as exc:
         raise Http404 from exc
 
 
@@ -280,7 +272,7 @@ def _related_for_chunk(*, first: int, last: int, keys: dict[int, tuple], pseudon
     """The review trail of the items `keys` ({item id: (released version id, key)}), read with
     item id ranges rather than IN lists of thousands of ids: range scans on the item indexes
     are cheap, and rows of items outside the release (in the same id range) are skipped."""
-    from generation.models import ReanswerAttempt
+    from generation.public import ReanswerAttempt
 
     span = {"item_id__gte": first, "item_id__lte": last}
     first_pass: dict[int, tuple] = {}
@@ -681,8 +673,7 @@ def reviewer_throughput(*, project: Project, days: int = 14) -> dict:
 def llm_usage_by_run(*, project: Project, limit: int = 20) -> list[dict]:
     """Per run (newest first): calls by outcome, tokens, latency percentiles and cost. The
     percentiles are worked out in the database (a run holds up to ~100,000 calls)."""
-    from generation.models import LLMCall, Run
-    from generation.selectors import latency_percentiles
+    from generation.public import LLMCall, Run, latency_percentiles
 
     runs = list(
         Run.objects.filter(project=project)

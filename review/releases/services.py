@@ -41,6 +41,11 @@ class ReleaseError(Exception):
     """The release cannot be created or built as asked; the message says why."""
 
 
+class ReleaseExists(ReleaseError):
+    """The project already has a release of this version; releases are immutable. The API
+    answers 409, the browser shows the message on the form."""
+
+
 def _clean_filters(filters: dict | None) -> dict:
     cleaned = {}
     for key, values in (filters or {}).items():
@@ -72,6 +77,11 @@ def release_create(
 
         sources = selectors.source_licenses(project=project)
         license = most_restrictive(row["code"] for row in sources)
+    if Release.objects.filter(project=project, version=version.strip()).exists():
+        raise ReleaseExists(
+            _("Release %(version)s already exists; releases are immutable.")
+            % {"version": version.strip()}
+        )
     release = Release(
         project=project,
         version=version.strip(),

@@ -10,6 +10,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from medcot import licenses
+from medcot.permissions import project_get_for_admin
 from review.releases import figures, selectors, services
 from review.releases.forms import ReleaseForm
 from review.releases.models import Release
@@ -30,7 +31,7 @@ CONTENT_TYPES = {
 @login_required
 @require_GET
 def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
-    project = selectors.project_get_for_admin(user=request.user, slug=slug)
+    project = project_get_for_admin(user=request.user, slug=slug)
     data = selectors.project_dashboard(project=project)
     context = {
         "project": project,
@@ -47,7 +48,7 @@ def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
 @login_required
 @require_http_methods(["GET", "POST"])
 def release_list(request: HttpRequest, slug: str) -> HttpResponse:
-    project = selectors.project_get_for_admin(user=request.user, slug=slug)
+    project = project_get_for_admin(user=request.user, slug=slug)
     choices = selectors.filter_choices(project=project)
     sources = selectors.source_licenses(project=project)
     default_license = licenses.most_restrictive(row["code"] for row in sources)

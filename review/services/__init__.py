@@ -9,8 +9,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
 
+from medcot.roles import role_grant
 from review.models import Profile
-from review.roles import role_grant
 
 
 def profile_get_or_create(*, user) -> Profile:

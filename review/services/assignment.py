@@ -17,7 +17,7 @@ from django.utils.translation import ngettext
 from medcot.i18n import specialty_label
 from medcot.lifecycle import Status
 from medcot.models import Event, Item
-from review.roles import ADMIN, EXPERT, has_role, require_role
+from medcot.roles import ADMIN, EXPERT, has_role, require_role
 from review.services.common import ReviewError, actor_or_none
 from review.services.panels import panel_assign, panel_candidates
 

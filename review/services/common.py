@@ -25,12 +25,12 @@ def actor_or_none(user):
 def reanswer_start(*, item_ids: list[int]) -> None:
     """Hand items that just entered `reanswering` to the generation side. It dispatches after
     commit, so inside a rolled-back test transaction nothing runs."""
-    from generation.pipeline import reanswer_enqueue
+    from generation.public import reanswer_enqueue
 
     reanswer_enqueue(item_ids=item_ids)
 
 
 def regeneration_start(*, item_id: int, guidance: str, actor_id: int | None) -> None:
-    from generation.pipeline import regenerate_enqueue
+    from generation.public import regenerate_enqueue
 
     regenerate_enqueue(item_id=item_id, guidance=guidance, actor_id=actor_id)

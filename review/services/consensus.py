@@ -9,8 +9,8 @@ from django.utils.translation import gettext as _
 
 from medcot.lifecycle import Status, transition
 from medcot.models import Item
+from medcot.roles import EXPERT, has_role
 from review.models import ConsensusVote, Lease, Stage
-from review.roles import EXPERT, has_role
 from review.selectors import cot_concluded
 from review.services.common import ReviewError
 from review.services.queue import lease_held_by_other

@@ -11,12 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from django.core.exceptions import PermissionDenied
 from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from medcot.lifecycle import StaleStatus, Status, transition
 from medcot.models import OPTION_LABELS, AuthorKind, Event, Item, ItemVersion
+from medcot.roles import EXPERT, REVIEWER, has_role
 from medcot.services import item_version_create
 from review.models import (
     ConsensusVote,
@@ -26,10 +28,9 @@ from review.models import (
     Lease,
     Stage,
 )
-from review.roles import EXPERT, has_role
-from review.selectors import cot_concluded
+from review.selectors import cot_concluded, item_get_for_reviewer
 from review.services.common import ReviewError, reanswer_start, undo_seconds
-from review.services.queue import lease_held_by_other, queue_check_role
+from review.services.queue import lease_held_by_other, lease_release, queue_check_role
 
 
 @dataclass(frozen=True)
@@ -122,6 +123,53 @@ def first_pass_confirmations_check(
     return given
 
 
+class AlreadyJudged(ReviewError):
+    """The reviewer has a verdict on this item (held or applied): a repeated post, or a skip
+    after judging. The browser shows it and moves on (the first post counted); the API answers
+    400 with the same words."""
+
+
+class NotHeld(ReviewError):
+    """A skip of an item the reviewer does not hold (never claimed, lease gone, someone
+    else's). The API answers 403, as for any item that is not the caller's."""
+
+
+def _already_judged(*, held: bool) -> AlreadyJudged:
+    if held:
+        message = _("You have already judged this item; undo the verdict to change it.")
+    else:
+        message = _("You have already judged this item; your verdict has taken effect.")
+    return AlreadyJudged(message, code="already_judged")
+
+
+def first_pass_item_get(*, user, pk: int) -> Item:
+    """The item a reviewer's verdict or skip is about, refused in one order on every path:
+    the role (403), a verdict this reviewer already gave (`AlreadyJudged`, even once the
+    item has moved on), then the item (404 if not at first pass, 403 if someone else's)."""
+    if not has_role(user, REVIEWER, EXPERT):
+        raise PermissionDenied
+    given = (
+        FirstPassReview.objects.filter(item_id=pk, reviewer=user)
+        .exclude(state=FirstPassState.UNDONE)
+        .values_list("state", flat=True)
+        .first()
+    )
+    if given is not None:
+        raise _already_judged(held=given == FirstPassState.HELD)
+    return item_get_for_reviewer(user=user, pk=pk)
+
+
+def first_pass_skip(*, user, pk: int) -> None:
+    """Give a first-pass item the reviewer holds back to the queue, unjudged. Refused for a
+    judged item (the lease outlives a held verdict; releasing it would not take the verdict
+    back) and for one the reviewer does not hold."""
+    item = first_pass_item_get(user=user, pk=pk)
+    if not lease_release(user=user, item_id=item.pk, stage=Stage.FIRST_REVIEW):
+        raise NotHeld(
+            _("You do not hold this item; take it from the queue first."), code="not_held"
+        )
+
+
 def first_pass_submit(
     *,
     item: Item,
@@ -188,11 +236,11 @@ def first_pass_submit(
             raise ReviewError(_("Someone else is reviewing this item."))
         if locked.current_version.author_id == reviewer.pk:
             raise ReviewError(_("You wrote this version; someone else must review it."))
-        if (
-            FirstPassReview.objects.filter(item=locked)
-            .exclude(state=FirstPassState.UNDONE)
-            .exists()
-        ):
+        verdicts = FirstPassReview.objects.filter(item=locked).exclude(state=FirstPassState.UNDONE)
+        mine = verdicts.filter(reviewer=reviewer).values_list("state", flat=True).first()
+        if mine is not None:
+            raise _already_judged(held=mine == FirstPassState.HELD)
+        if verdicts.exists():
             raise ReviewError(_("This item has already been reviewed."))
         fix_data = {}
         if action == "fix":

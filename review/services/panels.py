@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from medcot.lifecycle import Status, transition
 from medcot.models import OPTION_LABELS, AuthorKind, Event, Item
+from medcot.roles import ADMIN, EXPERT, has_role, require_role
 from medcot.services import item_version_create
 from review.models import (
     Adjudication,
@@ -30,7 +31,6 @@ from review.models import (
     RubricDimension,
     RubricScore,
 )
-from review.roles import ADMIN, EXPERT, has_role, require_role
 from review.services.common import ReviewError, actor_or_none, regeneration_start
 from review.services.consensus import consensus_evaluate
 from review.services.first_pass import content_check

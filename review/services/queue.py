@@ -19,8 +19,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from medcot.models import Item, ItemVersion
+from medcot.roles import EXPERT, REVIEWER, has_role
 from review.models import ConsensusVote, FirstPassReview, FirstPassState, Lease, Stage
-from review.roles import EXPERT, REVIEWER, has_role
 from review.services.common import ReviewError, lease_seconds
 
 # A person holds at most this many leases per stage: the item on screen and the next one,

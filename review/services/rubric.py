@@ -9,8 +9,8 @@ from django.db.models import Max
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
+from medcot.roles import ADMIN, require_role
 from review.models import RubricDimension, RubricGuide
-from review.roles import ADMIN, require_role
 from review.services.common import ReviewError, actor_or_none
 
 FALLBACK_LANGUAGE = "en"

@@ -13,6 +13,7 @@ from django.utils import timezone
 from generation.models import Job
 from medcot.lifecycle import Status, transition
 from medcot.models import AuthorKind, Event, ItemVersion
+from medcot.roles import EXPERT
 from medcot.services import item_version_create
 from review.models import (
     Adjudication,
@@ -24,7 +25,6 @@ from review.models import (
     RubricDimension,
     Stage,
 )
-from review.roles import EXPERT
 from review.services import person_create
 from review.services.first_pass import first_pass_submit
 from review.services.panels import panel_assign, panel_submit
@@ -256,7 +256,10 @@ def test_it_refuses_to_skip_an_item_past_first_pass(reviewer_api, queued, settin
     item = queued[0]
     reviewer_api.post(NEXT, {}, format="json")
     assert reviewer_api.post(first_pass_url(item), PASS, format="json").status_code == 201
-    assert_error(reviewer_api.post(skip_url(item)), 404, "not_found")
+    # The caller's own verdict is the answer, as on the browser's page (it used to be a 404
+    # here and a quiet redirect there): one service, one refusal.
+    details = assert_error(reviewer_api.post(skip_url(item)), 400, "invalid")
+    assert "taken effect" in details["non_field_errors"][0]
 
 
 def test_it_refuses_to_skip_an_item_with_a_held_verdict(

@@ -240,11 +240,16 @@ def test_it_refuses_first_pass_to_the_wrong_people(
     assert not FirstPassReview.objects.exists()
 
 
-def test_it_refuses_a_second_verdict_and_items_past_first_pass(reviewer_api, queued, immediate):
+def test_it_refuses_a_second_verdict_and_items_past_first_pass(
+    reviewer_api, expert_api, queued, immediate
+):
     item = queued[0]
     assert reviewer_api.post(first_pass_url(item), PASS, format="json").status_code == 201
-    # The item moved on: it is no longer at first review for anyone.
-    assert_error(reviewer_api.post(first_pass_url(item), PASS, format="json"), 404, "not_found")
+    # The reviewer's own verdict is the answer to a repeat, as on the browser's page.
+    again = reviewer_api.post(first_pass_url(item), PASS, format="json")
+    assert "already judged" in assert_error(again, 400, "invalid")["non_field_errors"][0]
+    # For anyone else the item moved on: it is no longer at first review.
+    assert_error(expert_api.post(first_pass_url(item), PASS, format="json"), 404, "not_found")
     assert FirstPassReview.objects.filter(item=item).count() == 1
 
 

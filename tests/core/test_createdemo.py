@@ -2,7 +2,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 
 from medcot.models import Project
-from review.roles import roles_of
+from medcot.roles import roles_of
 
 
 def test_it_makes_a_demo_project_in_both_languages_and_prints_the_logins(db, capsys):

@@ -25,9 +25,9 @@ from medcot.imports.formats import ImportOptions
 from medcot.imports.service import seed_file_import
 from medcot.lifecycle import Status
 from medcot.models import Item, ItemKind
+from medcot.roles import ADMIN, REVIEWER
 from medcot.services import project_create
 from review.management.commands.createdemo import BUNDLED_DATA
-from review.roles import ADMIN, REVIEWER
 from review.services import person_create
 from review.services.first_pass import first_pass_submit
 from tests.conftest import redis_url

@@ -3,7 +3,7 @@ left in English on a page is then interface text, not data."""
 
 import pytest
 
-from review.roles import ADMIN, EXPERT, REVIEWER
+from medcot.roles import ADMIN, EXPERT, REVIEWER
 from review.services import person_create
 
 # The permission matrix's context (an item, an import batch, a run) and its signed-in clients.

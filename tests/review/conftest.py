@@ -2,7 +2,7 @@ import pytest
 from django.test import override_settings
 
 from medcot.lifecycle import Status
-from review.roles import EXPERT, REVIEWER
+from medcot.roles import EXPERT, REVIEWER
 from review.services import person_create
 from tests.factories import ItemFactory
 

@@ -7,8 +7,8 @@ from django.test import override_settings
 
 from medcot.lifecycle import Status
 from medcot.models import Event, Item
+from medcot.roles import EXPERT
 from review.models import Panel, PanelMembership, PanelState, RubricDimension
-from review.roles import EXPERT
 from review.selectors import panel_deadlock_reason, panel_waiting_query
 from review.services import person_create
 from review.services.assignment import (

@@ -18,9 +18,9 @@ from django.test import override_settings
 from generation.models import ReanswerAttempt
 from medcot.lifecycle import Status
 from medcot.models import AuthorKind, Item
+from medcot.roles import ADMIN, EXPERT, REVIEWER
 from medcot.services import item_version_create
 from review.models import ConsensusVote, FirstPassReview, Panel
-from review.roles import ADMIN, EXPERT, REVIEWER
 from review.services import person_create
 from review.services.panels import panel_assign
 from tests.factories import ItemFactory, ProjectFactory

@@ -18,8 +18,8 @@ from django.utils import translation
 
 from medcot.lifecycle import Status, transition
 from medcot.models import Item
+from medcot.roles import ADMIN, EXPERT, REVIEWER
 from review.models import Panel
-from review.roles import ADMIN, EXPERT, REVIEWER
 from review.services import person_create
 from review.services.first_pass import first_pass_apply_due
 from tests.factories import ItemFactory, ProjectFactory

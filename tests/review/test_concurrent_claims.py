@@ -47,8 +47,8 @@ def test_it_never_hands_one_item_to_two_people():
 
 def test_two_last_scores_at_the_same_instant_make_one_decision():
     from medcot.models import Event
+    from medcot.roles import ADMIN, EXPERT
     from review.models import RubricDimension
-    from review.roles import ADMIN, EXPERT
     from review.services.panels import panel_assign, panel_submit
     from tests.factories import ItemFactory
 

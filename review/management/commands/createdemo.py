@@ -10,8 +10,8 @@ from django.core.management.base import BaseCommand
 from medcot.imports.formats import ImportOptions
 from medcot.imports.service import seed_file_import
 from medcot.models import Project, ProjectLanguage
+from medcot.roles import ADMIN, EXPERT, REVIEWER
 from medcot.services import project_create
-from review.roles import ADMIN, EXPERT, REVIEWER
 from review.services import person_create
 
 DEMO_SLUG = "demo"

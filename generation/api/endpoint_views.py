@@ -13,8 +13,8 @@ from rest_framework.response import Response
 from generation import selectors as generation_selectors
 from generation import services as generation_services
 from generation.models import LLMProfile
-from review.api.permissions import IsAdminRole
-from review.api.views import ERRORS, READ_ERRORS, _invalid
+from medcot.api.errors import ERRORS, READ_ERRORS, invalid
+from medcot.api.permissions import IsAdminRole
 
 
 class EndpointSerializer(serializers.ModelSerializer):
@@ -94,7 +94,7 @@ class EndpointList(generics.GenericAPIView):
                 fields=_fields(form.validated_data), actor=request.user
             )
         except generation_services.GenerationError as exc:
-            return _invalid({"non_field_errors": [str(exc)]})
+            return invalid({"non_field_errors": [str(exc)]})
         return Response(
             EndpointSerializer(profile).data,
             status=status.HTTP_201_CREATED,
@@ -122,7 +122,7 @@ class EndpointDetail(generics.GenericAPIView):
                 profile=profile, fields=_fields(form.validated_data), actor=request.user
             )
         except generation_services.GenerationError as exc:
-            return _invalid({"non_field_errors": [str(exc)]})
+            return invalid({"non_field_errors": [str(exc)]})
         return Response(EndpointSerializer(profile).data)
 
 

@@ -1,11 +1,10 @@
-"""API views: parse input, call one selector or service, present the result."""
+"""API views of the core's resources (sign-in tokens, projects, imports, items): parse input,
+call one selector or service, present the result."""
 
 from __future__ import annotations
 
-from functools import partial
-
 from django.conf import settings
-from django.db import transaction
+from django.http import JsonResponse
 from django.urls import reverse
 from django.utils.text import slugify
 from django.utils.translation import gettext as _
@@ -23,22 +22,20 @@ from rest_framework.response import Response
 
 from medcot import permissions as rules
 from medcot import selectors
-from medcot.imports.service import import_batch_create, import_batch_process, import_preview
+from medcot.api import serializers as s
+from medcot.api.errors import (
+    ERRORS,
+    READ_ERRORS,
+    ErrorSerializer,
+    PayloadTooLarge,
+    error_body,
+    invalid,
+)
+from medcot.api.pagination import Cursor, CursorById
+from medcot.api.permissions import IsAdminRole, IsMember, ReadMemberWriteAdmin
+from medcot.imports.service import import_batch_submit, import_preview
 from medcot.models import Item, Project
 from medcot.services import project_create
-from medcot.tasks import import_seed_batch_task
-from review.api import serializers as s
-from review.api.errors import ErrorSerializer, PayloadTooLarge
-from review.api.pagination import Cursor, CursorById
-from review.api.permissions import IsAdminRole, IsMember, ReadMemberWriteAdmin
-
-ERRORS = {
-    400: OpenApiResponse(ErrorSerializer, description="Invalid input"),
-    401: OpenApiResponse(ErrorSerializer, description="Not signed in"),
-    403: OpenApiResponse(ErrorSerializer, description="Your role may not do this"),
-    404: OpenApiResponse(ErrorSerializer, description="No such object"),
-}
-READ_ERRORS = {k: v for k, v in ERRORS.items() if k != 400}
 
 
 class TokenView(ObtainAuthToken):
@@ -85,7 +82,7 @@ class ProjectList(generics.ListCreateAPIView):
         # The serializer checks a given slug; one derived from the name is checked here so a
         # clash is a 400, not an IntegrityError.
         if Project.objects.filter(slug=slug).exists():
-            return _invalid({"slug": ["A project with this slug already exists."]})
+            return invalid({"slug": ["A project with this slug already exists."]})
         project = project_create(name=data.pop("name"), slug=slug, actor=request.user, **data)
         project = selectors.project_list_with_counts().get(pk=project.pk)
         return Response(
@@ -166,19 +163,14 @@ class ImportList(generics.ListAPIView):
         if request.query_params.get("dry_run", "").lower() in {"1", "true", "yes"}:
             preview = import_preview(data=file.read(), options=options, project=project)
             return Response(s.ImportPreviewSerializer(preview.as_dict()).data)
-        wait = request.query_params.get("wait", "").lower() in {"1", "true", "yes"}
-        with transaction.atomic():
-            batch = import_batch_create(
-                project=project,
-                data=file.read(),
-                file_name=file.name,
-                options=options,
-                actor=request.user,
-            )
-            if not wait:
-                transaction.on_commit(partial(import_seed_batch_task.delay, batch.pk))
-        if wait:
-            batch = import_batch_process(batch_id=batch.pk)
+        batch = import_batch_submit(
+            project=project,
+            data=file.read(),
+            file_name=file.name,
+            options=options,
+            actor=request.user,
+            wait=request.query_params.get("wait", "").lower() in {"1", "true", "yes"},
+        )
         return Response(
             s.ImportBatchSerializer(batch).data,
             status=status.HTTP_201_CREATED,
@@ -253,30 +245,10 @@ class ItemDetail(generics.GenericAPIView):
         return Response(self.get_serializer(item).data)
 
 
-def valid_input(serializer_class, request) -> dict:
-    """The request body, validated; a 400 with the fields named otherwise."""
-    form = serializer_class(data=request.data)
-    form.is_valid(raise_exception=True)
-    return form.validated_data
-
-
-def _invalid(details: dict) -> Response:
-    from review.api.errors import error_body
-
-    return Response(
-        error_body("invalid", _("The request is not valid; see details."), details),
-        status=status.HTTP_400_BAD_REQUEST,
-    )
-
-
 # Exempt: it changes nothing, and a POST to a wrong address deserves the API's 404, not the
 # CSRF middleware's HTML page.
 @csrf_exempt
 def not_found(request, *args, **kwargs):
-    from django.http import JsonResponse
-
-    from review.api.errors import error_body
-
     return JsonResponse(
         error_body("not_found", _("No API endpoint at this address; see /api/docs/.")), status=404
     )

@@ -1,0 +1,1 @@
+"""Generation's REST resources (Django REST framework): LLM endpoints, runs, LLM calls."""

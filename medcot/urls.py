@@ -30,6 +30,7 @@ urlpatterns = [
     path("", include("generation.urls")),
     path("", include("review.urls")),
     path("", include("review.releases.urls")),
+    path("", include("review.reports.urls")),
     path("api/", include("medcot.api.urls")),
     path("api/", include("generation.api.urls")),
     path("api/", include("review.api.urls")),

@@ -496,3 +496,13 @@ def panel_deadlock_reason(*, panel: Panel, item: Item) -> str:
         "split": split,
         "why": why,
     }
+
+
+def expert_pseudonyms() -> dict[int, str]:
+    """User id → pseudonym. Releases name experts only by these; a user without a profile
+    gets a stable placeholder that still reveals nothing about them."""
+    return dict(Profile.objects.values_list("user_id", "pseudonym"))
+
+
+def pseudonym(pseudonyms: dict[int, str], user_id: int) -> str:
+    return pseudonyms.get(user_id) or f"expert-{user_id}"

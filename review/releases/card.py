@@ -11,8 +11,8 @@ from collections import Counter
 
 from django.utils import translation
 
-from review.releases import figures
 from review.releases.writers import DIMENSIONS, FIELDS
+from review.reports import figures
 
 SCORES = (0, 1, 2)
 

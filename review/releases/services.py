@@ -23,12 +23,13 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from medcot.models import Project
-from review.charts import svg_document
 from review.releases import selectors
 from review.releases.card import CHART_FILES, ReleaseStats, card_charts, render_card
 from review.releases.diff import write_diff
 from review.releases.models import Release, ReleaseItem
 from review.releases.writers import ReleaseWriter, file_sha256, write_checksums, write_zip
+from review.reports import selectors as report_selectors
+from review.reports.charts import svg_document
 
 logger = logging.getLogger(__name__)
 
@@ -175,8 +176,8 @@ def release_snapshot_stats(*, release: Release) -> None:
     if release.stats.get("funnel") is not None:
         return
     stats = {
-        "funnel": selectors.project_funnel(project=release.project),
-        "agreement": selectors.project_agreement(project=release.project),
+        "funnel": report_selectors.project_funnel(project=release.project),
+        "agreement": report_selectors.project_agreement(project=release.project),
     }
     Release.objects.filter(pk=release.pk).update(stats=stats)
     # Read back what the database kept, so the first build and any rebuild render the very

@@ -3,7 +3,6 @@ from django.urls import path
 from review.releases import views
 
 urlpatterns = [
-    path("projects/<slug:slug>/dashboard/", views.dashboard, name="project_dashboard"),
     path("projects/<slug:slug>/releases/", views.release_list, name="release_list"),
     path(
         "projects/<slug:slug>/releases/<str:version>/",

@@ -1,4 +1,4 @@
-"""Releases and the project dashboard, for admins. Thin: parse, call a service or a selector,
+"""Releases, for admins. Thin: parse, call a service or a selector,
 render; htmx requests get the fragment that changes."""
 
 from django.contrib import messages
@@ -11,7 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from medcot import licenses
 from medcot.permissions import project_get_for_admin
-from review.releases import figures, selectors, services
+from review.releases import selectors, services
 from review.releases.forms import ReleaseForm
 from review.releases.models import Release
 
@@ -26,23 +26,6 @@ CONTENT_TYPES = {
     ".zip": "application/zip",
     ".svg": SVG_TYPE,
 }
-
-
-@login_required
-@require_GET
-def dashboard(request: HttpRequest, slug: str) -> HttpResponse:
-    project = project_get_for_admin(user=request.user, slug=slug)
-    data = selectors.project_dashboard(project=project)
-    context = {
-        "project": project,
-        "data": data,
-        "charts": figures.dashboard_charts(data),
-        "agreement_rows": figures.agreement_rows(data["agreement"]),
-        "poll_url": reverse("project_dashboard", kwargs={"slug": slug}),
-    }
-    if request.htmx:
-        return render(request, "releases/_dashboard_live.html", context)
-    return render(request, "releases/dashboard.html", context)
 
 
 @login_required

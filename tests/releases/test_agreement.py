@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from review.agreement import (
+from review.reports.agreement import (
     AgreementError,
     Statistic,
     cohen_kappa,

@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 import pytest
 from django.template import Context, Template
 
-from review.charts import (
+from review.reports.charts import (
     ChartError,
     bar_chart,
     funnel,

@@ -5,7 +5,7 @@ from decimal import Decimal
 import pytest
 
 from medcot.lifecycle import Status
-from review.releases.selectors import (
+from review.reports.selectors import (
     item_distributions,
     llm_usage_by_run,
     project_agreement,

@@ -9,8 +9,8 @@ from django.utils.translation import gettext as _
 
 from medcot.i18n import specialty_label
 from medcot.models import CognitiveLevel, Difficulty, Language, QuestionType, RevisionStatus
-from review.charts import Chart, bar_chart, funnel, hbar_chart, stacked_bar
 from review.models import RubricDimension
+from review.reports.charts import Chart, bar_chart, funnel, hbar_chart, stacked_bar
 
 SPECIALTY_LIMIT = 25
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from django.template.loader import render_to_string
 from django.utils import translation
 
 from review.releases.writers import DIMENSIONS, FIELDS
@@ -31,6 +32,7 @@ AGREEMENT_ROWS = (
     ("consensus_key", "Consensus: key held correct (nominal A–E)"),
     ("panel_decision", "Panel decision: accept / revise / discard (nominal)"),
 )
+PROPERTIES = ("language", "question_type", "kind", "revision_status", "first_pass_result")
 STATISTIC_NAMES = {
     "percent_agreement": "Percent agreement",
     "kappa_mean": "Cohen's κ (mean over rater pairs)",
@@ -121,39 +123,23 @@ def card_charts(*, funnel: dict, release_stats: dict) -> dict[str, str]:
         }
 
 
-def _pct(value: float | None) -> str:
-    return "—" if value is None else f"{value:.1%}"
-
-
-def _num(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}"
-
-
-def _cell(text: object) -> str:
-    """Table cells may hold names typed by people: keep them on one line and away from the
-    Markdown table syntax."""
-    return " ".join(str(text).split()).replace("|", "\\|").replace("<", "&lt;")
-
-
-def _agreement_lines(name: str, summary: dict) -> list[str]:
-    lines = []
+def _agreement_rows(judgement: str, summary: dict) -> list[dict]:
     # A fixed order, not the dict's: stats stored in a PostgreSQL jsonb column come back with
     # their keys reordered, and the card must not change with that.
     overall = summary["overall"]
-    for stat_name in [*STATISTIC_NAMES, *sorted(set(overall) - set(STATISTIC_NAMES))]:
-        if stat_name not in overall:
-            continue
-        stat = overall[stat_name]
-        ci = (
-            f"{stat['ci_low']:.3f} – {stat['ci_high']:.3f}"
-            if stat.get("ci_low") is not None
-            else ""
-        )
-        lines.append(
-            f"| {name} | {STATISTIC_NAMES.get(stat_name, stat_name)} | {_num(stat['value'])} "
-            f"| {ci} | {stat['n_items']:,} | {len(summary['pairs'])} |"
-        )
-    return lines
+    return [
+        {
+            "judgement": judgement,
+            "statistic": STATISTIC_NAMES.get(name, name),
+            "value": overall[name]["value"],
+            "ci_low": overall[name].get("ci_low"),
+            "ci_high": overall[name].get("ci_high"),
+            "n_items": overall[name]["n_items"],
+            "pairs": len(summary["pairs"]),
+        }
+        for name in [*STATISTIC_NAMES, *sorted(set(overall) - set(STATISTIC_NAMES))]
+        if name in overall
+    ]
 
 
 def render_card(
@@ -167,188 +153,62 @@ def render_card(
     stats: dict,
     previous_version: str | None,
 ) -> str:
-    """README.md. Both configs point at JSON Lines files because `datasets` reads every
-    config of a directory with one builder, chosen from the default config's format. `stats`
-    holds "funnel", "agreement", "release" and (with a previous
-    release) "diff"."""
+    """README.md, from templates/releases/card.md. Both configs point at JSON Lines files
+    because `datasets` reads every config of a directory with one builder, chosen from the
+    default config's format. `stats` holds "funnel", "agreement", "release" and (with a
+    previous release) "diff"."""
     release = stats["release"]
     funnel = stats["funnel"]
-    n = release["total"]
-    confirmed_share = (
-        funnel["confirmed_first_pass"] / funnel["constructed"] if funnel["constructed"] else None
-    )
-    languages = [lang for lang, _count in release["language"]] or ["en"]
-    yaml = [
-        "---",
-        f"pretty_name: {json.dumps(f'{project_name} {version}', ensure_ascii=False)}",
-        "language:",
-        *(f"- {json.dumps(lang)}" for lang in sorted(languages)),
-        f"license: {json.dumps(license)}",
-        "task_categories:",
-        "- question-answering",
-        "- text-generation",
-        "task_ids:",
-        "- multiple-choice-qa",
-        "size_categories:",
-        f"- {size_category(n)}",
-        "tags:",
-        "- medical",
-        "- clinical-reasoning",
-        "- chain-of-thought",
-        "configs:",
-        "- config_name: default",
-        "  default: true",
-        "  data_files:",
-        "  - split: train",
-        "    path: data.jsonl",
-        "- config_name: chat",
-        "  data_files:",
-        "  - split: train",
-        "    path: chat.jsonl",
-        "---",
-        "",
-    ]
-    body = [f"# {_cell(project_name)} — release {version}", ""]
-    if project_description.strip():
-        body += [project_description.strip(), ""]
-    if notes.strip():
-        body += [notes.strip(), ""]
-    active = {k: v for k, v in sorted(filters.items()) if v}
-    body += [
-        f"{n:,} multiple-choice clinical questions with chain-of-thought explanations, each "
-        "confirmed by a physician in first-pass review, re-answered by a model without its "
-        "explanation (five failed attempts escalate an item to an expert panel that scores it "
-        "on a five-dimension rubric), and approved by at least two experts who agree on the key "
-        "and the phrasing.",
-        "",
-        "Filters: "
-        + (
-            "; ".join(f"{k} = {', '.join(map(str, v))}" for k, v in active.items())
-            if active
-            else "none (every approved item with consensus)."
-        ),
-        "",
-        "## Files",
-        "",
-        "| File | Contents |",
-        "| --- | --- |",
-        "| `data.jsonl` | One record per item as JSON Lines (the `default` config). |",
-        "| `data.parquet` | The same records in Parquet, with a fixed schema. |",
-        "| `data.csv` | The same records; options in `option_a`…`option_e`, lists as JSON. |",
-        "| `chat.jsonl` | Supervised fine-tuning messages: system, user (question and "
-        "options), assistant (the explanation as `reasoning_content`, then the answer). |",
-        "| `agreement.json` | Every agreement statistic, per pair of experts and overall. |",
-        "| `charts/*.svg` | The charts below. |",
-    ]
-    if previous_version and stats.get("diff"):
-        body.append(
-            f"| `diff.jsonl` | Items added, removed and changed since "
-            f"{version_ref(previous_version)}. |"
-        )
-    body += [
-        "| `checksums.sha256` | SHA-256 of every file (`sha256sum -c checksums.sha256`). |",
-        "",
-        "## How the items were validated",
-        "",
-        "The project's funnel when this release was built, in the terms of the MedCoT paper "
-        "(§3.2).",
-        "",
-        "![Funnel](charts/funnel.svg)",
-        "",
-        "| Stage | Items | Share |",
-        "| --- | ---: | ---: |",
-        f"| Constructed (seeds and synthetic) | {funnel['constructed']:,} | |",
-        f"| Seeds | {funnel['seeds']:,} | |",
-        f"| Confirmed by first-pass review | {funnel['confirmed_first_pass']:,} "
-        f"| {_pct(confirmed_share)} of constructed |",
-        f"| Five-strike escalations to an expert panel | {funnel['escalated']:,} "
-        f"| {_pct(funnel['escalated_share'])} of confirmed |",
-        f"| Finalized (approved) | {funnel['finalized']:,} | |",
-        f"| Unrevised | {funnel['unrevised']:,} | {_pct(funnel['unrevised_share'])} of decided |",
-        f"| Modified | {funnel['modified']:,} | {_pct(funnel['modified_share'])} of decided |",
-        f"| Discarded | {funnel['discarded']:,} | {_pct(funnel['discarded_share'])} of decided |",
-        f"| Still in progress | {funnel['in_progress']:,} | |",
-        "",
-        "![Outcome](charts/outcome.svg)",
-        "",
-        "## What the release contains",
-        "",
-        "![Specialties](charts/specialty.svg)",
-        "",
-        "![Cognitive level](charts/cognitive_level.svg)",
-        "![Difficulty](charts/difficulty.svg)",
-        "",
-        "| Property | Value | Items |",
-        "| --- | --- | ---: |",
-    ]
-    for name in ("language", "question_type", "kind", "revision_status", "first_pass_result"):
-        for value, count in release[name]:
-            body.append(f"| {name} | {_cell(value) or '—'} | {count:,} |")
-    body += [
-        f"| escalated | true | {release['escalated']:,} |",
-        "",
-        "## Rubric scores",
-        "",
-        "Expert panels score escalated items 0–2 on five dimensions (counts over every expert and "
-        "round on the released items).",
-        "",
-        "![Rubric means](charts/rubric_means.svg)",
-        "",
-        "![Rubric distribution](charts/rubric_distribution.svg)",
-        "",
-        "| Dimension | Scores | Mean | 0 | 1 | 2 |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
-    ]
-    for d in DIMENSIONS:
-        entry = release["rubric"][d]
-        c0, c1, c2 = entry["counts"]
-        body.append(f"| {d} | {entry['n']:,} | {_num(entry['mean'])} | {c0:,} | {c1:,} | {c2:,} |")
-    body += [
-        "",
-        "## Agreement between experts",
-        "",
-        "Computed over all expert judgements in the project when this release was built; "
-        "`Items` is the number of items (or item-rounds) with at least two judgements behind each "
-        "value. Pairwise values for every pair of experts are in `agreement.json`.",
-        "",
-        "| Judgement | Statistic | Value | 95% CI | Items | Expert pairs |",
-        "| --- | --- | ---: | --- | ---: | ---: |",
-    ]
     agreement = stats["agreement"]
-    for key, label in AGREEMENT_ROWS:
-        body += _agreement_lines(label, agreement[key])
-    for d in DIMENSIONS:
-        body += _agreement_lines(f"Rubric: {d} (ordinal 0–2)", agreement["rubric"][d])
-    body += ["", "## Fields", "", "| Field | Meaning |", "| --- | --- |"]
-    body += [f"| `{name}` | {meaning} |" for name, meaning in FIELDS]
-    if previous_version and stats.get("diff"):
-        diff = stats["diff"]
-        body += [
-            "",
-            f"## Changes since {version_ref(previous_version)}",
-            "",
-            f"{diff['added']:,} added, {diff['removed']:,} removed, {diff['changed']:,} changed.",
-        ]
-        if diff["fields"]:
-            body += ["", "| Field | Items changed |", "| --- | ---: |"]
-            body += [f"| `{k}` | {v:,} |" for k, v in diff["fields"].items()]
-    elif previous_version:
-        body += [
-            "",
-            f"## Changes since {version_ref(previous_version)}",
-            "",
-            "Not listed: the files of that release were no longer on the server at build time.",
-        ]
-    body += [
-        "",
-        "## Privacy",
-        "",
-        "Experts appear only under pseudonymous ids. No names, e-mail addresses or account "
-        "details of reviewers or experts, and no API keys, are part of this release. Raw model "
-        "reasoning traces are not included: only explanations validated by people are.",
-        "",
-    ]
-    return "\n".join(yaml + body)
+    diff = stats.get("diff") if previous_version else None
+    context = {
+        "pretty_name": json.dumps(f"{project_name} {version}", ensure_ascii=False),
+        "languages": sorted(lang for lang, _count in release["language"]) or ["en"],
+        "license": license,
+        "size_category": size_category(release["total"]),
+        "project_name": project_name,
+        "version": version,
+        "description": project_description.strip(),
+        "notes": notes.strip(),
+        "release": release,
+        "filters": [(k, v) for k, v in sorted(filters.items()) if v],
+        "previous_ref": version_ref(previous_version) if previous_version else "",
+        "diff": diff,
+        "diff_fields": list(diff["fields"].items()) if diff else [],
+        "funnel": funnel,
+        "confirmed_share": (
+            funnel["confirmed_first_pass"] / funnel["constructed"]
+            if funnel["constructed"]
+            else None
+        ),
+        "properties": [
+            (name, value, count)
+            for name in (
+                "language",
+                "question_type",
+                "kind",
+                "revision_status",
+                "first_pass_result",
+            )
+            for value, count in release[name]
+        ],
+        "rubric": [(d, release["rubric"][d]) for d in DIMENSIONS],
+        "agreement": [
+            *(
+                row
+                for key, label in AGREEMENT_ROWS
+                for row in _agreement_rows(label, agreement[key])
+            ),
+            *(
+                row
+                for d in DIMENSIONS
+                for row in _agreement_rows(f"Rubric: {d} (ordinal 0–2)", agreement["rubric"][d])
+            ),
+        ],
+        "fields": FIELDS,
+    }
+    with translation.override("en"):  # the card is English, whoever builds it
+        return render_to_string("releases/card.md", context)
 
 
 def version_ref(version: str) -> str:

@@ -194,7 +194,11 @@
 
   document.addEventListener("htmx:afterSwap", (event) => init(event.detail.target));
   window.rvInit = init;
-  document.addEventListener("DOMContentLoaded", () => init(document));
+  document.addEventListener("DOMContentLoaded", () => {
+    init(document);
+    // The keys work from here on: browser tests wait for this before they type.
+    document.documentElement.dataset.reviewReady = "1";
+  });
 })();
 
 // Instant switch on first pass and consensus: the page carries the next (already claimed) item pre-rendered

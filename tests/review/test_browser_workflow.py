@@ -15,6 +15,7 @@ import pytest
 from django.conf import settings
 from django.test import override_settings
 from django.utils import translation
+from playwright.sync_api import expect
 
 from medcot.lifecycle import Status, transition
 from medcot.models import Item
@@ -65,8 +66,15 @@ def shot(page, name):
     page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
 
 
+def wait_for_keys(page):
+    """The review script binds the keys once the page has loaded; a click that navigates returns
+    before that, so a test waits for the script's mark before it types."""
+    page.wait_for_selector("html[data-review-ready]", state="attached")
+
+
 def wait_for_item(page, item):
     page.wait_for_selector(f"#item-{item.pk}-title")
+    wait_for_keys(page)
 
 
 @pytest.fixture
@@ -130,7 +138,7 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(
     wait_for_item(doc, second)
 
     doc.keyboard.press("2")  # medical correctness → 0
-    assert doc.locator("#rv-current [data-zero-only]").is_visible()
+    expect(doc.locator("#rv-current [data-zero-only]")).to_be_visible()
     doc.keyboard.press("f")  # fix, focus goes to the reason
     doc.keyboard.type("Step 2 must say ECG within 10 minutes")
     doc.keyboard.press("Escape")
@@ -187,7 +195,8 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(
     lead.goto(f"{live_server.url}/review/panels/")
     shot(lead, "04-panels-admin")
     lead.click(f"a[href='/review/panels/assign/{first.pk}/']")
-    assert lead.locator(".rv-attempt-list li").count() == 5
+    lead.wait_for_url(f"**/review/panels/assign/{first.pk}/")
+    expect(lead.locator(".rv-attempt-list li")).to_have_count(5)
     lead.click(".rv-attempt-list summary >> nth=0")
     # Model text is shown as text: the <b> arrives escaped, never as markup.
     assert "<b>because</b>" in lead.locator(".rv-attempt-list pre >> nth=0").inner_text()
@@ -206,6 +215,7 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(
     cardio1 = open_as(browser, live_server, "cardio1", language)
     cardio1.goto(f"{live_server.url}/review/panels/item/{first.pk}/")
     cardio1.wait_for_selector("form[data-rubric]")
+    wait_for_keys(cardio1)
     for key in "22222":
         cardio1.keyboard.press(key)
     cardio1.keyboard.press("y")
@@ -216,7 +226,8 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(
     cardio2 = open_as(browser, live_server, "cardio2", language)
     cardio2.goto(f"{live_server.url}/review/panels/item/{first.pk}/")
     cardio2.wait_for_selector("form[data-rubric]")
-    assert cardio2.locator(".rv-hidden-scores").is_visible()
+    wait_for_keys(cardio2)
+    expect(cardio2.locator(".rv-hidden-scores")).to_be_visible()
     assert "cardio1" not in cardio2.locator(".rv-round").inner_text()
     shot(cardio2, "07-rubric-blind")
     for key in "21122":
@@ -236,6 +247,7 @@ def test_it_takes_items_from_first_pass_through_panel_to_approved(
     neuro.goto(f"{live_server.url}/review/")
     neuro.click(f"a[href='/review/panels/item/{first.pk}/']")
     neuro.wait_for_selector("form[data-rubric]")
+    wait_for_keys(neuro)
     for key in "22212":
         neuro.keyboard.press(key)
     neuro.keyboard.press("y")

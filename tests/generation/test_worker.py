@@ -191,7 +191,7 @@ def test_a_job_whose_process_died_before_dispatching_it_is_sent_by_the_next_work
         "django.setup()\n"
         "from generation import services\n"
         "from medcot.models import Project\n"
-        "services._dispatch = lambda job_ids: os._exit(9)\n"
+        "services.dispatch._dispatch = lambda job_ids: os._exit(9)\n"
         f"services.run_start(project=Project.objects.get(pk={project.pk}), stage='cot')\n"
     )
     starter = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, timeout=120)

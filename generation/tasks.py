@@ -4,6 +4,7 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import Reject
+from django.conf import settings
 
 from generation import services
 from generation.client import LocalLimitReached
@@ -12,7 +13,13 @@ from generation.pipeline import job_execute
 log = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, name="generation.tasks.job")
+@shared_task(
+    bind=True,
+    acks_late=True,
+    reject_on_worker_lost=True,
+    name=services.JOB_TASK,
+    queue=services.LLM_QUEUE,
+)
 def job_execute_task(self, job_id: int) -> str:
     """Run one job. Idempotent: a redelivered message (same task id) takes its own claim back
     and continues from what is already stored; any other duplicate finds the job taken."""
@@ -27,9 +34,8 @@ def job_execute_task(self, job_id: int) -> str:
         raise Reject(str(exc), requeue=True) from exc
 
 
-# Named outside `generation.tasks.*` so it goes to the default queue, not behind the backlog of
-# model calls on the `llm` queue (see medcot/celery.py).
-@shared_task(name="generation.sweep.jobs_redispatch_lost")
+# On the default queue, not behind the backlog of model calls on the `llm` queue.
+@shared_task(name="generation.sweep.jobs_redispatch_lost", queue=settings.CELERY_TASK_DEFAULT_QUEUE)
 def jobs_redispatch_lost_task() -> int:
     """Beat: send again the messages of queued jobs whose dispatch was lost, and close runs
     left open with no job to do."""

@@ -12,7 +12,7 @@ if not os.environ.get("CELERY_CUSTOM_WORKER_POOL"):
 
 app = Celery("medcot")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-# LLM work has a queue of its own so that a long backlog of model calls never delays the
-# short bookkeeping tasks (imports, releases) that people are waiting on in the browser.
-app.conf.task_routes = {"generation.tasks.*": {"queue": "llm"}}  # generation.services.LLM_QUEUE
+# Each task declares its queue (`@shared_task(queue=…)`): LLM work has one of its own
+# (generation/tasks.py) so that a long backlog of model calls never delays the short
+# bookkeeping tasks (imports, releases) that people are waiting on in the browser.
 app.autodiscover_tasks()

@@ -32,6 +32,7 @@ from generation.services.cot import (
 )
 from generation.services.dispatch import (
     DISPATCH_CHUNK,
+    JOB_TASK,
     LLM_QUEUE,
     _dispatch,
     _jobs_without_message,
@@ -128,6 +129,7 @@ from generation.services.runs import (
 __all__ = [
     "ACTIVE_JOB_STATES",
     "DISPATCH_CHUNK",
+    "JOB_TASK",
     "LLM_QUEUE",
     "MAX_DROPPED_PER_REPLY",
     "PROFILE_FIELDS",

@@ -26,15 +26,18 @@ from medcot.bulk import ids_in, ids_params
 
 
 DISPATCH_CHUNK = 500
-# The broker queue of the model calls (medcot/celery.py routes generation.tasks.* to it).
+# The broker queue of the model calls; the job task declares it (generation/tasks.py).
 LLM_QUEUE = "llm"
+# The job task, sent by name: the services never import the tasks (which import the pipeline,
+# which imports the services). `GenerationConfig.ready` registers the tasks in every process,
+# so the task's own options apply (its queue, eager runs in tests).
+JOB_TASK = "generation.tasks.job"
 
 
 def _dispatch(job_ids: list[int]) -> None:
     """Send one message per job, and mark the jobs dispatched once their messages are out.
     A process that dies in between leaves a job queued and unmarked: `jobs_redispatch_lost`
     sends it again (a second message for a job is harmless, its claim turns it away)."""
-    from generation.tasks import job_execute_task
     from medcot.celery import app
 
     for start in range(0, len(job_ids), DISPATCH_CHUNK):
@@ -45,7 +48,7 @@ def _dispatch(job_ids: list[int]) -> None:
             # transport can batch; otherwise one by one, as before.
             with app.producer_or_acquire() as producer, _publish_batch(producer):
                 for job_id in chunk:
-                    job_execute_task.apply_async((job_id,), producer=producer)
+                    app.signature(JOB_TASK, args=(job_id,)).apply_async(producer=producer)
         except (OperationalError, BatchPublishError) as exc:
             # The broker is unreachable (after Celery's own publish retries), or a batch
             # failed part-way. The jobs stay queued and unmarked, and the sweep sends them
@@ -141,10 +144,8 @@ def _jobs_without_message(jobs, *, force: bool, limit: int) -> list[int]:
 
 def _message_job_id(message: dict) -> int | None:
     """The job a broker message (kombu's envelope of a Celery task) is for, if it is one."""
-    from generation.tasks import job_execute_task
-
     try:
-        if (message.get("headers") or {}).get("task") != job_execute_task.name:
+        if (message.get("headers") or {}).get("task") != JOB_TASK:
             return None
         body = message["body"]
         if (message.get("properties") or {}).get("body_encoding") == "base64":

@@ -140,10 +140,13 @@ def test_retrying_a_failed_job_marks_it_for_dispatch_again(
 def test_beat_runs_the_sweep_on_the_default_queue(settings):
     entry = settings.CELERY_BEAT_SCHEDULE["llm-jobs-redispatch-lost"]
     assert entry["task"] == tasks.jobs_redispatch_lost_task.name
-    route = celery_app.amqp.router.route({}, entry["task"], args=(), kwargs={})
+    # Each task declares its queue; the router sends a message where its task says.
+    sweep = tasks.jobs_redispatch_lost_task
+    route = celery_app.amqp.router.route(sweep._get_exec_options(), entry["task"], (), {})
     assert route["queue"].name == "default"
-    llm = celery_app.amqp.router.route({}, tasks.job_execute_task.name, args=(), kwargs={})
-    assert llm["queue"].name == "llm"
+    job = tasks.job_execute_task
+    llm = celery_app.amqp.router.route(job._get_exec_options(), job.name, (), {})
+    assert llm["queue"].name == "llm" == services.LLM_QUEUE
 
 
 def test_the_sweep_closes_a_run_left_open_with_nothing_to_do(

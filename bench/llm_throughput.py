@@ -259,7 +259,7 @@ def main() -> int:
         sim_port = free_port()
         sim_code = (
             "import asyncio, sys\n"
-            "from generation.simulator import SimulatorConfig, serve_forever\n"
+            "from llmsim.server import SimulatorConfig, serve_forever\n"
             f"cfg = SimulatorConfig(port={sim_port}, latency_mean={args.latency}, "
             f"latency_dist={args.latency_dist!r}, accuracy={args.accuracy}, seed=1)\n"
             "asyncio.run(serve_forever(cfg))\n"

@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
-PACKAGES = ("medcot", "generation", "review")
+PACKAGES = ("medcot", "generation", "review", "llmsim")
 
 
 def _lint(tree: Path) -> subprocess.CompletedProcess:
@@ -62,6 +62,16 @@ def test_the_tree_keeps_every_contract():
             "review/stray.py",
             "from generation.services import run_start",
             "Review reaches generation only through generation.public",
+        ),
+        (
+            "generation/services/stray.py",
+            "def f():\n    from generation.tasks import job_execute_task\n",
+            "Generation's services never import the tasks or the pipeline (no dispatch loop)",
+        ),
+        (
+            "generation/stray.py",
+            "from llmsim.server import SimulatorConfig",
+            "Production code never imports the simulator",
         ),
     ],
 )

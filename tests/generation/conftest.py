@@ -2,7 +2,7 @@ import pytest
 
 from generation import client, prompts
 from generation.models import LLMProfile
-from generation.simulator import run_in_thread
+from llmsim.server import run_in_thread
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ from django.core.management import CommandError, call_command
 
 from generation.parsing import ReplyFormatError, parse_answer, parse_synthesized
 from generation.reasoning import split_reasoning
-from generation.simulator import SimulatorConfig, _latency, run_in_thread
+from llmsim.server import SimulatorConfig, _latency, run_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 

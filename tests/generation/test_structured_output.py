@@ -5,7 +5,7 @@ import pytest
 
 from generation.client import ChatRequest, ProfileSnapshot, reply_fault, response_format_for
 from generation.parsing import SYNTHESIS_SCHEMA, SYNTHESIS_SCHEMA_NAME, parse_synthesized
-from generation.simulator import SimulatorConfig
+from llmsim.server import SimulatorConfig
 from tests.generation.conftest import make_profile
 
 

@@ -8,7 +8,7 @@ from argparse import ArgumentTypeError
 
 from django.core.management.base import BaseCommand, CommandError
 
-from generation.simulator import (
+from llmsim.server import (
     LATENCY_DISTRIBUTIONS,
     REASONING_STYLES,
     SimulatorConfig,

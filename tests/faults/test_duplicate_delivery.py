@@ -13,9 +13,11 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import pytest
 from django.db import connection
+from django.utils import timezone
 
 from generation import dbexec, services
 from generation.models import Job, LLMCall, LLMProfile, Task
@@ -197,3 +199,46 @@ def test_a_copy_that_gave_its_job_back_lets_the_next_delivery_run_it(
         holder.join(10)
     assert job_execute(job_id=job.pk, claim="task") == "done"
     assert Item.objects.get(pk=job.item_id).status == Status.GENERATED
+
+
+def test_the_sweep_requeues_a_running_job_whose_worker_died_and_whose_message_is_gone(
+    project, job_locks, redis_broker
+):
+    """A delivery that found its job running did nothing and was acknowledged; if the worker
+    running the job dies later, no message is left to run it. The sweep re-queues such a job
+    (its lock is free, the broker holds no message for it) and leaves alone a job whose worker
+    lives and one whose message the broker still holds (it delivers that again itself)."""
+    make_profile("http://127.0.0.1:9/v1")
+    ItemFactory.create_batch(3, project=project)
+    run = services.run_start(project=project, stage="cot")
+    alive, dead, unacked = Job.objects.filter(run=run).order_by("id")
+    redis_broker.delete(services.LLM_QUEUE)
+    # The broker still holds the third job's message, delivered and not acknowledged.
+    message = {
+        "headers": {"task": "generation.tasks.job"},
+        "body": json.dumps([[unacked.pk], {}, {}]),
+        "properties": {"body_encoding": "utf-8"},
+    }
+    redis_broker.hset("unacked", "tag-1", json.dumps([message, "", "llm"]))
+    Job.objects.filter(run=run).update(
+        state=Job.State.RUNNING,
+        claim="task",
+        updated_at=timezone.now() - timedelta(seconds=120),
+        dispatched_at=timezone.now() - timedelta(seconds=120),
+    )
+    assert dbexec.aio.wait_future(dbexec._job_locks.request("lock", alive.pk)) is True
+
+    assert services.jobs_redispatch_lost(grace_seconds=30) == 1
+    states = dict(Job.objects.filter(run=run).values_list("pk", "state"))
+    assert states == {
+        alive.pk: Job.State.RUNNING,
+        dead.pk: Job.State.QUEUED,
+        unacked.pk: Job.State.RUNNING,
+    }
+    queued = [
+        services._message_job_id(json.loads(raw))
+        for raw in redis_broker.lrange(services.LLM_QUEUE, 0, -1)
+    ]
+    assert queued == [dead.pk]
+    # Sent once: the next sweep finds nothing more to do.
+    assert services.jobs_redispatch_lost(grace_seconds=30, broker_check=True) == 0

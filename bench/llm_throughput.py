@@ -461,6 +461,11 @@ def run_bench(
         f"item's calls one after another, longest chain {depth} calls)"
     )
     print(f"utilisation      {bound / wall:.3f}  (of the achievable bound)")
+    online = online_seconds(profile, args.concurrency, args.latency)
+    print(
+        f"online bound     {online:.1f} s, utilisation {online / wall:.3f}  (the same places, "
+        "but not knowing how many attempts an item will need: first come, first served)"
+    )
     print(f"simulator peak in flight {stats.get('max_in_flight')}")
     for proc in procs[1:]:
         status = proc_status(proc.pid)
@@ -512,28 +517,7 @@ def achievable_seconds(profile, places: int, latency: float) -> tuple[float, int
     Returns (seconds, longest chain in calls)."""
     import heapq
 
-    from django.db.models import Count
-
-    from generation.models import LLMCall, Task
-    from medcot.models import Item
-
-    family_of = dict(
-        (pk, family or pk)
-        for pk, family in Item.objects.filter(project__slug="bench").values_list("pk", "family_id")
-    )
-    drafting: dict[int, int] = {}
-    reanswers: dict[int, list[int]] = {}
-    rows = (
-        LLMCall.objects.filter(profile=profile)
-        .values_list("item_id", "task")
-        .annotate(n=Count("id"))
-    )
-    for item_id, task, n in rows:
-        family = family_of.get(item_id, item_id)
-        if task == Task.REANSWER:
-            reanswers.setdefault(family, []).append(n)
-        else:
-            drafting[family] = drafting.get(family, 0) + n
+    drafting, reanswers = _chains(profile)
     # One entry per chain: (-remaining path, remaining own calls, chains it releases).
     ready: list[tuple[int, int, list[int]]] = []
     for family in set(drafting) | set(reanswers):
@@ -556,6 +540,62 @@ def achievable_seconds(profile, places: int, latency: float) -> tuple[float, int
                 for n in then:
                     heapq.heappush(ready, (-n, n, []))
     return steps * latency, depth
+
+
+def _chains(profile) -> tuple[dict[int, int], dict[int, list[int]]]:
+    """Per family: its drafting calls (CoT, synthesis) and each member's re-answer calls."""
+    from django.db.models import Count
+
+    from generation.models import LLMCall, Task
+    from medcot.models import Item
+
+    family_of = dict(
+        (pk, family or pk)
+        for pk, family in Item.objects.filter(project__slug="bench").values_list("pk", "family_id")
+    )
+    drafting: dict[int, int] = {}
+    reanswers: dict[int, list[int]] = {}
+    rows = (
+        LLMCall.objects.filter(profile=profile)
+        .values_list("item_id", "task")
+        .annotate(n=Count("id"))
+    )
+    for item_id, task, n in rows:
+        family = family_of.get(item_id, item_id)
+        if task == Task.REANSWER:
+            reanswers.setdefault(family, []).append(n)
+        else:
+            drafting[family] = drafting.get(family, 0) + n
+    return drafting, reanswers
+
+
+def online_seconds(profile, places: int, latency: float) -> float:
+    """The achievable bound knows each item's number of re-answer attempts beforehand and
+    starts the longest chains first; no real scheduler can (each attempt is made only after
+    the last was wrong). This one cannot either: drafting first, then re-answer calls first
+    come, first served, an item's next attempt joining the back of the line. What is left
+    between it and the achievable bound is the cost of not knowing, not of the workers."""
+    from collections import deque
+
+    drafting, reanswers = _chains(profile)
+    draft = deque((drafting[f], reanswers.get(f, [])) for f in sorted(drafting))
+    ready: deque[int] = deque(
+        n for f in sorted(set(reanswers) - set(drafting)) for n in reanswers[f]
+    )
+    steps = 0
+    while draft or ready:
+        steps += 1
+        running = [draft.popleft() for _ in range(min(places, len(draft)))]
+        answering = [ready.popleft() for _ in range(min(places - len(running), len(ready)))]
+        drafted: list[tuple[int, list[int]]] = []
+        for own, then in running:
+            if own > 1:
+                drafted.append((own - 1, then))
+            else:
+                ready.extend(then)
+        draft.extendleft(reversed(drafted))
+        ready.extend(n - 1 for n in answering if n > 1)
+    return steps * latency
 
 
 def phases(profile, started: float, ideal: float) -> list[tuple[str, float, float, int]]:

@@ -99,6 +99,8 @@ def enable(threads: int) -> None:
     with _lock:
         if _executor is None and threads > 0:
             _executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="medcot-db")
+    # A worker that runs many jobs at once also tells the others which it runs (see below).
+    job_locks_start()
 
 
 def enabled() -> bool:
@@ -126,3 +128,192 @@ def threads_from_env() -> int:
     """MEDCOT_DB_THREADS overrides the default of 8 threads for a threaded worker."""
     value = os.getenv("MEDCOT_DB_THREADS", "")
     return int(value) if value.strip() else DEFAULT_THREADS
+
+
+# -- which jobs this process is running ------------------------------------------------------
+#
+# A broker can deliver a job's message again while the job still runs: on Redis, a message
+# left unacknowledged for longer than the visibility timeout goes back to the queue, and the
+# next worker gets the same message (the same task id, so the same claim). The claim alone
+# cannot tell that copy from the redelivery of a killed worker's message, which must take the
+# job over. So a worker holds a PostgreSQL advisory lock per job it runs, on a connection of
+# its own: the lock lives exactly as long as the job's copy does — released when the copy
+# ends, and by the server when the process dies (its connection goes with it). A delivery
+# that cannot take the lock finds the job running elsewhere and does nothing; one that can,
+# takes the job over whatever its claim.
+
+# The advisory lock of job `id` is (JOB_LOCK_SPACE << 32) | id: in `pg_locks` classid =
+# JOB_LOCK_SPACE, objid = id, objsubid = 1 (the one-bigint form). "MC".
+JOB_LOCK_SPACE = 0x4D43
+
+
+def job_lock_key(job_id: int) -> int:
+    return (JOB_LOCK_SPACE << 32) | (job_id & 0xFFFFFFFF)
+
+
+class _JobLocks:
+    """This process's job locks: one thread owns the connection that holds them, and takes
+    and gives back the locks asked for meanwhile in one statement each."""
+
+    RECONNECT_DELAY = 1.0
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._requests: list[tuple[str, int, object]] = []
+        self._stopping = False
+        # Jobs a copy in this process runs now (a session's advisory locks are re-entrant, so
+        # a second copy in the same process must be turned away here).
+        self.running: set[int] = set()
+        # Jobs whose lock the connection holds (taken again after a reconnection).
+        self.locked: set[int] = set()
+        self._thread = threading.Thread(target=self._serve, name="medcot-joblocks", daemon=True)
+        self._thread.start()
+
+    # The calls of the jobs, from any thread or greenlet.
+
+    def request(self, op: str, job_id: int):
+        from concurrent.futures import Future
+
+        future: Future = Future()
+        with self._cond:
+            self._requests.append((op, job_id, future))
+            self._cond.notify()
+        return future
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stopping = True
+            self._cond.notify()
+        self._thread.join(timeout=5)
+
+    # The thread.
+
+    def _serve(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._requests and not self._stopping:
+                        self._cond.wait()
+                    if self._stopping:
+                        for _, _, future in self._requests:
+                            future.set_result(None)
+                        return
+                    batch, self._requests = self._requests, []
+                self._handle(batch)
+        finally:
+            connection.close()
+
+    def _handle(self, batch: list[tuple[str, int, object]]) -> None:
+        locks = [(job_id, future) for op, job_id, future in batch if op == "lock"]
+        unlocks = [(job_id, future) for op, job_id, future in batch if op == "unlock"]
+        try:
+            got = self._execute([job_id for job_id, _ in locks], [job_id for job_id, _ in unlocks])
+        except Exception as exc:  # the connection failed: nothing is known of these locks
+            log.warning("Job locks unavailable (%s); reconnecting", exc)
+            connection.close()
+            self.locked.difference_update(job_id for job_id, _ in unlocks)
+            for _, future in locks + unlocks:
+                future.set_result(None)
+            time.sleep(self.RECONNECT_DELAY)
+            return
+        for job_id, future in locks:
+            future.set_result(got.get(job_id, False))
+        for _, future in unlocks:
+            future.set_result(True)
+
+    def _execute(self, locks: list[int], unlocks: list[int]) -> dict[int, bool]:
+        if connection.connection is None:
+            # A new session (the first, or after a failure) holds none of the old one's locks:
+            # take back those of the jobs this process still runs. One a copy elsewhere took
+            # over meanwhile stays with that copy.
+            self.locked.difference_update(unlocks)
+            unlocks = []
+            connection.ensure_connection()
+            again = self._try(sorted(self.locked))
+            self.locked = {job_id for job_id, ok in again.items() if ok}
+        ids = [job_id for job_id in unlocks if job_id in self.locked]
+        if ids:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_advisory_unlock(k) FROM unnest(%s::bigint[]) AS t(k)",
+                    [[job_lock_key(i) for i in ids]],
+                )
+            self.locked.difference_update(ids)
+        got = self._try(locks)
+        self.locked.update(job_id for job_id, ok in got.items() if ok)
+        return got
+
+    def _try(self, ids: list[int]) -> dict[int, bool]:
+        if not ids:
+            return {}
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "SELECT k, pg_try_advisory_lock(k) FROM unnest(%s::bigint[]) AS t(k)",
+                [[job_lock_key(i) for i in ids]],
+            )
+            rows = cursor.fetchall()
+        by_key = {job_lock_key(i): i for i in ids}
+        return {by_key[key]: bool(ok) for key, ok in rows}
+
+
+_job_locks: _JobLocks | None = None
+
+
+def job_locks_start() -> None:
+    """Hold a lock per running job in this process (a worker, at start; tests)."""
+    global _job_locks
+    with _lock:
+        if _job_locks is None and connection.vendor == "postgresql":
+            _job_locks = _JobLocks()
+
+
+def job_locks_stop() -> None:
+    global _job_locks
+    with _lock:
+        locks, _job_locks = _job_locks, None
+    if locks is not None:
+        locks.stop()
+
+
+class JobHold:
+    """What `job_held` found: `held` is True when this copy holds the job's lock, False when
+    another copy of the job runs (in this process or another), None when nothing is known (no
+    job locks in this process, or their connection failed)."""
+
+    __slots__ = ("held",)
+
+    def __init__(self, held: bool | None) -> None:
+        self.held = held
+
+
+class job_held:
+    """`with job_held(job_id) as hold:` — take the job's lock for this copy; give it back at
+    the end, before the task's message is acknowledged or put back."""
+
+    def __init__(self, job_id: int) -> None:
+        self.job_id = job_id
+        self.locks = _job_locks
+        self.hold = JobHold(None)
+        self._mine = False
+
+    def __enter__(self) -> JobHold:
+        locks = self.locks
+        if locks is None:
+            return self.hold
+        with locks._cond:
+            if self.job_id in locks.running:
+                self.hold.held = False
+                return self.hold
+            locks.running.add(self.job_id)
+        self._mine = True
+        self.hold.held = aio.wait_future(locks.request("lock", self.job_id))
+        return self.hold
+
+    def __exit__(self, *exc) -> None:
+        locks = self.locks
+        if not self._mine or locks is None:
+            return
+        with locks._cond:
+            locks.running.discard(self.job_id)
+        if self.hold.held:
+            aio.wait_future(locks.request("unlock", self.job_id))

@@ -25,7 +25,7 @@ from generation.client import (
     RetriesExhausted,
     chat,
 )
-from generation.dbexec import in_db
+from generation.dbexec import in_db, job_held
 from generation.models import Job, Run, Task
 from generation.parsing import (
     SYNTHESIS_SCHEMA,
@@ -65,7 +65,17 @@ def regenerate_enqueue(*, item_id: int, guidance: str, actor_id: int | None) -> 
 
 def job_execute(*, job_id: int, claim: str) -> str:
     """Do one job. Returns a word for the log: done, skipped, paused, error."""
-    ctx = in_db(services.job_claim, job_id=job_id, claim=claim)
+    # The job's lock for as long as this copy runs: a message delivered again meanwhile (the
+    # broker's visibility timeout) finds it held and does nothing; one delivered after this
+    # copy's process died takes the job over (`dbexec.job_held`).
+    with job_held(job_id) as hold:
+        if hold.held is False:
+            return "skipped"
+        return _job_run(job_id=job_id, claim=claim, held=bool(hold.held))
+
+
+def _job_run(*, job_id: int, claim: str, held: bool) -> str:
+    ctx = in_db(services.job_claim, job_id=job_id, claim=claim, held=held)
     if ctx is None:
         return "skipped"
     try:

@@ -10,7 +10,7 @@ from generation.services.calls import CallInfo, llm_call_record
 from generation.services.dispatch import jobs_dispatch_on_commit
 from generation.services.jobs import _FINISH_SQL, JobContext, _finish_params, job_finish
 from medcot.bulk import insert_statement, is_postgres
-from medcot.lifecycle import Status, transition, transition_ctes, transition_many
+from medcot.lifecycle import StaleStatus, Status, transition, transition_ctes, transition_many
 from medcot.models import AuthorKind, Item
 from medcot.services import item_version_create
 
@@ -31,7 +31,12 @@ def cot_begin(*, ctx: JobContext) -> bool:
             transition(item, Status.GENERATED, reason=gettext_noop("the seed came with its CoT"))
             _after_generated(ctx, item)
         return False
-    transition(item, Status.GENERATING, data={"job": ctx.job_id})
+    try:
+        transition(item, Status.GENERATING, data={"job": ctx.job_id})
+    except StaleStatus:
+        # Another copy of this job began it a moment ago (a job whose lock was lost with its
+        # connection can run twice; `cot_apply` stores one CoT): not an error of the item.
+        return _status_locked(ctx.item_id) == Status.GENERATING
     return True
 
 

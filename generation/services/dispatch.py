@@ -20,7 +20,7 @@ except ImportError:  # kombu before 5.7, which has no publish batches
 
 from generation.models import Job, Run
 from generation.services.common import log
-from medcot.bulk import ids_in, ids_params
+from medcot.bulk import ids_in, ids_params, is_postgres
 
 # -- runs and jobs --------------------------------------------------------------------------
 
@@ -110,7 +110,54 @@ def jobs_redispatch_lost(
         # Unmarked first: if the broker is unreachable now, the sweep above sends them later.
         Job.objects.filter(pk__in=silent, state=Job.State.QUEUED).update(dispatched_at=None)
         _dispatch(silent)
-    return len(ids) + len(silent)
+    orphans = _jobs_orphaned(cutoff, limit)
+    return len(ids) + len(silent) + len(orphans)
+
+
+# Running jobs of running runs whose lock no worker holds (`dbexec.job_held`: the process that
+# ran it died), last claimed before the cutoff.
+_ORPHANS_SQL = (
+    "SELECT j.id FROM generation_job j JOIN generation_run r ON r.id = j.run_id "
+    "WHERE j.state = %s AND r.state = %s AND j.updated_at < %s AND j.id NOT IN ({held}) "
+    "ORDER BY j.id LIMIT %s"
+)
+_HELD_JOBS_SQL = (
+    "SELECT l.objid::bigint FROM pg_locks l WHERE l.locktype = 'advisory' AND l.granted "
+    "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+    "AND l.classid = %s AND l.objsubid = 1"
+)
+
+
+def _jobs_orphaned(cutoff, limit: int) -> list[int]:
+    """Queue again the running jobs whose worker died and whose message the broker no longer
+    holds: a delivery of that message while the job ran did nothing and was acknowledged (the
+    job was held), so no message would ever run it again. Those whose message the broker still
+    holds are left to it (it delivers them again after its visibility timeout)."""
+    from generation.dbexec import JOB_LOCK_SPACE
+
+    if not is_postgres():
+        return []
+    sql = _ORPHANS_SQL.format(held=_HELD_JOBS_SQL)
+    params = [Job.State.RUNNING, Run.State.RUNNING, cutoff, JOB_LOCK_SPACE, limit]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        candidates = [row[0] for row in cursor.fetchall()]
+    if not candidates:
+        return []
+    orphans = _jobs_without_message(Job.objects.filter(pk__in=candidates), force=True, limit=limit)
+    if not orphans:
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE generation_job SET state = %s, claim = '', dispatched_at = NULL "  # noqa: S608
+            f"WHERE id = ANY(%s) AND state = %s AND id NOT IN ({_HELD_JOBS_SQL}) RETURNING id",
+            [Job.State.QUEUED, orphans, Job.State.RUNNING, JOB_LOCK_SPACE],
+        )
+        orphans = [row[0] for row in cursor.fetchall()]
+    if orphans:
+        log.warning("Re-dispatching %d running job(s) whose worker died", len(orphans))
+        _dispatch(orphans)
+    return orphans
 
 
 def _jobs_without_message(jobs, *, force: bool, limit: int) -> list[int]:

@@ -63,17 +63,18 @@ _ITEM_SQL = (
 
 _CLAIM_SQL = (
     "UPDATE generation_job SET state = %s, claim = %s, updated_at = %s "
-    "WHERE id = %s AND (state = %s OR (state = %s AND claim = %s)) "
+    "WHERE id = %s AND (state = %s OR (state = %s AND (claim = %s OR %s))) "
     "AND EXISTS (SELECT 1 FROM generation_run r WHERE r.id = generation_job.run_id "
     "AND r.state = %s) RETURNING run_id, item_id, kind, payload"
 )
 
 
-def _claim_update(job_id: int, claim: str) -> tuple[int, int, str, dict] | None:
-    """Claim a queued job (or take back our own claim) of a running run in one statement.
-    Returns (run id, item id, kind, payload), or None when that does not apply."""
+def _claim_update(job_id: int, claim: str, held: bool) -> tuple[int, int, str, dict] | None:
+    """Claim a queued job (or take back our own claim, or, `held`, a running job whose copy is
+    gone) of a running run in one statement. Returns (run id, item id, kind, payload), or None
+    when that does not apply."""
     with connection.cursor() as cursor:
-        cursor.execute(_CLAIM_SQL, _claim_params(job_id, claim))
+        cursor.execute(_CLAIM_SQL, _claim_params(job_id, claim, held))
         row = cursor.fetchone()
     if row is None:
         return None
@@ -81,17 +82,17 @@ def _claim_update(job_id: int, claim: str) -> tuple[int, int, str, dict] | None:
     return run_id, item_id, kind, json.loads(payload) if isinstance(payload, str) else payload
 
 
-def _claim_refused(job_id: int, claim: str) -> None:
+def _claim_refused(job_id: int, claim: str, held: bool = False) -> None:
     """Why a job could not be claimed, and its consequence: a job of a cancelled or finished
-    run is cancelled; our own claim on a job of a paused run (a message redelivered while the
-    run was paused) is given back, so that resuming runs it; anything else (finished, held by
-    another task, queued in a paused run) is left as it is."""
+    run is cancelled; our own claim (or, `held`, any) on a job of a paused run (a message
+    redelivered while the run was paused) is given back, so that resuming runs it; anything
+    else (finished, held by another task, queued in a paused run) is left as it is."""
     with transaction.atomic():
         jobs = Job.objects.select_for_update(of=("self",), no_key=True).select_related("run")
         job = jobs.filter(pk=job_id).first()
         if job is None or job.state not in ACTIVE_JOB_STATES:
             return
-        if job.state == Job.State.RUNNING and job.claim != claim:
+        if job.state == Job.State.RUNNING and job.claim != claim and not held:
             return
         if job.run.state in {Run.State.CANCELLED, Run.State.DONE}:
             job.state = Job.State.CANCELLED
@@ -116,19 +117,20 @@ _CLAIM_READ_SQL = (
 )
 
 
-def _claim_params(job_id: int, claim: str) -> list:
+def _claim_params(job_id: int, claim: str, held: bool = False) -> list:
     now = connection.ops.adapt_datetimefield_value(timezone.now())
     return [
         *(Job.State.RUNNING, claim, now, job_id),
-        *(Job.State.QUEUED, Job.State.RUNNING, claim, Run.State.RUNNING),
+        *(Job.State.QUEUED, Job.State.RUNNING, claim, held, Run.State.RUNNING),
     ]
 
 
-def _claim_and_read(job_id: int, claim: str) -> tuple | None:
+def _claim_and_read(job_id: int, claim: str, held: bool) -> tuple | None:
     """(run id, item id, kind, payload, the item row, attempts or None) for a claimed job."""
     if is_postgres():
         with connection.cursor() as cursor:
-            cursor.execute(_CLAIM_READ_SQL, [*_claim_params(job_id, claim), Job.Kind.REANSWER])
+            params = [*_claim_params(job_id, claim, held), Job.Kind.REANSWER]
+            cursor.execute(_CLAIM_READ_SQL, params)
             row = cursor.fetchone()
         if row is None:
             return None
@@ -138,7 +140,7 @@ def _claim_and_read(job_id: int, claim: str) -> tuple | None:
                 AttemptSummary(number=n, parsed=bool(p), correct=bool(c)) for n, p, c in row[-1]
             ]
         return (*row[:4], row[4:-1], attempts)
-    claimed = _claim_update(job_id, claim)
+    claimed = _claim_update(job_id, claim, held)
     if claimed is None:
         return None
     with connection.cursor() as cursor:
@@ -148,17 +150,19 @@ def _claim_and_read(job_id: int, claim: str) -> tuple | None:
     return (*claimed, item_row, attempts)
 
 
-def job_claim(*, job_id: int, claim: str) -> JobContext | None:
+def job_claim(*, job_id: int, claim: str, held: bool = False) -> JobContext | None:
     """Claim a job for this task, or return None when there is nothing to do: the job is
     finished, another task holds it, or its run is paused (the job stays queued) or cancelled.
-    A redelivered message carries the same task id, so it takes its own claim back.
+    A redelivered message carries the same task id, so it takes its own claim back. `held`:
+    this copy holds the job's lock (`dbexec.job_held`), so no other copy runs it, and it takes
+    a running job over whatever its claim (the copy that claimed it is gone).
 
     The hot path is one statement on PostgreSQL (the claim's UPDATE … RETURNING with the item,
     its version and its attempts), three elsewhere; the run's facts come from a short
     per-process cache."""
-    claimed = _claim_and_read(job_id, claim)
+    claimed = _claim_and_read(job_id, claim, held)
     if claimed is None:
-        _claim_refused(job_id, claim)
+        _claim_refused(job_id, claim, held)
         return None
     run_id, item_id, kind, payload, row, attempts = claimed
     if isinstance(payload, str):

@@ -3,7 +3,8 @@ groups on different hosts: real worker processes, PostgreSQL, Redis and the simu
 
 - C = 2,048 with a short latency: no item ends in `error` (the simulator sends no faults, so
   there is no model-side cause), no lease is left in Redis, and a worker holds its calls
-  without a thread each.
+  without a thread each. The visibility timeout is 3 s, so the messages of jobs still waiting
+  are delivered again and again; those deliveries do nothing (one call per item).
 - Two worker groups named for two hosts, one Redis: the simulator never sees more calls at
   once than the profile's limit, and both groups did calls."""
 
@@ -33,7 +34,9 @@ from tests.generation.test_worker import (
 
 pytestmark = [pytest.mark.services, pytest.mark.django_db(transaction=True)]
 
-VISIBILITY = 600
+# As the kill tests: a job's message is delivered again every few seconds while the job waits
+# for its place or its model, and each such delivery finds the job held and does nothing.
+VISIBILITY = 3
 
 
 def _threads(pid: int) -> int:
@@ -51,8 +54,6 @@ def broker(settings):
     settings.CELERY_BROKER_URL = redis_url()
     celery_app.conf.task_always_eager = False
     celery_app.conf.broker_url = redis_url()
-    # Far above a job's time here: a message unacknowledged for longer is delivered again
-    # while its job still runs (the kill tests use 3 s on purpose).
     celery_app.conf.broker_transport_options = {"visibility_timeout": VISIBILITY}
     _drop_broker_pools()
     yield redis.Redis.from_url(redis_url())
@@ -119,6 +120,8 @@ def test_two_thousand_calls_in_flight_lose_no_item_and_leak_no_lease(
     assert counts == {Status.GENERATED: items}
     assert not Job.objects.filter(run=run).exclude(state=Job.State.DONE).exists()
     assert not LLMCall.objects.exclude(error="").exists()
+    # One call per item: no message delivered again while its job ran made a call of its own.
+    assert LLMCall.objects.count() == items
     assert _leases(broker, profile) == 0
     assert stats["max_in_flight"] <= 2048
     # Hundreds of calls at once, each without a thread of its own.

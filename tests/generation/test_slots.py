@@ -122,6 +122,8 @@ def test_never_more_than_the_limit_are_in_flight_across_processes(tmp_path):
             thread.join(timeout=60)
         assert state["done"] == 24 * 5
         assert state["peak"] == 3
+        # Releases reach Redis in batches, on a thread of each limiter.
+        assert all(limiter.flush(5) for limiter in limiters)
         assert redis.Redis(port=server.port).zcard("medcot:llm:inflight:4242") == 0
     finally:
         server.stop()
@@ -198,3 +200,64 @@ def test_greenlets_on_the_loop_wait_for_places_without_a_thread_each(tmp_path, k
     finally:
         if server:
             server.stop()
+
+
+def test_a_released_place_passes_to_a_waiter_in_the_same_process(tmp_path, monkeypatch):
+    """A place freed while a call of the same process waits goes straight to it: the lease
+    stays in Redis under its name (renewed once old), and Redis never sees a free place."""
+    server = RedisServer(tmp_path).start()
+    try:
+        conn = redis.Redis(port=server.port)
+        key = "medcot:llm:inflight:4242"
+        slots = _RedisSlots(server.url, outage_seconds=30)
+        first = slots.acquire(_profile(max_in_flight=1))
+        (token,) = conn.zrange(key, 0, -1)
+        taken = conn.zscore(key, token)
+        got: dict = {}
+        waiter = threading.Thread(target=lambda: got.update(release=slots.acquire(_profile(1))))
+        waiter.start()
+        time.sleep(0.3)
+        assert waiter.is_alive()  # no place: it waits
+        # Handed on 20 s after it was taken, past a third of its life (timeout + 30 s): it is
+        # renewed.
+        real_time = time.time
+        monkeypatch.setattr(time, "time", lambda: real_time() + 20)
+        first()
+        monkeypatch.undo()
+        waiter.join(timeout=5)
+        assert not waiter.is_alive()
+        assert conn.zrange(key, 0, -1) == [token]
+        assert slots.flush(5)
+        assert conn.zscore(key, token) >= taken + 20, "the handed-on lease was not renewed"
+        assert not conn.exists(f"{key}:wake")  # nobody was woken through Redis
+        got["release"]()
+        assert slots.flush(5)
+        assert conn.zcard(key) == 0
+    finally:
+        server.stop()
+
+
+def test_a_lower_limit_is_not_handed_a_place_of_the_higher_one(tmp_path):
+    """A profile edited to a lower limit mid-run: a freed place of the old limit goes back to
+    Redis, which admits the waiter only under the new limit."""
+    server = RedisServer(tmp_path).start()
+    try:
+        conn = redis.Redis(port=server.port)
+        key = "medcot:llm:inflight:4242"
+        slots = _RedisSlots(server.url, outage_seconds=30)
+        old = [slots.acquire(_profile(max_in_flight=2)) for _ in range(2)]
+        got: dict = {}
+        waiter = threading.Thread(target=lambda: got.update(release=slots.acquire(_profile(1))))
+        waiter.start()
+        old[0]()
+        time.sleep(0.6)
+        assert waiter.is_alive(), "a place of the old limit of 2 was handed to a call under 1"
+        old[1]()
+        waiter.join(timeout=5)
+        assert not waiter.is_alive()
+        assert conn.zcard(key) == 1
+        got["release"]()
+        assert slots.flush(5)
+        assert conn.zcard(key) == 0
+    finally:
+        server.stop()

@@ -398,8 +398,8 @@ class JudgeSettings(models.Model):
         _("lower bound of weighted κ needed"),
         default=0.6,
         help_text=_(
-            "A dimension is trusted when the lower end of the 95-per-cent interval of its quadratic "
-            "weighted κ against the experts reaches this value."
+            "A dimension is trusted when the lower end of the 95-per-cent interval of its "
+            "quadratic weighted κ against the experts reaches this value."
         ),
     )
     min_items = models.PositiveIntegerField(

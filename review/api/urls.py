@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 from review.api import (
     audit_views,
     endpoint_views,
+    judge_views,
     panel_views,
     pipeline_views,
     review_views,
@@ -35,6 +36,26 @@ urlpatterns = [
         "projects/<slug:slug>/items/<int:pk>/adjudication/",
         review_views.Adjudicate.as_view(),
         name="api-item-adjudication",
+    ),
+    path(
+        "projects/<slug:slug>/judge/calibration/",
+        judge_views.JudgeCalibration.as_view(),
+        name="api-judge-calibration",
+    ),
+    path(
+        "projects/<slug:slug>/judge/settings/",
+        judge_views.JudgeSettingsView.as_view(),
+        name="api-judge-settings",
+    ),
+    path(
+        "review/items/<int:pk>/judge-opinion/",
+        judge_views.ItemJudgeOpinion.as_view(),
+        name="api-item-judge-opinion",
+    ),
+    path(
+        "review/items/<int:pk>/judge-opinion/feedback/",
+        judge_views.ItemJudgeFeedback.as_view(),
+        name="api-item-judge-feedback",
     ),
     path("llm/endpoints/", endpoint_views.EndpointList.as_view(), name="api-endpoints"),
     path("llm/endpoints/<int:pk>/", endpoint_views.EndpointDetail.as_view(), name="api-endpoint"),

@@ -154,3 +154,27 @@ def test_the_first_pass_queue_is_ordered_by_judge_risk_only_when_on_and_trusted(
     assert first_claimed() == risky.pk
     assert services.second_review_required(item=risky) is True
     assert services.second_review_required(item=safe) is False
+
+
+def test_the_expert_panel_list_puts_the_riskiest_item_first_when_on_and_trusted(
+    admin_user, expert_a, expert_b, make_item, project
+):
+    from review.selectors import expert_panel_queue
+    from review.services.panels import panel_assign
+
+    calibrated(make_item, expert_a, expert_b)
+    safe, risky = make_item(status=Status.PANEL), make_item(status=Status.PANEL)
+    judge_scores(safe)
+    judge_scores(risky, medical_correctness=0)
+    for item in (safe, risky):
+        panel_assign(item=item, experts=[expert_a, expert_b], actor=admin_user)
+    assert [r["item"].pk for r in expert_panel_queue(user=expert_a)] == [safe.pk, risky.pk]
+    services.judge_settings_update(
+        actor=admin_user,
+        project=project,
+        kappa_threshold=0.6,
+        min_items=6,
+        order_queues=True,
+        second_review_on_zero=False,
+    )
+    assert [r["item"].pk for r in expert_panel_queue(user=expert_a)] == [risky.pk, safe.pk]

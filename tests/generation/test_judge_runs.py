@@ -157,3 +157,62 @@ def test_a_step_beyond_the_cot_or_an_absent_option_is_refused():
         judge.parse_judgement(
             base + '"first_wrong_step": null, "answer": "E"}', options={"A": "a"}, steps=3
         )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_run_pipeline_runs_the_judge_stage_with_its_own_profile(
+    sim_profile, simulator, project, capsys
+):
+    from django.core.management import call_command
+
+    make_profile(simulator.base_url, name="judge", model="sim-judge", is_default=False)
+    items = [
+        ItemFactory(project=project, status=Status.FIRST_REVIEW, version__cot=SOUND)
+        for _ in range(3)
+    ]
+    call_command(
+        "run_pipeline",
+        project=project.slug,
+        stage="judge",
+        profile="judge",
+        wait=True,
+        interval=0.05,
+    )
+    out = capsys.readouterr().out
+    assert "3 jobs" in out and "judge      [##############################] 3/3" in out
+    assert sorted(JudgeScore.objects.values_list("item_id", flat=True)) == [i.pk for i in items]
+    assert set(JudgeScore.objects.values_list("model", flat=True)) == {"sim-judge"}
+
+
+def test_the_api_starts_a_judge_run_with_a_chosen_profile(
+    sim_profile, simulator, project, admin_user, django_capture_on_commit_callbacks
+):
+    from tests.api.conftest import token_client
+
+    other = make_profile(simulator.base_url, name="judge", model="sim-judge", is_default=False)
+    item = ItemFactory(project=project, status=Status.CONSENSUS, version__cot=SOUND)
+    with django_capture_on_commit_callbacks(execute=True):
+        response = token_client(admin_user).post(
+            f"/api/projects/{project.slug}/runs/",
+            {"stage": "judge", "profile_id": other.pk},
+            format="json",
+        )
+    assert response.status_code == 201, response.json()
+    assert [s["kind"] for s in response.json()["stages"]] == ["judge"]
+    assert JudgeScore.objects.get(item=item).profile_id == other.pk
+
+
+def test_the_browser_run_form_offers_and_starts_the_judge_stage(
+    sim_profile, project, admin_user, client, django_capture_on_commit_callbacks
+):
+    item = ItemFactory(project=project, status=Status.FIRST_REVIEW, version__cot=SOUND)
+    client.force_login(admin_user)
+    page = client.get(f"/projects/{project.slug}/runs/").content.decode()
+    assert 'value="judge"' in page
+    with django_capture_on_commit_callbacks(execute=True):
+        response = client.post(
+            f"/projects/{project.slug}/runs/start/",
+            {"stage": "judge", "profile": sim_profile.pk},
+        )
+    assert response.status_code in (200, 302)
+    assert JudgeScore.objects.filter(item=item).count() == 1

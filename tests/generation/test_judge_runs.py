@@ -216,3 +216,27 @@ def test_the_browser_run_form_offers_and_starts_the_judge_stage(
         )
     assert response.status_code in (200, 302)
     assert JudgeScore.objects.filter(item=item).count() == 1
+
+
+def test_the_simulated_judge_agrees_with_its_truth_as_configured(
+    start_simulator, project, django_capture_on_commit_callbacks
+):
+    perfect = start_simulator(judge_agreement=1.0)
+    profile = make_profile(perfect.base_url)
+    items = [
+        ItemFactory(
+            project=project,
+            status=Status.FIRST_REVIEW,
+            version__stem=f"Patient {n} has chest pain. Next step?",
+            version__cot=OFF_KEY if n % 2 else SOUND,
+        )
+        for n in range(6)
+    ]
+    _start(django_capture_on_commit_callbacks, project=project, stage="judge", profile=profile)
+    for item in items:
+        version = item.current_version
+        concluded = "D" if version.cot == OFF_KEY else "A"
+        truth = judge_truth(key="A", concluded=concluded, steps=3, stem=version.stem)
+        score = JudgeScore.objects.get(item=item)
+        assert score.scores() == truth["scores"]
+        assert score.first_wrong_step == truth["first_wrong_step"] and score.answer == "A"

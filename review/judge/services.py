@@ -115,8 +115,14 @@ def calibration_for(*, project: Project, judge: JudgeKey) -> Calibration:
         profile_id=judge.profile_id,
         prompt_version_id=judge.prompt_version_id,
     ).order_by("id")
+    # Plain tuples, not model instances: a project's judge may have scored tens of thousands
+    # of versions, and this runs for the calibration page and (cached) for queue routing.
     by_version = {
-        s.version_id: {"scores": s.scores(), "first_wrong_step": s.first_wrong_step} for s in scores
+        row[0]: {
+            "scores": dict(zip(JUDGE_DIMENSIONS, row[1:6], strict=True)),
+            "first_wrong_step": row[6],
+        }
+        for row in scores.values_list("version_id", *JUDGE_DIMENSIONS, "first_wrong_step")
     }
     versions = list(by_version)
     experts: dict[int, dict[str, list[int]]] = {}

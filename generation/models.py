@@ -35,6 +35,7 @@ class Task(models.TextChoices):
     SYNTHESIZE = "synthesize", _("Question synthesis")
     REANSWER = "reanswer", _("Re-answer")
     REGENERATE = "regenerate", _("Guided regeneration")
+    JUDGE = "judge", _("Machine judge")
 
 
 class LLMProfile(models.Model):
@@ -166,6 +167,7 @@ class Stage(models.TextChoices):
     COT = "cot", _("Generate CoTs")
     EXPAND = "expand", _("Expand seeds")
     REANSWER = "reanswer", _("Re-answer")
+    JUDGE = "judge", _("Machine judge (rubric scores)")
     ALL = "all", _("Whole pipeline, hands-off")
 
 
@@ -220,6 +222,7 @@ class Job(models.Model):
         EXPAND = "expand", _("Expansion")
         REANSWER = "reanswer", _("Re-answer")
         REGENERATE = "regenerate", _("Guided regeneration")
+        JUDGE = "judge", _("Machine judge")
 
     run = models.ForeignKey(Run, on_delete=models.CASCADE, related_name="jobs")
     item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="llm_jobs")
@@ -358,3 +361,79 @@ class NearDuplicateBand(models.Model):
 
     def __str__(self) -> str:
         return f"band {self.band} of item {self.item_id}"
+
+
+JUDGE_DIMENSIONS = (
+    "medical_correctness",
+    "reasoning_structure",
+    "information_sufficiency",
+    "terminology_clarity",
+    "clinical_utility",
+)
+
+
+class JudgeScore(AppendOnlyModel):
+    """A machine judge's rubric scores for one item version: five dimensions 0-2 with a short
+    rationale each, the first wrong step of the CoT and the answer it holds correct.
+
+    Machine scores, kept apart from the experts' `RubricScore` rows: they are never counted as
+    a human verdict, never shown to a person before their own verdict (see review.judge), and
+    released only in columns named as the judge's. Append-only: one row per (version, profile,
+    prompt version), so a job run twice stores nothing new."""
+
+    item = models.ForeignKey(Item, on_delete=models.PROTECT, related_name="judge_scores")
+    version = models.ForeignKey("medcot.ItemVersion", on_delete=models.PROTECT, related_name="+")
+    profile = models.ForeignKey(LLMProfile, on_delete=models.PROTECT, related_name="judge_scores")
+    prompt_version = models.ForeignKey(PromptVersion, on_delete=models.PROTECT, related_name="+")
+    model = models.CharField(max_length=200)
+    run = models.ForeignKey(Run, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    llm_call = models.ForeignKey(
+        LLMCall, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # The rubric guide the prompt was built from, as "<language> v<version>".
+    rubric_guide = models.CharField(max_length=40, blank=True)
+    medical_correctness = models.PositiveSmallIntegerField()
+    reasoning_structure = models.PositiveSmallIntegerField()
+    information_sufficiency = models.PositiveSmallIntegerField()
+    terminology_clarity = models.PositiveSmallIntegerField()
+    clinical_utility = models.PositiveSmallIntegerField()
+    # {dimension: short rationale}
+    rationales = models.JSONField(default=dict)
+    # The 1-based number of the first wrong step of the CoT; null when the judge found none.
+    first_wrong_step = models.PositiveSmallIntegerField(null=True, blank=True)
+    answer = models.CharField(max_length=1)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["id"]
+        constraints = [
+            *[
+                models.CheckConstraint(
+                    condition=Q(**{f"{d}__gte": 0}) & Q(**{f"{d}__lte": 2}),
+                    name=f"judge_{d}_0_2",
+                )
+                for d in JUDGE_DIMENSIONS
+            ],
+            models.CheckConstraint(
+                condition=Q(answer__in=["A", "B", "C", "D", "E"]), name="judge_answer_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(first_wrong_step__isnull=True) | Q(first_wrong_step__gte=1),
+                name="judge_first_wrong_step_gte_1",
+            ),
+            models.UniqueConstraint(
+                fields=["version", "profile", "prompt_version"], name="judge_once_per_version"
+            ),
+        ]
+        indexes = [models.Index(fields=["item", "profile"], name="judge_item_profile")]
+
+    def __str__(self) -> str:
+        return f"judge scores for item {self.item_id} ({self.model})"
+
+    def scores(self) -> dict[str, int]:
+        return {d: getattr(self, d) for d in JUDGE_DIMENSIONS}
+
+    @property
+    def risk(self) -> int:
+        """How far below full marks the judge put the item: 0 (all 2s) to 10 (all 0s)."""
+        return sum(2 - s for s in self.scores().values())

@@ -375,7 +375,14 @@ def _regenerate(ctx: JobContext) -> None:
     )
 
 
+def _judge(ctx: JobContext) -> None:
+    from generation.judge import judge_execute
+
+    judge_execute(ctx, call=_call, prompt_for=_prompt)
+
+
 HANDLERS = {
+    Job.Kind.JUDGE: _judge,
     Job.Kind.COT: _cot,
     Job.Kind.EXPAND: _expand,
     Job.Kind.REANSWER: _reanswer,

@@ -9,11 +9,13 @@ change without review noticing.
 
 from __future__ import annotations
 
-from generation.models import LLMCall, ReanswerAttempt, Run
+from generation.models import JUDGE_DIMENSIONS, JudgeScore, LLMCall, ReanswerAttempt, Run
 from generation.parsing import parse_answer
 from generation.selectors import latency_percentiles, reanswer_attempts_for_item
 
 __all__ = [
+    "JUDGE_DIMENSIONS",
+    "JudgeScore",
     "LLMCall",
     "ReanswerAttempt",
     "Run",

@@ -4,9 +4,16 @@ It is not a language model and knows no medicine. It answers ``/v1/chat/completi
 replies shaped like real reasoning models' output, and the *client* tells it the facts through
 headers that only simulated profiles send:
 
-- ``X-MedCoT-Task``: ``cot`` | ``synthesize`` | ``reanswer`` | ``regenerate``;
+- ``X-MedCoT-Task``: ``cot`` | ``synthesize`` | ``reanswer`` | ``regenerate`` | ``judge``;
 - ``X-MedCoT-Sim-Key``: the correct option letter, as shown to the model;
-- ``X-MedCoT-Sim-Count``: how many questions a ``synthesize`` reply should hold.
+- ``X-MedCoT-Sim-Count``: how many questions a ``synthesize`` reply should hold;
+- ``X-MedCoT-Sim-Concluded`` and ``X-MedCoT-Sim-Steps``: for ``judge``, the option the judged
+  CoT concludes on and its number of steps.
+
+In judge mode the simulated truth of an item is fixed by those facts (a CoT that concludes off
+the key is medically wrong from its last step on; others are sound, with a few weaker
+dimensions drawn from the question's text), and the judge reports the truth of each dimension
+with probability ``judge_agreement``, otherwise a score drawn at random.
 
 With probability ``accuracy`` a reply concludes on the key, otherwise on another option. Faults
 (429, 500, 402, held-then-dropped connections, malformed replies) happen at configured rates.
@@ -53,7 +60,7 @@ __all__ = [
 
 LATENCY_DISTRIBUTIONS = ("const", "exp", "lognormal")
 REASONING_STYLES = ("deepseek", "vllm", "think", "think-close", "none")
-TASKS = ("cot", "synthesize", "reanswer", "regenerate")
+TASKS = ("cot", "synthesize", "reanswer", "regenerate", "judge")
 SIMULATED_HEADER = "X-MedCoT-Simulated"
 STRUCTURED_MODES = ("json_schema", "json_object")
 
@@ -99,6 +106,10 @@ class SimulatorConfig:
     # as some servers do (they ignore what they do not support).
     structured: tuple[str, ...] = ("json_schema", "json_object")
     reasoning: str = "deepseek"
+    # Judge mode: the chance that each dimension's score is the simulated truth.
+    judge_agreement: float = field(
+        default_factory=lambda: _env_fraction("MEDCOT_SIM_JUDGE_AGREEMENT", 0.8)
+    )
     seed: int = 0
     model: str = "sim-medcot"
     api_key: str | None = None  # when set, requests must send it as a bearer token
@@ -114,6 +125,8 @@ class SimulatorConfig:
             problems.append("latency_mean and timeout_hold must not be negative")
         if not 0 <= self.accuracy <= 1:
             problems.append("accuracy must be between 0 and 1")
+        if not 0 <= self.judge_agreement <= 1:
+            problems.append("judge_agreement must be between 0 and 1")
         rates = [
             self.rate_429,
             self.rate_500,
@@ -723,6 +736,83 @@ def _compose(
     return _Reply(content, reasoning, key, chosen)
 
 
+# --- judge mode ---------------------------------------------------------------------------------
+
+JUDGE_DIMENSIONS = (
+    "medical_correctness",
+    "reasoning_structure",
+    "information_sufficiency",
+    "terminology_clarity",
+    "clinical_utility",
+)
+
+
+def judge_truth(*, key: str, concluded: str, steps: int, stem: str) -> dict[str, Any]:
+    """The simulated truth of a CoT: what a perfect judge would say. Off-key CoTs are wrong
+    from their last step; the weaker dimensions of sound ones come from the question's text,
+    so the same item has the same truth in every run."""
+    wrong = bool(key) and bool(concluded) and concluded != key
+    h = int(hashlib.sha256(stem.encode()).hexdigest()[:8], 16)
+    scores = {d: 2 - ((h >> (3 * i)) % 7 == 0) for i, d in enumerate(JUDGE_DIMENSIONS)}
+    if wrong:
+        scores |= {"medical_correctness": 0, "clinical_utility": 0, "reasoning_structure": 1}
+    return {
+        "scores": scores,
+        "first_wrong_step": max(1, steps) if wrong else None,
+        "answer": key,
+    }
+
+
+def _judge_reply(
+    rng: random.Random,
+    config: SimulatorConfig,
+    prompt: str,
+    key: str,
+    concluded: str,
+    steps: str,
+    *,
+    malformed: bool,
+    json_mode: bool,
+) -> _Reply:
+    parsed = _read_prompt(prompt)
+    n_steps = int(steps) if steps.isdigit() else 0
+    truth = judge_truth(
+        key=key, concluded=concluded.strip().upper(), steps=n_steps, stem=parsed.stem
+    )
+    reasoning = (
+        "[simulated] 按评分标准逐项核对。"
+        if parsed.chinese
+        else "[simulated] Check each rubric dimension in turn."
+    )
+    if malformed:
+        return _Reply('{"scores": {"medical_correctness": 2', reasoning, key, None)
+    agree = config.judge_agreement
+    scores = {
+        d: s if rng.random() < agree else rng.choice([0, 1, 2]) for d, s in truth["scores"].items()
+    }
+    step = truth["first_wrong_step"]
+    if rng.random() >= agree and n_steps:
+        step = rng.choice([None, rng.randint(1, n_steps)])
+    labels = list(parsed.options)
+    answer = key if key in labels and rng.random() < agree else rng.choice(labels)
+    word = {0: "inadequate", 1: "partly adequate", 2: "adequate"}
+    word_zh = {0: "不合格", 1: "部分合格", 2: "合格"}
+    rationales = {
+        d: (
+            f"[simulated] 该维度{word_zh[s]}。"
+            if parsed.chinese
+            else f"[simulated] {word[s]} on this dimension."
+        )
+        for d, s in scores.items()
+    }
+    body = json.dumps(
+        {"scores": scores, "rationales": rationales, "first_wrong_step": step, "answer": answer},
+        ensure_ascii=False,
+    )
+    content = body if json_mode else f"[simulated]\n```json\n{body}\n```"
+    return _Reply(content, reasoning, key, None)
+
+
 # --- the app ------------------------------------------------------------------------------------
 
 STATE_KEY = web.AppKey("medcot_sim_state", _State)
@@ -822,19 +912,25 @@ async def _chat_inner(request: web.Request, state: _State) -> tuple[web.StreamRe
             break
     asked = str((payload.get("response_format") or {}).get("type") or "text")
     honoured = asked in config.structured
-    reply = _compose(
-        rng=rng,
-        task=task,
-        prompt=prompt,
-        key=key,
-        accuracy=config.accuracy,
-        count=_parse_count(count_header, prompt),
-        malformed=fault == "malformed",
-        json_mode=honoured,
-        config=config,
-        ignored_format=asked != "text" and not honoured,
-        schema_mode=honoured and asked == "json_schema",
-    )
+    if task == "judge":
+        facts = (request.headers.get(f"X-MedCoT-Sim-{n}", "") for n in ("Concluded", "Steps"))
+        reply = _judge_reply(
+            rng, config, prompt, key, *facts, malformed=fault == "malformed", json_mode=honoured
+        )
+    else:
+        reply = _compose(
+            rng=rng,
+            task=task,
+            prompt=prompt,
+            key=key,
+            accuracy=config.accuracy,
+            count=_parse_count(count_header, prompt),
+            malformed=fault == "malformed",
+            json_mode=honoured,
+            config=config,
+            ignored_format=asked != "text" and not honoured,
+            schema_mode=honoured and asked == "json_schema",
+        )
     if fault == "empty":
         # A 200 with nothing in it, or a gateway's error page passed on as the content.
         page = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"

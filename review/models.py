@@ -379,3 +379,86 @@ class Adjudication(models.Model):
 
     def __str__(self) -> str:
         return f"{self.outcome} on item {self.item_id}"
+
+
+# --------------------------------------------------------------------------------------------
+# The machine judge, from the human side: how far a project lets it steer the queues, and what
+# experts say of its rationales once they have given their own verdict (review.judge).
+# --------------------------------------------------------------------------------------------
+
+
+class JudgeSettings(models.Model):
+    """Per project: when a judge dimension counts as trusted, and which uses are switched on.
+    Every use is off by default and applies only while its dimensions are trusted."""
+
+    project = models.OneToOneField(
+        "medcot.Project", on_delete=models.CASCADE, related_name="judge_settings"
+    )
+    kappa_threshold = models.FloatField(
+        _("lower bound of weighted κ needed"),
+        default=0.6,
+        help_text=_(
+            "A dimension is trusted when the lower end of the 95-per-cent interval of its "
+            "quadratic weighted κ against the experts reaches this value."
+        ),
+    )
+    min_items = models.PositiveIntegerField(
+        _("items needed"),
+        default=30,
+        help_text=_("…on at least this many items scored by both the judge and the experts."),
+    )
+    order_queues = models.BooleanField(
+        _("order first-pass and panel queues by judge risk, worst first"), default=False
+    )
+    second_review_on_zero = models.BooleanField(
+        _("require a second first-pass reviewer when the judge scores medical correctness 0"),
+        default=False,
+    )
+    updated_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(kappa_threshold__gte=-1) & Q(kappa_threshold__lte=1),
+                name="judge_settings_threshold_range",
+            ),
+            models.CheckConstraint(condition=Q(min_items__gte=2), name="judge_settings_min_2"),
+        ]
+
+    def __str__(self) -> str:
+        return f"judge settings of project {self.project_id}"
+
+
+class JudgeFeedback(models.Model):
+    """An expert's word on the judge's rationale for one item, given after their own verdict:
+    helpful, or wrong. One per (judge score, expert, dimension); the latest word is a new row
+    only when the dimension differs."""
+
+    class Verdict(models.TextChoices):
+        HELPFUL = "helpful", _("Helpful")
+        WRONG = "wrong", _("Wrong")
+
+    judge_score = models.ForeignKey(
+        "generation.JudgeScore", on_delete=models.PROTECT, related_name="feedback"
+    )
+    expert = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    dimension = models.CharField(max_length=32, choices=RubricDimension.choices)
+    verdict = models.CharField(max_length=8, choices=Verdict.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["judge_score", "expert", "dimension"], name="judge_feedback_once"
+            ),
+            models.CheckConstraint(
+                condition=Q(verdict__in=["helpful", "wrong"]), name="judge_feedback_verdict_valid"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.verdict} on judge score {self.judge_score_id}"

@@ -210,7 +210,13 @@ def expert_panel_queue(*, user) -> list[dict]:
             todo = "wait"
         rows.append({"panel": panel, "item": panel.item, "todo": todo})
     order = {"score": 0, "revise": 1, "wait": 2}
-    return sorted(rows, key=lambda row: (order[row["todo"]], row["item"].pk))
+    # Worst judge risk first, for projects that use the judge for it where it is trusted.
+    from review.judge.services import risk_of_items
+
+    risk = risk_of_items(item_ids=[row["item"].pk for row in rows])
+    return sorted(
+        rows, key=lambda row: (order[row["todo"]], -risk.get(row["item"].pk, -1), row["item"].pk)
+    )
 
 
 def panel_round_view(*, panel: Panel, user) -> dict:

@@ -34,6 +34,7 @@ from review.forms import (
     RubricGuideForm,
     RubricScoreForm,
 )
+from review.judge.services import first_pass_last_with_opinion, second_opinion_for
 from review.models import Lease, PanelMembership, PanelState, RubricDimension, Stage
 from review.services.assignment import (
     BULK_MAX,
@@ -133,6 +134,8 @@ def _first_pass_context(
         "error": error,
         "notice": notice,
         "undoable": first_pass_undoable(reviewer=request.user),
+        # Offered only once the verdict can no longer be undone (no anchoring).
+        "judge_opinion_item": first_pass_last_with_opinion(user=request.user),
         "criteria": [
             ("relevance", _("Relevance"), "1", "r"),
             ("correctness", _("Medical correctness"), "2", "m"),
@@ -535,6 +538,8 @@ def _panel_context(request: HttpRequest, item, panel, **extra) -> dict:
         "now_ms": int(timezone.now().timestamp() * 1000),
         "deadlock": selectors.panel_deadlock_reason(panel=panel, item=item),
         "current_round": next((r for r in view["rounds"] if r["number"] == panel.round), None),
+        # None until this expert has submitted their own verdict on the item (no anchoring).
+        "judge_opinion": second_opinion_for(user=user, item=item),
         **view,
         **extra,
     }

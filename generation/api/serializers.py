@@ -38,7 +38,7 @@ class RunDetailSerializer(RunSerializer):
 
 
 class RunStartSerializer(serializers.Serializer):
-    stage = serializers.ChoiceField(choices=["cot", "expand", "reanswer", "all"])
+    stage = serializers.ChoiceField(choices=["cot", "expand", "reanswer", "judge", "all"])
     # Bounded by the database columns: a larger number is a 400, not an overflow in SQL.
     limit = serializers.IntegerField(
         required=False, allow_null=True, min_value=1, max_value=2_147_483_647

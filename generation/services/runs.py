@@ -26,7 +26,7 @@ def _has_active_job(kind: str):
     )
 
 
-def eligible_items(*, project: Project, kind: str):
+def eligible_items(*, project: Project, kind: str, profile: LLMProfile | None = None):
     """Items a new run of this kind would work on, skipping those another active run holds."""
     items = Item.objects.filter(project=project)
     if kind == Job.Kind.COT:
@@ -35,6 +35,10 @@ def eligible_items(*, project: Project, kind: str):
         items = items.filter(kind=ItemKind.SEED, status=Status.GENERATED)
     elif kind == Job.Kind.REANSWER:
         items = items.filter(status=Status.REANSWERING)
+    elif kind == Job.Kind.JUDGE:
+        from generation.judge import judge_eligible
+
+        items = judge_eligible(items, profile=profile)
     else:
         raise GenerationError(f"Unknown job kind {kind!r}")
     return items.exclude(_has_active_job(kind)).order_by("id")
@@ -93,7 +97,11 @@ def run_start(
         )
         job_ids: list[int] = []
         for kind in kinds:
-            ids = list(eligible_items(project=project, kind=kind).values_list("pk", flat=True))
+            ids = list(
+                eligible_items(project=project, kind=kind, profile=profile).values_list(
+                    "pk", flat=True
+                )
+            )
             if limit is not None:
                 ids = ids[: max(0, limit - len(job_ids))]
             job_ids += _jobs_add(run, kind, ids)

@@ -3,7 +3,7 @@
 
 from django.urls import path
 
-from review.api import panel_views, release_views, review_views, workflow_views
+from review.api import judge_views, panel_views, release_views, review_views, workflow_views
 
 urlpatterns = [
     path(
@@ -20,6 +20,26 @@ urlpatterns = [
         "projects/<slug:slug>/items/<int:pk>/adjudication/",
         review_views.Adjudicate.as_view(),
         name="api-item-adjudication",
+    ),
+    path(
+        "projects/<slug:slug>/judge/calibration/",
+        judge_views.JudgeCalibration.as_view(),
+        name="api-judge-calibration",
+    ),
+    path(
+        "projects/<slug:slug>/judge/settings/",
+        judge_views.JudgeSettingsView.as_view(),
+        name="api-judge-settings",
+    ),
+    path(
+        "review/items/<int:pk>/judge-opinion/",
+        judge_views.ItemJudgeOpinion.as_view(),
+        name="api-item-judge-opinion",
+    ),
+    path(
+        "review/items/<int:pk>/judge-opinion/feedback/",
+        judge_views.ItemJudgeFeedback.as_view(),
+        name="api-item-judge-feedback",
     ),
     path(
         "projects/<slug:slug>/releases/",

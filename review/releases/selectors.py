@@ -305,12 +305,15 @@ def _related_for_chunk(*, first: int, last: int, keys: dict[int, tuple], pseudon
         for item_id in Panel.objects.filter(**span).values_list("item_id", flat=True)
         if item_id in keys
     }
+    from review.judge.release import judge_entries
+
     return {
         "first_pass": first_pass,
         "attempts": attempts,
         "rubric": rubric,
         "consensus": consensus,
         "escalated": escalated,
+        "judge": judge_entries(span=span, keys=keys),
     }
 
 
@@ -371,6 +374,7 @@ def _record(row: tuple, related: dict) -> dict:
         "rubric_scores": rubric,
         "consensus_size": len(consensus),
         "consensus_experts": consensus,
+        "machine_judge_scores": related["judge"].get(item_id, []),
     }
 
 

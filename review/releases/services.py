@@ -241,6 +241,9 @@ def release_write_files(
         stats=stats,
         previous_version=previous.version if previous else None,
     )
+    from review.judge.release import card_section
+
+    readme = readme.rstrip("\n") + "\n" + "\n".join(card_section(project=release.project)) + "\n"
     (directory / "README.md").write_text(readme, encoding="utf-8", newline="\n")
 
     zip_name = release.zip_name

@@ -17,6 +17,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from medcot.models import OPTION_LABELS
+from review.judge.release import ARROW_TYPE as JUDGE_ARROW_TYPE
+from review.judge.release import FIELD as JUDGE_FIELD
+from review.judge.release import FIELD_MEANING as JUDGE_FIELD_MEANING
 
 DIMENSIONS = (
     "medical_correctness",
@@ -69,6 +72,7 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("rubric_scores", "Expert panel scores 0–2 per dimension, one entry per expert and round."),
     ("consensus_size", "Number of experts who agreed on the key and approved the phrasing."),
     ("consensus_experts", "Their pseudonymous ids."),
+    (JUDGE_FIELD, JUDGE_FIELD_MEANING),
 )
 FIELD_NAMES = tuple(name for name, _ in FIELDS)
 
@@ -111,6 +115,7 @@ SCHEMA = pa.schema(
         ("rubric_scores", pa.list_(RUBRIC_TYPE)),
         ("consensus_size", pa.int32()),
         ("consensus_experts", pa.list_(pa.string())),
+        (JUDGE_FIELD, JUDGE_ARROW_TYPE),
     ]
 )
 assert tuple(SCHEMA.names) == FIELD_NAMES

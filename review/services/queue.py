@@ -90,10 +90,17 @@ def _probe_sql(
             "AND c.expert_id = %s)"
         )
         params.append(user_id)
+    # Worst judge risk first when the project uses the judge for it and it is trusted.
+    from review.judge.services import risk_order_sql
+
+    risk_term, risk_params = (
+        risk_order_sql(project_id=project_id) if stage == Stage.FIRST_REVIEW else ("", [])
+    )
+    params.extend(risk_params)
     sql = (
         f"SELECT i.* FROM {item} i "  # noqa: S608 — only table names are interpolated
         f"LEFT JOIN {ItemVersion._meta.db_table} v ON v.id = i.current_version_id "
-        f"WHERE {' AND '.join(where)} ORDER BY i.id LIMIT 1"
+        f"WHERE {' AND '.join(where)} ORDER BY {risk_term}i.id LIMIT 1"
     )
     if connection.features.has_select_for_update_skip_locked:
         sql += " FOR UPDATE OF i SKIP LOCKED"

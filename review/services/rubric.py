@@ -10,6 +10,7 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 
 from medcot.roles import ADMIN, require_role
+from medcot.rubric import RubricText
 from review.models import RubricDimension, RubricGuide
 from review.services.common import ReviewError, actor_or_none
 
@@ -25,6 +26,19 @@ def rubric_guide_current(language: str | None = None) -> RubricGuide | None:
         guides.filter(language=language).first()
         or guides.filter(language=FALLBACK_LANGUAGE).first()
         or guides.first()
+    )
+
+
+def rubric_text_current(language: str) -> RubricText | None:
+    """The current guide as the core's plain `RubricText`, for readers outside this app."""
+    guide = rubric_guide_current(language)
+    if guide is None:
+        return None
+    return RubricText(
+        introduction=guide.introduction,
+        levels=guide.levels,
+        language=guide.language,
+        version=guide.version,
     )
 
 

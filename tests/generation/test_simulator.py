@@ -19,6 +19,7 @@ import openai
 import pytest
 from django.core.management import CommandError, call_command
 
+from generation.judge import parse_judgement
 from generation.parsing import ReplyFormatError, parse_answer, parse_synthesized
 from generation.reasoning import split_reasoning
 from llmsim.server import SimulatorConfig, _latency, run_in_thread
@@ -179,6 +180,8 @@ def test_it_reads_the_options_of_every_shipped_prompt_and_answers_readably(simul
         "cot": "A. Aspirin: incorrect.\nB. Warfarin: correct.\nC. Heparin: no.\nD. Alteplase: no.",
         "guidance": "Mention the mechanical valve.",
         "count": "3",
+        "steps": "[1] Atrial fibrillation.\n[2] Warfarin prevents stroke.",
+        "rubric": "medical_correctness: 0, 1, 2",
     }
     for path in PROMPT_FILES:
         text = string.Template(path.read_text(encoding="utf-8")).safe_substitute(values)
@@ -191,6 +194,9 @@ def test_it_reads_the_options_of_every_shipped_prompt_and_answers_readably(simul
         content, _ = split_reasoning(completion.choices[0].message)
         if task == "synthesize":
             assert len(parse_synthesized(content)) == 3, path
+        elif task == "judge":
+            judged = parse_judgement(content, options=options, steps=4)
+            assert judged.answer in options and set(judged.scores.values()) <= {0, 1, 2}, path
         else:
             assert parse_answer(content, options).letter == "B", (path, content)
             if task != "reanswer":

@@ -66,6 +66,7 @@ def record(item_id: int, **changes) -> dict:
         ],
         "consensus_size": 2,
         "consensus_experts": ["x-aa", "x-bb"],
+        "machine_judge_scores": [],
     }
     base.update(changes)
     return base

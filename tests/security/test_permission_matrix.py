@@ -340,6 +340,38 @@ DEFAULT_ARGS = {
 }
 
 
+# The machine judge: calibration and settings for admins; an item's second opinion only for a
+# person who gave their own verdict on it (nobody has on the context item, so it is a 404 for
+# every role, as for an item the judge never scored); feedback on rationales for experts.
+EXPECTED |= {
+    "review/judge/projects/<slug:slug>/": {"GET": ADMIN_PAGE},
+    "review/judge/projects/<slug:slug>/settings/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "403", "403", "422"),
+    },
+    "review/judge/items/<int:pk>/": {
+        "GET": _row("login", "404", "404", "404", "404"),
+        "args": {"pk": "item"},
+    },
+    "review/judge/items/<int:pk>/feedback/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "403", "404", "403"),
+        "args": {"pk": "item"},
+    },
+    "api/projects/<slug:slug>/judge/calibration/": {"GET": ADMIN_API},
+    "api/projects/<slug:slug>/judge/settings/": {"GET": ADMIN_API},
+    "api/review/items/<int:pk>/judge-opinion/": {
+        "GET": _row("401", "403", "404", "404", "404"),
+        "args": {"pk": "item"},
+    },
+    "api/review/items/<int:pk>/judge-opinion/feedback/": {
+        "GET": _row("401", "403", "405", "405", "405"),
+        "POST": _row("401", "403", "403", "404", "403"),
+        "args": {"pk": "item"},
+    },
+}
+
+
 def _walk(patterns, prefix=""):
     for pattern in patterns:
         if isinstance(pattern, URLResolver):

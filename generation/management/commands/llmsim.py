@@ -43,6 +43,13 @@ class Command(BaseCommand):
         parser.add_argument("--latency-mean", type=_seconds, default=0.5, help="seconds")
         parser.add_argument("--latency-dist", choices=LATENCY_DISTRIBUTIONS, default="const")
         parser.add_argument("--accuracy", type=_fraction, default=0.7)
+        parser.add_argument(
+            "--judge-agreement",
+            type=_fraction,
+            default=None,
+            help="judge mode: chance that each rubric score is the simulated truth "
+            "(default MEDCOT_SIM_JUDGE_AGREEMENT or 0.8)",
+        )
         parser.add_argument("--rate-429", type=_fraction, default=0.0)
         parser.add_argument("--rate-500", type=_fraction, default=0.0)
         parser.add_argument("--rate-402", type=_fraction, default=0.0)
@@ -93,6 +100,11 @@ class Command(BaseCommand):
                 latency_mean=opts["latency_mean"],
                 latency_dist=opts["latency_dist"],
                 accuracy=opts["accuracy"],
+                **(
+                    {"judge_agreement": opts["judge_agreement"]}
+                    if opts["judge_agreement"] is not None
+                    else {}
+                ),
                 rate_429=opts["rate_429"],
                 rate_500=opts["rate_500"],
                 rate_402=opts["rate_402"],

@@ -2,11 +2,11 @@
 the simulator's judge mode; scores are validated, stored apart from the experts' and logged."""
 
 import pytest
-from generation.simulator import judge_truth
 
 from generation import judge, pipeline, services
 from generation.models import Job, JudgeScore, LLMCall, PromptVersion, Run
 from generation.parsing import ReplyFormatError
+from llmsim.server import judge_truth
 from medcot.lifecycle import Status
 from review.models import RubricScore
 from tests.factories import ItemFactory

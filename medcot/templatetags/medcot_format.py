@@ -196,3 +196,12 @@ def stored_text(value) -> str:
         if match:
             return str(message) % match.groupdict()
     return _(text)
+
+
+@register.filter
+def import_problem(value) -> str:
+    """An import problem (a stored `{"code", "params", "message"}`, or a message) in the
+    interface's language; rows stored before codes read as stored."""
+    from medcot.imports.messages import localize
+
+    return localize(value)

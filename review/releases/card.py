@@ -1,7 +1,9 @@
 """The dataset card (README.md with a Hugging Face YAML header) and the numbers behind it.
 
-The card is written in English whatever the builder's language, and contains nothing that
-changes from one build to the next (no dates, no build times), so a rebuild is byte-identical.
+The card's headings and charts are in the language the release recorded at build
+(`Release.card_language`, English unless chosen otherwise; the services render the card under
+it), never the builder's; the rest of the text stays English. It contains nothing that changes
+from one build to the next (no dates, no build times), so a rebuild is byte-identical.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 from collections import Counter
 
 from django.utils import translation
+from django.utils.translation import gettext as _
 
 from review.releases import figures
 from review.releases.writers import DIMENSIONS, FIELDS
@@ -105,14 +108,14 @@ def size_category(n: int) -> str:
     return "n>10M"
 
 
-def card_charts(*, funnel: dict, release_stats: dict) -> dict[str, str]:
-    """chart name → SVG, in English."""
-    with translation.override("en"):
+def card_charts(*, funnel: dict, release_stats: dict, language: str = "en") -> dict[str, str]:
+    """chart name → SVG, in the card's language."""
+    with translation.override(language):
         return {
             "funnel": figures.funnel_chart(funnel),
             "outcome": figures.outcome_chart(funnel),
             "specialty": figures.specialty_chart(
-                release_stats["specialty"], title="Released items by specialty"
+                release_stats["specialty"], title=_("Released items by specialty")
             ),
             "cognitive_level": figures.cognitive_chart(release_stats["cognitive_level"]),
             "difficulty": figures.difficulty_chart(release_stats["difficulty"]),
@@ -208,7 +211,7 @@ def render_card(
         "---",
         "",
     ]
-    body = [f"# {_cell(project_name)} — release {version}", ""]
+    body = [f"# {_cell(project_name)} — {version_ref(version)}", ""]
     if project_description.strip():
         body += [project_description.strip(), ""]
     if notes.strip():
@@ -228,7 +231,7 @@ def render_card(
             else "none (every approved item with consensus)."
         ),
         "",
-        "## Files",
+        "## " + _("Files"),
         "",
         "| File | Contents |",
         "| --- | --- |",
@@ -248,7 +251,7 @@ def render_card(
     body += [
         "| `checksums.sha256` | SHA-256 of every file (`sha256sum -c checksums.sha256`). |",
         "",
-        "## How the items were validated",
+        "## " + _("How the items were validated"),
         "",
         "The project's funnel when this release was built, in the terms of the MedCoT paper "
         "(§3.2).",
@@ -271,7 +274,7 @@ def render_card(
         "",
         "![Outcome](charts/outcome.svg)",
         "",
-        "## What the release contains",
+        "## " + _("What the release contains"),
         "",
         "![Specialties](charts/specialty.svg)",
         "",
@@ -287,7 +290,7 @@ def render_card(
     body += [
         f"| escalated | true | {release['escalated']:,} |",
         "",
-        "## Rubric scores",
+        "## " + _("Rubric scores"),
         "",
         "Expert panels score escalated items 0–2 on five dimensions (counts over every expert and "
         "round on the released items).",
@@ -305,7 +308,7 @@ def render_card(
         body.append(f"| {d} | {entry['n']:,} | {_num(entry['mean'])} | {c0:,} | {c1:,} | {c2:,} |")
     body += [
         "",
-        "## Agreement between experts",
+        "## " + _("Agreement between experts"),
         "",
         "Computed over all expert judgements in the project when this release was built; "
         "`Items` is the number of items (or item-rounds) with at least two judgements behind each "
@@ -319,13 +322,13 @@ def render_card(
         body += _agreement_lines(label, agreement[key])
     for d in DIMENSIONS:
         body += _agreement_lines(f"Rubric: {d} (ordinal 0–2)", agreement["rubric"][d])
-    body += ["", "## Fields", "", "| Field | Meaning |", "| --- | --- |"]
+    body += ["", "## " + _("Fields"), "", "| Field | Meaning |", "| --- | --- |"]
     body += [f"| `{name}` | {meaning} |" for name, meaning in FIELDS]
     if previous_version and stats.get("diff"):
         diff = stats["diff"]
         body += [
             "",
-            f"## Changes since {version_ref(previous_version)}",
+            "## " + _("Changes since %(release)s") % {"release": version_ref(previous_version)},
             "",
             f"{diff['added']:,} added, {diff['removed']:,} removed, {diff['changed']:,} changed.",
         ]
@@ -335,13 +338,13 @@ def render_card(
     elif previous_version:
         body += [
             "",
-            f"## Changes since {version_ref(previous_version)}",
+            "## " + _("Changes since %(release)s") % {"release": version_ref(previous_version)},
             "",
             "Not listed: the files of that release were no longer on the server at build time.",
         ]
     body += [
         "",
-        "## Privacy",
+        "## " + _("Privacy"),
         "",
         "Experts appear only under pseudonymous ids. No names, e-mail addresses or account "
         "details of reviewers or experts, and no API keys, are part of this release. Raw model "
@@ -352,4 +355,4 @@ def render_card(
 
 
 def version_ref(version: str) -> str:
-    return f"release {version}"
+    return _("release %(version)s") % {"version": version}

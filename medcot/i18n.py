@@ -96,6 +96,8 @@ SPECIALTY_NAMES = {
     "virology": gettext_lazy("Virology"),
     "college medicine": gettext_lazy("College medicine"),
     "medical genetics": gettext_lazy("Medical genetics"),
+    "genetics": gettext_lazy("Genetics"),
+    "college medical statistics": gettext_lazy("Medical statistics"),
     "nutrition": gettext_lazy("Nutrition"),
     "traditional chinese medicine": gettext_lazy("Traditional Chinese medicine"),
     "cardiology": gettext_lazy("Cardiology"),

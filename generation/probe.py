@@ -193,24 +193,32 @@ class _Prober:
         }
         for mode, response_format in formats.items():
             try:
-                message, _ = self.post(
+                message, _latency = self.post(
                     task="synthesize",
                     prompt=_SYNTHESIS,
                     extra={"response_format": response_format},
                     sim={"Count": "1"},
                 )
             except LLMError as exc:
-                notes.append(f"{mode}: {exc}")
+                notes.append(
+                    _("%(mode)s: %(problem)s")
+                    % {"mode": mode, "problem": plain_words(exc, self.profile)}
+                )
                 continue
             content, _reasoning = split_reasoning(message)
             text = (content or "").strip()
             try:
                 if not text.startswith("{"):
-                    raise ReplyFormatError("the reply is not a JSON object")
+                    raise ReplyFormatError(_("the reply is not a JSON object"))
                 json.loads(text)
                 parse_synthesized_detailed(text)
             except (ValueError, ReplyFormatError) as exc:
-                notes.append(f"{mode}: ignored ({exc})")
+                # The parser's reason is technical (and English): shown as it is, after a
+                # sentence in the reader's language.
+                notes.append(
+                    _("%(mode)s: the server ignored it (%(reason)s)")
+                    % {"mode": mode, "reason": exc}
+                )
                 continue
             return mode, notes
         return "none", notes
@@ -221,8 +229,11 @@ def endpoint_probe(profile: ProfileSnapshot) -> ProbeResult:
     result = ProbeResult(ok=False)
     if profile.api_key_env and not os.environ.get(profile.api_key_env):
         result.notes.append(
-            f"The environment variable {profile.api_key_env} is not set where the web server "
-            "runs; the call goes without a key."
+            _(
+                "The environment variable %(name)s is not set where the web server runs; the "
+                "call goes without a key."
+            )
+            % {"name": profile.api_key_env}
         )
     prober = _Prober(profile)
     try:
@@ -237,15 +248,23 @@ def endpoint_probe(profile: ProfileSnapshot) -> ProbeResult:
         result.latency_ms = latency_ms
         result.reasoning_style = _reasoning_style(message)
         content, _reasoning = split_reasoning(message)
-        fault = reply_fault(content)
-        if fault:
+        if reply_fault(content):
+            # reply_fault's words are for the logs (English); the person reads them in their
+            # language, and the page the server sent goes beside them as it was.
+            text = (content or "").strip()
+            fault = (
+                _("The server sent an error page instead of a reply")
+                if text
+                else _("The server sent an empty reply")
+            )
             result.error = _(
                 "%(fault)s. The server answered, but with nothing a model would write."
             ) % {"fault": fault}
+            result.detail = text[:500]
             return result
         result.answer_read = parse_answer(content, _OPTIONS).ok
         if not result.answer_read:
-            result.notes.append("The test answer could not be read; check the model's replies.")
+            result.notes.append(_("The test answer could not be read; check the model's replies."))
         result.structured_output, notes = prober.structured_mode()
         result.notes.extend(notes)
         result.ok = True

@@ -3,6 +3,7 @@ from django.conf import settings
 from django.utils.translation import gettext_lazy as _
 
 from medcot.imports.formats import FORMATS, FormatError, ImportOptions, parse_mapping
+from medcot.imports.messages import localize
 from medcot.licenses import SOURCE_LICENSES, UNKNOWN
 from medcot.models import Language, Project, QuestionType
 
@@ -158,7 +159,7 @@ class SeedImportForm(ImportSettingsForm):
         try:
             return parse_mapping(self.cleaned_data.get("mapping", ""))
         except (FormatError, ValueError) as exc:
-            raise forms.ValidationError(str(exc)) from exc
+            raise forms.ValidationError(localize(exc.args[0])) from exc
 
 
 class ImportPreviewForm(ImportSettingsForm):

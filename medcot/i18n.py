@@ -16,7 +16,7 @@ from django.shortcuts import redirect
 from django.utils import translation
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext_lazy, gettext_noop
 from django.views.decorators.http import require_POST
 
 SESSION_KEY = "medcot_language"
@@ -107,6 +107,8 @@ SPECIALTY_NAMES = {
     "virology": gettext_lazy("Virology"),
     "college medicine": gettext_lazy("College medicine"),
     "medical genetics": gettext_lazy("Medical genetics"),
+    "genetics": gettext_lazy("Genetics"),
+    "college medical statistics": gettext_lazy("Medical statistics"),
     "nutrition": gettext_lazy("Nutrition"),
     "traditional chinese medicine": gettext_lazy("Traditional Chinese medicine"),
     "cardiology": gettext_lazy("Cardiology"),
@@ -154,3 +156,8 @@ def specialty_label(value) -> str:
         return ""
     known = SPECIALTY_NAMES.get(str(value).strip().lower())
     return str(known) if known is not None else str(value)
+
+
+# Translators: the suffix Django puts after form labels ("Source:"). Chinese writes the
+# full-width colon ("来源："); Django's own catalogue keeps the ASCII one.
+LABEL_SUFFIX = gettext_noop(":")

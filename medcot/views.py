@@ -219,6 +219,7 @@ def import_batch_detail(request: HttpRequest, slug: str, pk: int) -> HttpRespons
         "project": batch.project,
         "batch": batch,
         "errors_shown": batch.errors[:500],
+        "format_label": _layout_label(batch.format) if batch.format not in {"", "auto"} else "",
         "group_count": batch.items.exclude(group_id="").values("group_id").distinct().count()
         if batch.state == ImportBatch.State.DONE
         else 0,

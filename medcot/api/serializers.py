@@ -7,6 +7,7 @@ from django.conf import settings
 from rest_framework import serializers
 
 from medcot.imports.formats import FORMATS, FormatError, ImportOptions, parse_mapping
+from medcot.imports.messages import localize, localize_all
 from medcot.licenses import SOURCE_LICENSES, UNKNOWN
 from medcot.lifecycle import STAGES, Status
 from medcot.models import (
@@ -69,14 +70,29 @@ class ProjectDetailSerializer(ProjectSerializer):
         fields = [*ProjectSerializer.Meta.fields, "status_counts"]
 
 
+class ImportProblemsField(serializers.ListField):
+    """Import problems: `line`, `code`, `params` and `message` in the request's language."""
+
+    def __init__(self, **kwargs):
+        super().__init__(child=serializers.DictField(), **kwargs)
+
+    def to_representation(self, data):
+        return localize_all(data)
+
+
+class ImportMessageField(serializers.CharField):
+    def to_representation(self, value):
+        return localize(value)
+
+
 class ImportBatchSerializer(serializers.ModelSerializer):
     created_by = UsernameField(read_only=True, allow_null=True)
-    errors = serializers.ListField(
-        child=serializers.DictField(),
+    errors = ImportProblemsField(
         read_only=True,
-        help_text="The first 100 problems (line 0 = the whole file); error_count counts all.",
+        help_text="The first 100 problems (line 0 = the whole file); error_count counts all. "
+        "Each has line, code, params and message (in the request's language).",
     )
-    warnings = serializers.ListField(child=serializers.DictField(), read_only=True)
+    warnings = ImportProblemsField(read_only=True)
     license = serializers.CharField(read_only=True, help_text="The licence of the source.")
     is_finished = serializers.BooleanField(read_only=True)
 
@@ -174,7 +190,7 @@ class ImportUploadSerializer(serializers.Serializer):
         try:
             return parse_mapping(value)
         except (FormatError, ValueError) as exc:
-            raise serializers.ValidationError(str(exc)) from exc
+            raise serializers.ValidationError(localize(exc.args[0])) from exc
 
     def import_options(self) -> ImportOptions:
         data = self.validated_data
@@ -208,11 +224,11 @@ class ImportPreviewSerializer(serializers.Serializer):
     )
     record_count = serializers.IntegerField()
     group_count = serializers.IntegerField()
-    errors = serializers.ListField(child=serializers.DictField())
+    errors = ImportProblemsField()
     error_count = serializers.IntegerField()
-    warnings = serializers.ListField(child=serializers.DictField())
+    warnings = ImportProblemsField()
     warning_count = serializers.IntegerField()
-    message = serializers.CharField()
+    message = ImportMessageField()
 
 
 class ItemVersionSerializer(serializers.ModelSerializer):

@@ -26,6 +26,7 @@ from pathlib import PurePath
 
 from django.utils.translation import gettext_lazy as _
 
+from medcot.imports.messages import Msg, problem_dict
 from medcot.models import OPTION_LABELS, CognitiveLevel, Difficulty, Language, QuestionType
 
 FORMATS = {
@@ -72,16 +73,20 @@ QUESTION_TYPES = frozenset(QuestionType.values)
 
 
 class FormatError(Exception):
-    """The file as a whole cannot be read as asked."""
+    """The file as a whole cannot be read as asked. `args[0]` is a `Msg` (code + params)."""
+
+    @property
+    def problem(self) -> str:
+        return self.args[0] if self.args else ""
 
 
 @dataclass(frozen=True)
 class LineError:
     line: int
-    message: str
+    message: str  # a Msg: the English sentence, with the code and params that translate it
 
     def as_dict(self) -> dict:
-        return {"line": self.line, "message": self.message}
+        return problem_dict(self.line, self.message)
 
 
 class ErrorLog:
@@ -336,14 +341,11 @@ def guess_mapping(keys: list[str]) -> dict:
 def _sniff_binary(data: bytes) -> None:
     head = data[:65536]
     if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise FormatError("The file is UTF-16 text; save it as UTF-8 and upload it again.")
+        raise FormatError(Msg("utf16"))
     if b"\x00" in head:
-        raise FormatError(
-            "This is a binary file (a spreadsheet, archive or image?), not text; export the "
-            "questions as CSV, JSON or JSON Lines in UTF-8."
-        )
+        raise FormatError(Msg("binary"))
     if head[:4] == b"PK\x03\x04":
-        raise FormatError("This is a ZIP or Excel file; save the sheet as CSV (UTF-8).")
+        raise FormatError(Msg("zip"))
 
 
 def _strip_bom(data: bytes) -> bytes:
@@ -375,8 +377,7 @@ def _decode(number: int, raw: bytes, errors: ErrorLog) -> str | None:
     except UnicodeDecodeError as exc:
         errors.add(
             number,
-            f"bad encoding: not UTF-8 (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
-            "save the file as UTF-8",
+            Msg("bad_encoding", byte=f"{raw[exc.start]:02x}", column=exc.start + 1),
         )
         return None
 
@@ -388,7 +389,7 @@ def detect_container(data: bytes) -> str:
     """`jsonl`, `json` or `csv` from the content (not the file name)."""
     head = _strip_bom(data[:65536]).lstrip()
     if not head:
-        raise FormatError("the file holds no records")
+        raise FormatError(Msg("no_records"))
     if head.startswith(b"["):
         return "json"
     if head.startswith(b"{"):
@@ -434,14 +435,12 @@ def _read_jsonl(data: bytes, errors: ErrorLog) -> Iterator[tuple[int, bytes, obj
         try:
             value = json.loads(text)
         except json.JSONDecodeError as exc:
-            message = f"not valid JSON: {exc.msg} at column {exc.colno}"
-            if "\r" in text:
-                message += " (the line holds a stray carriage return)"
-            errors.add(number, message)
+            code = "invalid_json_line_cr" if "\r" in text else "invalid_json_line"
+            errors.add(number, Msg(code, detail=exc.msg, column=exc.colno))
             yield number, raw, None
             continue
         if not isinstance(value, dict):
-            errors.add(number, "each line must be a JSON object")
+            errors.add(number, Msg("line_not_object"))
             yield number, raw, None
             continue
         yield number, raw, value
@@ -454,8 +453,7 @@ def _load_document(data: bytes) -> object:
     except UnicodeDecodeError as exc:
         line = text.count(b"\n", 0, exc.start) + 1
         raise FormatError(
-            f"bad encoding: not UTF-8 (byte 0x{text[exc.start]:02x} on line {line}); "
-            "save the file as UTF-8"
+            Msg("bad_encoding_on_line", byte=f"{text[exc.start]:02x}", line=line)
         ) from None
     try:
         return json.loads(decoded)
@@ -467,13 +465,14 @@ def _load_document(data: bytes) -> object:
             except json.JSONDecodeError:
                 pass
             else:
-                raise FormatError(
-                    "This file is JSON Lines (one JSON object per line), not one JSON document; "
-                    "choose a JSONL format or “Detect from the file”."
-                ) from None
+                raise FormatError(Msg("document_is_jsonl")) from None
         raise FormatError(
-            f"This is not valid JSON ({exc.msg.removesuffix(' at')}) at line {exc.lineno} "
-            f"column {exc.colno}."
+            Msg(
+                "invalid_json_document",
+                detail=exc.msg.removesuffix(" at"),
+                line=exc.lineno,
+                column=exc.colno,
+            )
         ) from None
 
 
@@ -502,21 +501,15 @@ def find_records(document, records_path: str = "") -> tuple[str, list]:
                 except IndexError:
                     value = None
             else:
-                raise FormatError(
-                    f"The records path {records_path!r} is not in the file "
-                    f"(no {part!r}); leave it empty to find the records automatically."
-                )
+                raise FormatError(Msg("records_path_missing", path=records_path, part=part))
         if not isinstance(value, list):
-            raise FormatError(f"The records path {records_path!r} names no list of records.")
+            raise FormatError(Msg("records_path_not_list", path=records_path))
         return records_path, value
     if isinstance(document, dict) and _looks_like_record(document):
         return "", [document]
     candidates = list(_record_lists(document))
     if not candidates:
-        raise FormatError(
-            "This JSON document holds no list of records (objects with a question and its "
-            "options); give the records path if they are there."
-        )
+        raise FormatError(Msg("no_record_list"))
     # Inside case groups the sub-question lists are lists of records too; the outermost list
     # is the records, and the rest are parts of them.
     outer = [
@@ -534,10 +527,7 @@ def find_records(document, records_path: str = "") -> tuple[str, list]:
         chosen.sort(key=lambda pv: -len(pv[1]))
         if len(chosen[0][1]) < 10 * len(chosen[1][1]):
             names = ", ".join(repr(p or "(top level)") for p, _ in chosen[:5])
-            raise FormatError(
-                f"This JSON document holds several lists of records ({names}); give the "
-                "records path to say which one to import."
-            )
+            raise FormatError(Msg("several_record_lists", names=names))
     return chosen[0]
 
 
@@ -584,12 +574,9 @@ def _read_csv(
                 where = pending[0][0] if pending else reader.line_num
                 message = str(exc)
                 if "new-line" in message or any("\r" in t for _, _, t in pending):
-                    message = (
-                        "the line holds a stray carriage return (\\r); save the file with "
-                        "ordinary line ends"
-                    )
+                    message = Msg("stray_cr")
                 elif "field limit" in message:
-                    message = "a field runs on for more than a megabyte (an unclosed quote?)"
+                    message = Msg("field_too_long")
                 errors.add(where, message)
                 if on_unreadable is not None:
                     on_unreadable(where)
@@ -746,9 +733,9 @@ def _option_items(raw_options, problems: list[str]) -> list[tuple[str, str]] | N
         _, found = split_embedded_options(raw_options)
         if found:
             return found
-        problems.append("options: a text that holds no labelled options (A. … B. …)")
+        problems.append(Msg("options_unlabelled_text"))
         return []
-    problems.append("options must be an object (A → text), a list, or lines “A. …”")
+    problems.append(Msg("options_bad_shape"))
     return []
 
 
@@ -761,21 +748,21 @@ def _answer_label(value, opts: dict[str, str], index_base: str) -> tuple[str, in
                 "",
                 None,
                 (
-                    f"answer: {len(value)} answers given ({_text(value)}); a question has one key"
+                    Msg("several_answers", n=len(value), given=_text(value))
                     if value
-                    else "missing answer key"
+                    else Msg("missing_answer")
                 ),
             )
         value = value[0]
     if isinstance(value, bool):
-        return "", None, f"answer: {value!r} is not a key"
+        return "", None, Msg("answer_not_key", value=value)
     if isinstance(value, int | float) and not isinstance(value, bool):
         if float(value).is_integer():
             return _index(int(value), opts, index_base)
-        return "", None, f"answer: {value!r} is not a letter or an option number"
+        return "", None, Msg("answer_not_number", value=value)
     text = _text(value)
     if not text:
-        return "", None, "missing answer key"
+        return "", None, Msg("missing_answer")
     text = ANSWER_PREFIX.sub("", text).strip()
     if text.isdigit():
         return _index(int(text), opts, index_base)
@@ -796,10 +783,10 @@ def _answer_label(value, opts: dict[str, str], index_base: str) -> tuple[str, in
     if len(same) == 1:
         return same[0], None, ""
     if len(same) > 1:
-        return "", None, f"answer: the text {text[:60]!r} matches options {', '.join(same)}"
+        return "", None, Msg("answer_matches_several", text=text[:60], labels=", ".join(same))
     if re.fullmatch(r"[A-Ea-e]([,，、/ ]*[A-Ea-e])+", text):
-        return "", None, f"answer: {text!r} names several options; a question has one key"
-    return "", None, f"answer: {text[:60]!r} is not a letter, an option number or an option's text"
+        return "", None, Msg("answer_names_several", text=text)
+    return "", None, Msg("answer_unrecognised", text=text[:60])
 
 
 def _index(n: int, opts: dict[str, str], index_base: str) -> tuple[str, int | None, str]:
@@ -807,9 +794,9 @@ def _index(n: int, opts: dict[str, str], index_base: str) -> tuple[str, int | No
         i = n - int(index_base)
         if 0 <= i < len(OPTION_LABELS):
             return OPTION_LABELS[i], None, ""
-        return "", None, f"answer: option number {n} is out of range"
+        return "", None, Msg("answer_out_of_range", n=n)
     if n < 0 or n > len(opts):
-        return "", None, f"answer: option number {n} is out of range"
+        return "", None, Msg("answer_out_of_range", n=n)
     return "", n, ""
 
 
@@ -839,34 +826,32 @@ def build_record(
             stem, items = split_embedded_options(stem)
             if not items:
                 items = []
-                problems.append("no options (none given, and none written into the stem)")
+                problems.append(Msg("no_options"))
     if not stem:
-        problems.insert(0, "empty stem (no question text)")
+        problems.insert(0, Msg("empty_stem"))
     present = [(label, text) for label, text in items if text or label in "ABCD"]
     if items and len(present) > 5:
-        problems.append(f"too many options ({len(present)}; at most 5, A–E)")
+        problems.append(Msg("too_many_options", n=len(present)))
     elif items:
         for label, text in present:
             if label not in OPTION_LABELS:
-                problems.append(f"option label {label!r} is not one of A–E")
+                problems.append(Msg("bad_option_label", label=label))
             elif not text:
-                problems.append(f"option {label} is empty")
+                problems.append(Msg("empty_option", label=label))
             else:
                 opts[label] = text
         filled = [label for label, text in present if text]
         if len(filled) < 4 and not problems:
-            problems.append(f"too few options ({len(filled)}; need 4 or 5)")
+            problems.append(Msg("too_few_options", n=len(filled)))
         labels = sorted(opts)
         if len(labels) >= 4 and labels != list(OPTION_LABELS[: len(labels)]):
-            problems.append(
-                f"options must be labelled consecutively from A (got {', '.join(labels)})"
-            )
+            problems.append(Msg("options_not_consecutive", labels=", ".join(labels)))
 
     answer, pending_index, problem = _answer_label(raw.get("answer"), opts, options.index_base)
     if problem:
         problems.append(problem)
     elif answer and answer not in opts and len(opts) >= 4:
-        problems.append(f"answer key {answer!r} is not among the options {', '.join(sorted(opts))}")
+        problems.append(Msg("answer_not_option", answer=answer, labels=", ".join(sorted(opts))))
 
     # A question of a case is type S (best choice for a case summary) unless it says otherwise.
     qtype = (
@@ -876,34 +861,32 @@ def build_record(
     )
     qtype = qtype.upper()
     if qtype not in QUESTION_TYPES:
-        problems.append(f"question type {qtype!r} must be K or S")
+        problems.append(Msg("bad_question_type", value=qtype))
 
     level_raw = _text(raw.get("cognitive_level")).lower().replace(" ", "_")
     level = _LEVELS.get(level_raw, "") if level_raw else ""
     if level_raw and not level:
-        problems.append(
-            f"unknown cognitive level {level_raw!r} (recall, interpretation, problem_solving)"
-        )
+        problems.append(Msg("bad_cognitive_level", value=level_raw))
     diff_raw = _text(raw.get("difficulty")).lower()
     difficulty = _DIFFICULTIES.get(diff_raw, "") if diff_raw else ""
     if diff_raw and not difficulty:
-        problems.append(f"unknown difficulty {diff_raw!r} (easy, moderate, hard)")
+        problems.append(Msg("bad_difficulty", value=diff_raw))
 
     case_text = _text(raw.get("case_text"))
     language = normalise_language(
         _text(raw.get("language")) or options.language, f"{case_text}\n{stem}".strip()
     )
     if language is None:
-        problems.append(f"unknown language {_text(raw.get('language'))!r} (zh or en)")
+        problems.append(Msg("bad_language", value=_text(raw.get("language"))))
 
     external_id = _text(raw.get("id")) or default_id
     if len(external_id) > 200:
-        problems.append("id is longer than 200 characters")
+        problems.append(Msg("id_too_long"))
     group_id = _text(raw.get("group_id"))
     if case_text and not group_id:
         group_id = "case-" + hashlib.sha256(case_text.encode()).hexdigest()[:12]
     if len(group_id) > 200:
-        problems.append("group id is longer than 200 characters")
+        problems.append(Msg("group_id_too_long"))
 
     if problems:
         return [LineError(line, p) for p in problems]
@@ -995,10 +978,7 @@ def detect_format(data: bytes, file_name: str = "") -> str:
     lowered = {_key(h) for h in header}
     if lowered & set(SYNONYMS["question"]) and lowered & set(SYNONYMS["answer"]):
         return "medcot-csv"
-    raise FormatError(
-        "Could not recognise the file's layout. Choose a format, or give a field mapping "
-        "(see docs/import-formats.md)."
-    )
+    raise FormatError(Msg("layout_unknown"))
 
 
 # ---------------------------------------------------------------- parsing
@@ -1020,11 +1000,15 @@ class _Parser:
         self.run_start = 0
         self.unit = "line"
 
+    def unit_msg(self, plural: bool = False) -> Msg:
+        """ "line" or "record" (the unit this file counts in), as a word that translates."""
+        return Msg(f"unit_{self.unit}s" if plural else f"unit_{self.unit}")
+
     def duplicate(self, line: int, raw: bytes) -> bool:
         digest = hashlib.blake2b(raw, digest_size=16).digest()
         first = self.seen.get(digest)
         if first is not None:
-            self.warnings.add(line, f"{self.unit} {line} repeats {self.unit} {first}; kept once")
+            self.warnings.add(line, Msg("repeated", unit=self.unit_msg(), line=line, first=first))
             return True
         self.seen[digest] = line
         return False
@@ -1032,8 +1016,7 @@ class _Parser:
     def give_up(self) -> None:
         if self.read >= GIVE_UP_AFTER and not self.records:
             raise _GiveUp(
-                f"The first {GIVE_UP_AFTER:,} {self.unit}s hold not one readable record; this "
-                "does not look like a seed file in this format."
+                Msg("give_up_first", n=f"{GIVE_UP_AFTER:,}", units=self.unit_msg(plural=True))
             )
 
     def unreadable_line(self, line: int) -> None:
@@ -1047,8 +1030,13 @@ class _Parser:
             self.run_start = line
         if self.unreadable_run >= GIVE_UP_AFTER:
             raise _GiveUp(
-                f"{GIVE_UP_AFTER:,} {self.unit}s in a row, from {self.unit} {self.run_start:,}, "
-                "are not readable records; this does not look like a seed file in this format."
+                Msg(
+                    "give_up_run",
+                    n=f"{GIVE_UP_AFTER:,}",
+                    units=self.unit_msg(plural=True),
+                    unit=self.unit_msg(),
+                    start=f"{self.run_start:,}",
+                )
             )
         self.give_up()
 
@@ -1063,7 +1051,7 @@ class _Parser:
         first = self.seen_ids.get(result.external_id)
         if first is not None:
             self.errors.add(
-                line, f"duplicate id {result.external_id!r} (first on {self.unit} {first})"
+                line, Msg("duplicate_id", id=result.external_id, unit=self.unit_msg(), first=first)
             )
             return
         self.seen_ids[result.external_id] = line
@@ -1086,15 +1074,11 @@ class _Parser:
                 kept.append(record)
                 continue
             if base is None:
-                self.errors.add(
-                    record.line,
-                    f"answer: {n} is an option number, and the file does not show whether "
-                    "they count from 0 or from 1; set the answer index base",
-                )
+                self.errors.add(record.line, Msg("index_base_unknown", n=n))
                 continue
             label_index = n - base
             if not 0 <= label_index < len(record.options):
-                self.errors.add(record.line, f"answer: option number {n} is out of range")
+                self.errors.add(record.line, Msg("answer_out_of_range", n=n))
                 continue
             record.answer = OPTION_LABELS[label_index]
             kept.append(record)
@@ -1113,7 +1097,7 @@ def _mapping_for(fmt: str, keys: list[str], options: ImportOptions) -> dict:
     return guess_mapping(keys)
 
 
-def _check_mapping(mapping: dict, keys: list[str], what: str) -> None:
+def _check_mapping(mapping: dict, keys: list[str], what: Msg) -> None:
     """A mapping that names a field or column the file lacks: one error for the file."""
     known = set(keys)
     missing = []
@@ -1121,10 +1105,9 @@ def _check_mapping(mapping: dict, keys: list[str], what: str) -> None:
         names = theirs if isinstance(theirs, list | tuple) else [theirs]
         missing += [f"{ours}={n}" for n in names if n not in known]
     if missing:
-        available = ", ".join(str(k) for k in keys[:30]) or "none"
+        available = ", ".join(str(k) for k in keys[:30]) or Msg("none")
         raise FormatError(
-            f"The mapping names {what} the file does not have: {', '.join(missing)} "
-            f"(the file has: {available})."
+            Msg("mapping_lacks", what=what, missing=", ".join(missing), available=available)
         )
 
 
@@ -1145,30 +1128,21 @@ def parse_seed_file(data: bytes, options: ImportOptions) -> ParsedFile:
     _sniff_binary(data)
     # (No strip() of the whole file: that would copy 50 MB to learn it is not empty.)
     if len(data) < 1 << 16 and not _strip_bom(data).strip():
-        raise FormatError("the file holds no records")
+        raise FormatError(Msg("no_records"))
     fmt = options.format
     if fmt not in FORMATS:
-        raise FormatError(f"Unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+        raise FormatError(Msg("unknown_format", format=fmt, formats=", ".join(FORMATS)))
     container = detect_container(data)
     if fmt.endswith("-jsonl") and container == "json":
-        raise FormatError(
-            "This file is one JSON document, not JSON Lines (one object per line); choose "
-            "“JSON document” or “Detect from the file”."
-        )
+        raise FormatError(Msg("jsonl_is_document"))
     if fmt == "json" and container == "csv":
-        raise FormatError("This file is not JSON: it does not start with { or [.")
+        raise FormatError(Msg("not_json"))
     if fmt == "json" and container == "jsonl":
-        raise FormatError(
-            "This file is JSON Lines (one JSON object per line), not one JSON document; choose "
-            "a JSONL format or “Detect from the file”."
-        )
+        raise FormatError(Msg("document_is_jsonl"))
     if fmt.endswith("-csv") and container != "csv":
-        raise FormatError(
-            f"This file is {'a JSON document' if container == 'json' else 'JSON Lines'}, "
-            "not CSV; choose “Detect from the file”."
-        )
+        raise FormatError(Msg("document_not_csv" if container == "json" else "jsonl_not_csv"))
     if fmt.endswith("-jsonl") and container == "csv":
-        raise FormatError("This file is not JSON Lines (its first line is not a JSON object).")
+        raise FormatError(Msg("not_jsonl"))
     parser = _Parser(options)
     try:
         if container == "csv":
@@ -1179,15 +1153,25 @@ def parse_seed_file(data: bytes, options: ImportOptions) -> ParsedFile:
             parsed = _parse_jsonl(data, options, parser)
     except _GiveUp as stop:
         first = parser.errors.kept[0] if parser.errors.kept else None
+        reason = stop.args[0]
         raise FormatError(
-            f"{stop} The first problem: "
-            + (f"{parser.unit} {first.line}: {first.message}" if first else "none")
+            Msg(
+                "gave_up",
+                reason=reason,
+                unit=parser.unit_msg(),
+                line=first.line,
+                problem=first.message,
+            )
+            if first
+            else Msg("gave_up_no_problem", reason=reason)
         ) from None
     if parser.read and not parser.records and parser.unreadable == parser.read:
         raise FormatError(
-            f"Not one {parser.unit} of this file is a readable record; this does not look like a "
-            "seed file in this format. First problem: "
-            + (parser.errors.kept[0].message if parser.errors.kept else "none")
+            Msg(
+                "nothing_readable",
+                unit=parser.unit_msg(),
+                problem=parser.errors.kept[0].message if parser.errors.kept else Msg("none"),
+            )
         )
     parser.resolve_indexes()
     parsed.records = parser.records
@@ -1319,8 +1303,8 @@ def _split_group_mapping(flat: dict, list_key: str, group_keys, nested_keys) -> 
 
 def _check_group_mapping(flat, list_key, group_keys, nested_keys) -> None:
     group, sub = _split_group_mapping(flat, list_key, group_keys, nested_keys)
-    _check_mapping(group, group_keys, "fields")
-    _check_mapping(sub, nested_keys, f"fields of the {list_key!r} questions")
+    _check_mapping(group, group_keys, Msg("what_fields"))
+    _check_mapping(sub, nested_keys, Msg("what_nested_fields", key=list_key))
 
 
 class _Reader:
@@ -1356,11 +1340,11 @@ class _Reader:
             group_id = _content_id("case", {"case": case_text, "n": len(subs), "g": group})
         if not subs:
             parser.read += 1
-            parser.errors.add(number, f"{list_key}: the case has no questions")
+            parser.errors.add(number, Msg("case_without_questions", key=list_key))
             return
         for order, sub in enumerate(subs, start=1):
             if not isinstance(sub, dict):
-                parser.errors.add(number, f"question {order}: not an object")
+                parser.errors.add(number, Msg("question_not_object", order=order))
                 continue
             raw = _apply_mapping(sub, self.sub_map)
             shared = ("options", *OPTION_LABELS, *GROUP_LEVEL)
@@ -1386,7 +1370,9 @@ class _Reader:
             # Say which question of the case: the line (or record) holds the whole case.
             for i in range(kept, len(parser.errors.kept)):
                 error = parser.errors.kept[i]
-                parser.errors.kept[i] = LineError(error.line, f"question {order}: {error.message}")
+                parser.errors.kept[i] = LineError(
+                    error.line, Msg("in_question", order=order, problem=error.message)
+                )
 
 
 def _parse_document(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFile:
@@ -1402,7 +1388,7 @@ def _parse_document(data: bytes, options: ImportOptions, parser: _Parser) -> Par
     for number, value in enumerate(values, start=1):
         if not isinstance(value, dict):
             parser.read += 1
-            parser.errors.add(number, "a record must be a JSON object")
+            parser.errors.add(number, Msg("record_not_object"))
             parser.give_up()
             continue
         raw_bytes = json.dumps(value, sort_keys=True, ensure_ascii=False).encode()
@@ -1441,7 +1427,7 @@ def _prepare(fmt: str, sample: list, options: ImportOptions, parser: _Parser):
         columns = keys
         mapping = _mapping_for(fmt, keys, options)
         if options.mapping and sample:
-            _check_mapping(mapping, keys, "fields")
+            _check_mapping(mapping, keys, Msg("what_fields"))
     return _Reader(parser, fmt, mapping, nested, keys), columns, mapping
 
 
@@ -1497,7 +1483,7 @@ def _parse_csv(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFi
         if len(head) >= 51:
             break
     if not head:
-        raise FormatError("the file holds no records")
+        raise FormatError(Msg("no_records"))
     first = [c.strip() for c in head[0][2]]
     if options.header == "no":
         has_header = False
@@ -1546,26 +1532,19 @@ def _parse_csv(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFi
                 )
                 for k, v in mapping.items()
             }
-        _check_mapping(mapping, columns, "columns")
+        _check_mapping(mapping, columns, Msg("what_columns"))
     elif fmt == "cmmlu-csv":
         if first[:7] != CMMLU_HEADER:
-            raise FormatError("A CMMLU-style CSV starts with the header ,Question,A,B,C,D,Answer")
+            raise FormatError(Msg("cmmlu_header"))
         mapping = dict(LAYOUT_MAPPINGS["cmmlu-csv"])
     elif has_header:
         mapping = guess_mapping(header)
         if "question" not in mapping:
-            raise FormatError(
-                "Could not recognise the file's layout: no column holds the question. Give a "
-                "field mapping (see docs/import-formats.md)."
-            )
+            raise FormatError(Msg("layout_no_question_column"))
     else:
         mapping = _guess_positions([r[2] for r in head[:50]])
         if not mapping:
-            raise FormatError(
-                "Could not recognise the file's layout: it has no header row and its columns are "
-                "not question, A, B, C, D, answer. Give a mapping by column number, e.g. "
-                "question=1,A=2,B=3,C=4,D=5,answer=6 (see docs/import-formats.md)."
-            )
+            raise FormatError(Msg("layout_no_header"))
 
     cmmlu_prefix = ""
     opts = options
@@ -1586,7 +1565,7 @@ def _parse_csv(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFi
             continue
         total += 1
         if has_header and len(row) != len(header):
-            parser.errors.add(number, f"has {len(row)} columns; the header has {len(header)}")
+            parser.errors.add(number, Msg("column_count", n=len(row), header=len(header)))
             parser.unreadable_line(number)
             continue
         if parser.duplicate(number, raw_bytes):
@@ -1638,25 +1617,28 @@ def parse_mapping(text) -> dict:
             try:
                 mapping = json.loads(text)
             except json.JSONDecodeError as exc:
-                raise FormatError(f"The mapping is not valid JSON: {exc.msg}") from None
+                raise FormatError(Msg("mapping_invalid_json", detail=exc.msg)) from None
             if not isinstance(mapping, dict):
-                raise FormatError('A JSON mapping is an object: {"question": "…", …}')
+                raise FormatError(Msg("mapping_not_object"))
         else:
             mapping = {}
             for part in text.split(","):
                 if not part.strip():
                     continue
                 if "=" not in part:
-                    raise FormatError(f"Mapping entries look like field=column, not {part!r}")
+                    raise FormatError(Msg("mapping_entry", part=part))
                 ours, theirs = part.split("=", 1)
                 mapping[ours.strip()] = theirs.strip()
     mapping = {k: v for k, v in mapping.items() if v not in ("", None)}
     unknown = sorted(set(mapping) - set(MAPPABLE_FIELDS))
     if unknown:
         raise FormatError(
-            f"Unknown field(s) in mapping: {', '.join(unknown)}; "
-            f"known: {', '.join(MAPPABLE_FIELDS)}"
+            Msg(
+                "mapping_unknown_fields",
+                unknown=", ".join(unknown),
+                known=", ".join(MAPPABLE_FIELDS),
+            )
         )
     if "question" not in mapping or "answer" not in mapping:
-        raise FormatError("A mapping must name at least the question and answer fields")
+        raise FormatError(Msg("mapping_needs_question_answer"))
     return mapping

@@ -28,6 +28,7 @@ from medcot.imports.formats import (
     content_fingerprint,
     parse_seed_file,
 )
+from medcot.imports.messages import Msg
 from medcot.lifecycle import Status
 from medcot.models import (
     OPTION_LABELS,
@@ -193,11 +194,14 @@ def import_preview(
         parsed = parse_seed_file(data, options)
     except FormatError as exc:
         return Preview(
-            ok=False, message=str(exc), error_count=1, errors=[LineError(0, str(exc)).as_dict()]
+            ok=False,
+            message=exc.problem,
+            error_count=1,
+            errors=[LineError(0, exc.problem).as_dict()],
         )
     except Exception:  # a preview must answer whatever the file holds
         logger.exception("import preview failed on %s", options.file_name)
-        message = "The file could not be read (an internal error, logged for the developers)."
+        message = Msg("internal_preview")
         return Preview(
             ok=False, message=message, error_count=1, errors=[LineError(0, message).as_dict()]
         )
@@ -223,7 +227,7 @@ def import_preview(
         error_count=errors.total,
         warnings=[w.as_dict() for w in parsed.warnings.kept],
         warning_count=parsed.warnings.total,
-        message="" if parsed.records or errors else "the file holds no records",
+        message="" if parsed.records or errors else Msg("no_records"),
     )
 
 
@@ -251,23 +255,16 @@ def _run_safely(*, batch: ImportBatch, data: bytes, options: ImportOptions) -> l
     except BaseException as exc:
         if isinstance(exc, Exception):
             logger.exception("import batch %s failed", batch.pk)
-        message = (
-            "The import stopped on an internal error (logged for the developers); "
-            "nothing was imported."
-        )
         errors = ErrorLog()
-        errors.add(0, message)
+        errors.add(0, Msg("internal_import"))
         _finish(batch, started, state=ImportBatch.State.FAILED, errors=errors)
         if not isinstance(exc, Exception):
             raise
         return errors.kept
 
 
-def _changed_message(external_id: str) -> str:
-    return (
-        f"id {external_id!r} already exists in this project with different content; give the "
-        "changed question a new id"
-    )
+def _changed_message(external_id: str) -> Msg:
+    return Msg("changed_content", id=external_id)
 
 
 def _run(
@@ -278,10 +275,10 @@ def _run(
         parsed = parse_seed_file(data, options)
     except FormatError as exc:
         errors = ErrorLog()
-        errors.add(0, str(exc))
+        errors.add(0, exc.problem)
         state = (
             ImportBatch.State.REJECTED
-            if str(exc) == "the file holds no records"
+            if getattr(exc.problem, "code", "") == "no_records"
             else ImportBatch.State.FAILED
         )
         return _finish(batch, started, state=state, errors=errors)
@@ -295,7 +292,7 @@ def _run(
     if errors:
         return _finish(batch, started, state=ImportBatch.State.REJECTED, errors=errors)
     if not parsed.records:
-        errors.add(0, "the file holds no records")
+        errors.add(0, Msg("no_records"))
         return _finish(batch, started, state=ImportBatch.State.REJECTED, errors=errors)
 
     with transaction.atomic():

@@ -196,3 +196,38 @@ def stored_text(value) -> str:
         if match:
             return str(message) % match.groupdict()
     return _(text)
+
+
+@register.filter
+def import_problem(value) -> str:
+    """An import problem (a stored `{"code", "params", "message"}`, or a message) in the
+    interface's language; rows stored before codes read as stored."""
+    from medcot.imports.messages import localize
+
+    return localize(value)
+
+
+@register.filter
+def license_label(code) -> str:
+    """A licence code ("cc-by-nc-4.0") as people name it ("CC BY-NC 4.0")."""
+    from medcot import licenses
+
+    return licenses.label(code)
+
+
+@register.filter
+def release_filter_values(values, key) -> str:
+    """The values of a release filter, each as the interface names it."""
+    from medcot.models import QuestionType
+
+    if key == "specialties":
+        return specialty_labels(values)
+    if key == "languages":
+        names = [language_label(v) for v in values or []]
+    elif key == "question_types":
+        names = [
+            str(QuestionType(v).label) if v in QuestionType.values else v for v in values or []
+        ]
+    else:
+        names = [str(v) for v in values or []]
+    return str(_(", ")).join(names)

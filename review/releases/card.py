@@ -11,6 +11,7 @@ from collections import Counter
 
 from django.template.loader import render_to_string
 from django.utils import translation
+from django.utils.translation import gettext as _
 
 from review.releases.writers import DIMENSIONS, FIELDS
 from review.reports import figures
@@ -107,14 +108,14 @@ def size_category(n: int) -> str:
     return "n>10M"
 
 
-def card_charts(*, funnel: dict, release_stats: dict) -> dict[str, str]:
-    """chart name → SVG, in English."""
-    with translation.override("en"):
+def card_charts(*, funnel: dict, release_stats: dict, language: str = "en") -> dict[str, str]:
+    """chart name → SVG, in the card's language."""
+    with translation.override(language):
         return {
             "funnel": figures.funnel_chart(funnel),
             "outcome": figures.outcome_chart(funnel),
             "specialty": figures.specialty_chart(
-                release_stats["specialty"], title="Released items by specialty"
+                release_stats["specialty"], title=_("Released items by specialty")
             ),
             "cognitive_level": figures.cognitive_chart(release_stats["cognitive_level"]),
             "difficulty": figures.difficulty_chart(release_stats["difficulty"]),
@@ -168,6 +169,7 @@ def render_card(
         "size_category": size_category(release["total"]),
         "project_name": project_name,
         "version": version,
+        "version_ref": version_ref(version),
         "description": project_description.strip(),
         "notes": notes.strip(),
         "release": release,
@@ -207,9 +209,9 @@ def render_card(
         ],
         "fields": FIELDS,
     }
-    with translation.override("en"):  # the card is English, whoever builds it
-        return render_to_string("releases/card.md", context)
+    # In the language the services render it under: the release's, never the builder's.
+    return render_to_string("releases/card.md", context)
 
 
 def version_ref(version: str) -> str:
-    return f"release {version}"
+    return _("release %(version)s") % {"version": version}

@@ -1,7 +1,10 @@
 from django import forms
 from django.utils.translation import gettext_lazy as _
 
+from medcot.i18n import specialty_label
 from medcot.licenses import RELEASE_LICENSES
+from medcot.models import QuestionType
+from medcot.templatetags.medcot_format import language_label
 from review.releases.models import VERSION_PATTERN
 
 LICENSES = RELEASE_LICENSES
@@ -33,6 +36,18 @@ class ReleaseForm(forms.Form):
     )
     languages = forms.MultipleChoiceField(label=_("Languages"), required=False)
     question_types = forms.MultipleChoiceField(label=_("Question types"), required=False)
+    card_language = forms.ChoiceField(
+        label=_("Language of the dataset card"),
+        choices=[
+            ("", _("The project's language")),
+            ("en", _("English")),
+            ("zh-hans", _("Chinese")),
+        ],
+        required=False,
+        help_text=_(
+            "Its headings and charts; Chinese projects default to Chinese, others to English."
+        ),
+    )
     notes = forms.CharField(
         label=_("Notes for the dataset card"),
         required=False,
@@ -42,9 +57,18 @@ class ReleaseForm(forms.Form):
 
     def __init__(self, *args, choices: dict, **kwargs):
         super().__init__(*args, **kwargs)
+        names = {
+            "specialties": specialty_label,
+            "languages": language_label,
+            "question_types": lambda v: QuestionType(v).label if v in QuestionType.values else v,
+        }
         for field in ("specialties", "languages", "question_types"):
             self.fields[field].choices = [
-                (value, f"{value or '—'} ({n})") for value, n in choices[field]
+                (
+                    value,
+                    _("%(name)s (%(n)s)") % {"name": names[field](value) if value else "—", "n": n},
+                )
+                for value, n in choices[field]
             ]
 
     def filters(self) -> dict:

@@ -39,6 +39,14 @@ class Release(models.Model):
     filters = models.JSONField(default=dict, blank=True)
     license = models.CharField(_("licence"), max_length=64, default="cc-by-nc-4.0")
     notes = models.TextField(_("notes for the dataset card"), blank=True)
+    # The language the dataset card's headings (and charts) are written in, chosen at build and
+    # kept, so a rebuild writes the same bytes whoever runs it.
+    card_language = models.CharField(
+        _("language of the dataset card"),
+        max_length=10,
+        choices=[("en", _("English")), ("zh-hans", _("Chinese"))],
+        default="en",
+    )
     # The release the diff file in the zip compares against (the project's previous build).
     previous = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"

@@ -19,7 +19,7 @@ from pathlib import Path
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
-from django.utils import timezone
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from medcot.models import Project
@@ -59,6 +59,12 @@ def _clean_filters(filters: dict | None) -> dict:
     return cleaned
 
 
+def card_language_default(project: Project) -> str:
+    """The dataset card speaks the project's language: Chinese for a Chinese project; English
+    for an English or mixed one (the card is read beyond the team)."""
+    return "zh-hans" if project.language == "zh" else "en"
+
+
 def release_create(
     *,
     project: Project,
@@ -67,6 +73,7 @@ def release_create(
     filters: dict | None = None,
     license: str = "",
     notes: str = "",
+    card_language: str = "",
     dispatch: bool = True,
 ) -> Release:
     """Register a release and queue its build. The item set is frozen by the worker at the
@@ -89,6 +96,7 @@ def release_create(
         filters=filters,
         license=license.strip(),
         notes=notes,
+        card_language=card_language or card_language_default(project),
         created_by=actor,
         previous=selectors.release_latest_built(project=project),
     )
@@ -223,7 +231,12 @@ def release_write_files(
             logger.warning("release %s: files of %s are gone, no diff", release.pk, previous)
             stats["diff"] = None
 
-    charts = card_charts(funnel=stats["funnel"], release_stats=stats["release"])
+    # The card (and its charts) in the language chosen at build, never the worker's.
+    charts = card_charts(
+        funnel=stats["funnel"],
+        release_stats=stats["release"],
+        language=release.card_language or "en",
+    )
     (directory / "charts").mkdir(exist_ok=True)
     for name, path in CHART_FILES:
         (directory / path).write_bytes(svg_document(charts[name]))
@@ -231,19 +244,21 @@ def release_write_files(
         json.dumps(stats["agreement"], ensure_ascii=False, indent=1, sort_keys=True) + "\n",
         encoding="utf-8",
     )
-    readme = render_card(
-        project_name=release.project.name,
-        project_description=release.project.description,
-        version=release.version,
-        license=release.license,
-        notes=release.notes,
-        filters=release.filters,
-        stats=stats,
-        previous_version=previous.version if previous else None,
-    )
-    from review.judge.release import card_section
+    with translation.override(release.card_language or "en"):
+        readme = render_card(
+            project_name=release.project.name,
+            project_description=release.project.description,
+            version=release.version,
+            license=release.license,
+            notes=release.notes,
+            filters=release.filters,
+            stats=stats,
+            previous_version=previous.version if previous else None,
+        )
+        from review.judge.release import card_section
 
-    readme = readme.rstrip("\n") + "\n" + "\n".join(card_section(project=release.project)) + "\n"
+        judge = "\n".join(card_section(project=release.project))
+    readme = readme.rstrip("\n") + "\n" + judge + "\n"
     (directory / "README.md").write_text(readme, encoding="utf-8", newline="\n")
 
     zip_name = release.zip_name

@@ -73,6 +73,7 @@ def release_list(request: HttpRequest, slug: str) -> HttpResponse:
                     filters=form.filters(),
                     license=form.cleaned_data["license"],
                     notes=form.cleaned_data["notes"],
+                    card_language=form.cleaned_data["card_language"],
                 )
             except services.ReleaseError as exc:
                 form.add_error(None, str(exc))

@@ -71,8 +71,8 @@ def _explain(item: Item, chosen: list) -> str:
                 "specialty": specialty_label(item.specialty),
                 "detail": detail,
             }
-        parts.append(f"{_name(expert)} ({detail})")
-    text = _("Chose %(experts)s.") % {"experts": ", ".join(parts)}
+        parts.append(_("%(name)s (%(detail)s)") % {"name": _name(expert), "detail": detail})
+    text = _("Chose %(experts)s.") % {"experts": _(", ").join(parts)}
     if not item.specialty:
         text += " " + _("The item has no specialty: chosen by fewest open panels.")
     elif not any(item.specialty in _specialties(e) for e in chosen):

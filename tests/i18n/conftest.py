@@ -6,6 +6,9 @@ import pytest
 from medcot.roles import ADMIN, EXPERT, REVIEWER
 from review.services import person_create
 
+# Simulators with particular faults, for the endpoint test in Chinese.
+from tests.generation.conftest import start_simulator  # noqa: F401
+
 # The permission matrix's context (an item, an import batch, a run) and its signed-in clients.
 from tests.security.test_permission_matrix import clients, context  # noqa: F401
 

@@ -121,6 +121,18 @@ class Project(models.Model):
     min_pass_seconds = models.PositiveSmallIntegerField(
         _("minimum seconds on an item before a plain pass"), default=5
     )
+    # Quality (review/quality): one queue item in `control_every` is a control item (0: none);
+    # a reviewer whose accuracy on at least `control_minimum` controls falls below
+    # `control_threshold` percent is reported to the admins.
+    control_every = models.PositiveSmallIntegerField(
+        _("one control item in every N queue items (0: none)"), default=20
+    )
+    control_threshold = models.PositiveSmallIntegerField(
+        _("alert below this control accuracy (%)"), default=80
+    )
+    control_minimum = models.PositiveSmallIntegerField(
+        _("controls answered before an alert can fire"), default=10
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -140,6 +152,9 @@ class Project(models.Model):
             models.CheckConstraint(condition=Q(panel_size__gte=1), name="project_panel_size_gte_1"),
             models.CheckConstraint(
                 condition=Q(consensus_minimum__gte=1), name="project_consensus_minimum_gte_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(control_threshold__lte=100), name="project_control_threshold_le_100"
             ),
         ]
 

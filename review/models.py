@@ -379,3 +379,15 @@ class Adjudication(models.Model):
 
     def __str__(self) -> str:
         return f"{self.outcome} on item {self.item_id}"
+
+
+# Quality models (controls, posteriors, reviewer estimates) live in review/quality/ and belong
+# to this app.
+from review.quality.models import (  # noqa: E402, F401
+    ControlAnswer,
+    ControlItem,
+    QualityFit,
+    ReliabilityAlert,
+    ReviewerEstimate,
+    VerdictPosterior,
+)

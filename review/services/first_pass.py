@@ -26,6 +26,7 @@ from review.models import (
     Lease,
     Stage,
 )
+from review.quality.controls import control_first_pass_take
 from review.roles import EXPERT, has_role
 from review.selectors import cot_concluded
 from review.services.common import ReviewError, reanswer_start, undo_seconds
@@ -227,7 +228,11 @@ def first_pass_submit(
         )
     if undo_seconds() <= 0:
         first_pass_apply(review_id=review.pk)
-        review.refresh_from_db()
+        # A control's review row is gone once applied (review/quality): it reads as applied.
+        applied = FirstPassReview.objects.filter(pk=review.pk).first()
+        if applied is None:
+            review.state = FirstPassState.APPLIED
+        review = applied or review
     return review
 
 
@@ -244,6 +249,9 @@ def first_pass_apply(*, review_id: int) -> bool:
         review = FirstPassReview.objects.select_for_update().get(pk=review_id)
         if review.state != FirstPassState.HELD:
             return False
+        if control_first_pass_take(review=review, item=item):
+            # A control: kept as a control answer, never as a verdict (review/quality).
+            return True
         reviewer = review.reviewer
         fix_version = None
         if review.outcome == FirstPassOutcome.FIXED:

@@ -133,6 +133,10 @@ class Project(models.Model):
     control_minimum = models.PositiveSmallIntegerField(
         _("controls answered before an alert can fire"), default=10
     )
+    # The share of first-pass items (percent) that get a second, independent first-pass verdict.
+    double_review_percent = models.PositiveSmallIntegerField(
+        _("first-pass items reviewed twice (%)"), default=5
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -155,6 +159,10 @@ class Project(models.Model):
             ),
             models.CheckConstraint(
                 condition=Q(control_threshold__lte=100), name="project_control_threshold_le_100"
+            ),
+            models.CheckConstraint(
+                condition=Q(double_review_percent__lte=100),
+                name="project_double_review_percent_le_100",
             ),
         ]
 

@@ -386,6 +386,7 @@ class Adjudication(models.Model):
 from review.quality.models import (  # noqa: E402, F401
     ControlAnswer,
     ControlItem,
+    DoubleReview,
     QualityFit,
     ReliabilityAlert,
     ReviewerEstimate,

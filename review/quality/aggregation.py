@@ -24,6 +24,9 @@ import numpy as np
 
 # crowd-kit's floor for probabilities before taking logarithms.
 EPS = 1e-10
+# How the product fits (the periodic refit): iterate until no posterior moves by 1e-4, and the
+# class prior from real items only. bench/reviewer_quality.py compares them with crowd-kit's rule.
+FIT_OPTIONS = {"stop": "change", "tol": 1e-4, "max_iter": 1000, "prior_from_unknown": True}
 
 
 @dataclass(frozen=True)
@@ -60,19 +63,37 @@ def _majority_vote(items, labels, n_items: int, n_classes: int) -> np.ndarray:
     return np.divide(counts, totals, out=np.full_like(counts, 1.0 / n_classes), where=totals > 0)
 
 
-def _m_step(items, workers, labels, posteriors, present, n_workers: int, n_classes: int):
+def _m_step(
+    items,
+    workers,
+    labels,
+    posteriors,
+    present,
+    n_workers: int,
+    n_classes: int,
+    smoothing=0.0,
+    cell=None,
+    cell_counts=None,
+):
     """Confusion matrices from the current posteriors: for each worker and answer k, the summed
     posterior mass of each true label c over the items where they answered k."""
-    cell = workers * n_classes + labels
-    errors = np.empty((n_workers * n_classes, n_classes))
+    if cell is None:
+        cell = workers * n_classes + labels
+    size = n_workers * n_classes
+    errors = np.empty((size, n_classes))
     for c in range(n_classes):
-        errors[:, c] = np.bincount(
-            cell, weights=posteriors[items, c], minlength=n_workers * n_classes
-        )
+        if c == n_classes - 1 and cell_counts is not None:
+            # The classes' masses add up to the number of answers in each cell.
+            errors[:, c] = cell_counts - errors[:, :c].sum(axis=1)
+            break
+        errors[:, c] = np.bincount(cell, weights=posteriors[:, c][items], minlength=size)
     # crowd-kit keeps only the (worker, answer) rows that occur, floors them at EPS, and
     # normalises each true-label column over them; absent rows stay 0 here.
     errors = np.where(present[:, None], np.maximum(errors, EPS), 0.0)
     errors = errors.reshape(n_workers, n_classes, n_classes)
+    if smoothing:
+        # MAP instead of ML: a Dirichlet prior of `smoothing` pseudo-answers per cell.
+        errors = errors + smoothing
     totals = errors.sum(axis=1, keepdims=True)
     return np.divide(errors, totals, out=np.zeros_like(errors), where=totals > 0)
 
@@ -81,22 +102,25 @@ def _log_joint(items, workers, labels, confusion, priors, n_items: int, n_classe
     """log P(labels of item i, true label c) for every item and class."""
     # Every (worker, answer) row that occurs is at least EPS / its column total (the M-step's
     # floor), so no logarithm of 0 is taken; flooring again here would part from crowd-kit.
-    log_errors = np.log(confusion[workers, labels, :])
+    cell = workers * n_classes + labels
+    with np.errstate(divide="ignore"):
+        log_table = np.log(confusion.reshape(-1, n_classes))
     out = np.empty((n_items, n_classes))
     for c in range(n_classes):
-        out[:, c] = np.bincount(items, weights=log_errors[:, c], minlength=n_items)
-    return out + np.log(np.maximum(priors, EPS))[None, :], log_errors
+        out[:, c] = np.bincount(items, weights=log_table[:, c][cell], minlength=n_items)
+    return out + np.log(np.maximum(priors, EPS))[None, :]
 
 
 def _e_step(items, workers, labels, confusion, priors, n_items: int, n_classes: int):
-    log_lik, _ = _log_joint(items, workers, labels, confusion, priors, n_items, n_classes)
+    log_lik = _log_joint(items, workers, labels, confusion, priors, n_items, n_classes)
     log_lik -= log_lik.max(axis=1, keepdims=True)
     scaled = np.exp(log_lik)
     return scaled / scaled.sum(axis=1, keepdims=True)
 
 
 def _elbo(items, workers, labels, posteriors, confusion, priors) -> float:
-    log_errors = np.log(confusion[workers, labels, :])
+    with np.errstate(divide="ignore"):
+        log_errors = np.log(confusion)[workers, labels, :]
     log_prior = np.log(np.maximum(priors, EPS))
     joint = float((posteriors[items] * (log_errors + log_prior[None, :])).sum())
     clipped = np.maximum(posteriors, EPS)
@@ -125,12 +149,31 @@ def dawid_skene(
     initial_confusion: np.ndarray | None = None,
     max_iter: int = 100,
     tol: float = 1e-5,
+    smoothing: float = 0.0,
+    prior_from_unknown: bool = False,
+    stop: str = "elbo",
 ) -> DawidSkeneResult:
     """Fit Dawid–Skene by EM. `items`, `workers`, `labels` are equal-length integer arrays (one
     entry per label given); indices run from 0. `known` maps item index to its true label
     (control items). `initial_confusion`, shaped (n_workers, n_classes, n_classes), starts the
     EM from earlier estimates instead of majority vote (workers without one start from the
     majority-vote M-step).
+
+    The defaults are crowd-kit's algorithm. `smoothing` adds that many pseudo-answers to every
+    cell of every confusion matrix (a Dirichlet prior: MAP rather than maximum likelihood),
+    which keeps a reviewer seen on few items from an estimate of exactly 0 or 1.
+    `prior_from_unknown` estimates the class prior from the items without a known label only:
+    control items are picked by an admin (often half valid, half not), not drawn from the
+    queue, and counting them would pull the prior toward their mix.
+
+    `stop="elbo"` is crowd-kit's rule: stop once the evidence lower bound per label gains less
+    than `tol`. With known labels that bound is not what the iterations climb (the one-hot
+    correction is not an EM step), and it falls after a dozen iterations while the estimates
+    are still far from their fixed point: on mostly single-reviewed items (MedCoT's first
+    pass) the likelihood is nearly flat along a direction that only the controls and the
+    double reviews pin down, and EM crawls along it. `stop="change"` iterates until no
+    posterior moves by more than `tol` (bench/reviewer_quality.py: the correlation between
+    estimated and true reviewer accuracy goes from 0.71 to 0.98 on the same data).
     """
     items = _as_index(items, "items")
     workers = _as_index(workers, "workers")
@@ -151,11 +194,29 @@ def dawid_skene(
             iterations=0,
             elbo=[],
         )
-    present = np.bincount(workers * n_classes + labels, minlength=n_workers * n_classes) > 0
+    cell = workers * n_classes + labels
+    cell_counts = np.bincount(cell, minlength=n_workers * n_classes).astype(float)
+    present = cell_counts > 0
 
     posteriors = _apply_known(_majority_vote(items, labels, n_items, n_classes), known)
-    priors = posteriors.mean(axis=0)
-    confusion = _m_step(items, workers, labels, posteriors, present, n_workers, n_classes)
+    population = np.ones(n_items, dtype=bool)
+    if prior_from_unknown and known:
+        population[list(known)] = False
+        if not population.any():
+            population[:] = True
+    priors = posteriors[population].mean(axis=0)
+    confusion = _m_step(
+        items,
+        workers,
+        labels,
+        posteriors,
+        present,
+        n_workers,
+        n_classes,
+        smoothing,
+        cell,
+        cell_counts,
+    )
     if initial_confusion is not None:
         initial = np.asarray(initial_confusion, dtype=float)
         if initial.shape != confusion.shape:
@@ -167,13 +228,31 @@ def dawid_skene(
     loss = -math.inf
     iterations = 0
     n_labels = items.size
+    if stop not in ("elbo", "change"):
+        raise ValueError('stop must be "elbo" or "change"')
     for _ in range(max_iter):
         iterations += 1
+        previous = posteriors
         posteriors = _apply_known(
             _e_step(items, workers, labels, confusion, priors, n_items, n_classes), known
         )
-        priors = posteriors.mean(axis=0)
-        confusion = _m_step(items, workers, labels, posteriors, present, n_workers, n_classes)
+        priors = posteriors[population].mean(axis=0)
+        confusion = _m_step(
+            items,
+            workers,
+            labels,
+            posteriors,
+            present,
+            n_workers,
+            n_classes,
+            smoothing,
+            cell,
+            cell_counts,
+        )
+        if stop == "change":
+            if np.abs(posteriors - previous).max() < tol:
+                break
+            continue
         new_loss = _elbo(items, workers, labels, posteriors, confusion, priors) / n_labels
         history.append(new_loss)
         if new_loss - loss < tol:

@@ -155,6 +155,9 @@ class ReliabilityAlert(models.Model):
     accuracy = models.FloatField()
     n_controls = models.PositiveIntegerField()
     created_at = models.DateTimeField(auto_now_add=True)
+    # When an admin asked for a second opinion: from then on, while the alert is open, every
+    # first-pass verdict of this reviewer is reviewed twice.
+    second_opinion_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
     closed_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
@@ -172,3 +175,33 @@ class ReliabilityAlert(models.Model):
 
     def __str__(self) -> str:
         return f"alert on {self.reviewer_id} ({self.accuracy:.2f} over {self.n_controls})"
+
+
+class DoubleReview(models.Model):
+    """A first-pass item drawn for a second, independent first-pass verdict. The first verdict
+    is kept and the item stays in the queue until someone else gives the second; then the
+    two are compared. Agreement lets the second verdict take effect; a disagreement sends the
+    item on to the experts (re-answering, then consensus) instead of discarding it."""
+
+    class State(models.TextChoices):
+        WAITING = "waiting", _("Waiting for a second verdict")
+        AGREED = "agreed", _("Both verdicts agree")
+        DISAGREED = "disagreed", _("Verdicts disagree: sent to the experts")
+
+    class Why(models.TextChoices):
+        SAMPLE = "sample", _("Random sample")
+        SECOND_OPINION = "second_opinion", _("Second opinion asked by an admin")
+
+    item = models.OneToOneField("medcot.Item", on_delete=models.CASCADE, related_name="double")
+    version = models.ForeignKey("medcot.ItemVersion", on_delete=models.PROTECT, related_name="+")
+    first = models.ForeignKey("review.FirstPassReview", on_delete=models.PROTECT, related_name="+")
+    second = models.ForeignKey(
+        "review.FirstPassReview", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    why = models.CharField(max_length=16, choices=Why.choices, default=Why.SAMPLE)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.WAITING)
+    created_at = models.DateTimeField(auto_now_add=True)
+    settled_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"double review of item {self.item_id} ({self.state})"

@@ -25,7 +25,7 @@ from django.utils import timezone
 
 from medcot.models import Item, ItemVersion, Project
 from review.models import ConsensusVote, FirstPassReview, FirstPassState, PanelDecision
-from review.quality.aggregation import dawid_skene, sensitivity_specificity
+from review.quality.aggregation import FIT_OPTIONS, dawid_skene, sensitivity_specificity
 from review.quality.models import (
     ControlAnswer,
     ControlItem,
@@ -154,6 +154,7 @@ def quality_refit(*, project_id: int, force: bool = False, warm: bool = True) ->
         n_workers=worker_ids.size,
         known=known,
         initial_confusion=initial,
+        **FIT_OPTIONS,
     )
     counts = np.bincount(task_index, minlength=task_ids.size)
     now = timezone.now()
@@ -221,6 +222,27 @@ def _store(*, project_id: int, task_ids, result, counts, now) -> int:
                 fitted_at=now,
             )
         )
+    if connection.vendor == "postgresql" and rows:
+        # One statement over four arrays: 36,210 rows in well under a second, where
+        # bulk_create's batched upsert took ~5 s (bench/reviewer_quality.py).
+        table = VerdictPosterior._meta.db_table
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} (item_id, version_id, p_valid, n_verdicts, fitted_at) "  # noqa: S608
+                "SELECT u.i, u.v, u.p, u.n, %s FROM unnest(%s::bigint[], %s::bigint[], "
+                "%s::float8[], %s::int[]) AS u(i, v, p, n) "
+                "ON CONFLICT (item_id) DO UPDATE SET version_id = excluded.version_id, "
+                "p_valid = excluded.p_valid, n_verdicts = excluded.n_verdicts, "
+                "fitted_at = excluded.fitted_at",
+                [
+                    now,
+                    [r.item_id for r in rows],
+                    [r.version_id for r in rows],
+                    [r.p_valid for r in rows],
+                    [r.n_verdicts for r in rows],
+                ],
+            )
+        return len(rows)
     VerdictPosterior.objects.bulk_create(
         rows,
         batch_size=2000,

@@ -27,6 +27,7 @@ from review.models import (
     Stage,
 )
 from review.quality.controls import control_first_pass_take
+from review.quality.double import double_review_open_for, double_review_take
 from review.roles import EXPERT, has_role
 from review.selectors import cot_concluded
 from review.services.common import ReviewError, reanswer_start, undo_seconds
@@ -193,7 +194,7 @@ def first_pass_submit(
             FirstPassReview.objects.filter(item=locked)
             .exclude(state=FirstPassState.UNDONE)
             .exists()
-        ):
+        ) and not double_review_open_for(item=locked, reviewer=reviewer):
             raise ReviewError(_("This item has already been reviewed."))
         fix_data = {}
         if action == "fix":
@@ -251,6 +252,9 @@ def first_pass_apply(*, review_id: int) -> bool:
             return False
         if control_first_pass_take(review=review, item=item):
             # A control: kept as a control answer, never as a verdict (review/quality).
+            return True
+        if double_review_take(review=review, item=item):
+            # Drawn for a second verdict, or two verdicts disagree (review/quality/double.py).
             return True
         reviewer = review.reviewer
         fix_version = None

@@ -20,6 +20,10 @@ class ProjectForm(forms.ModelForm):
             "panel_size",
             "consensus_minimum",
             "first_pass_counts_for_consensus",
+            "control_every",
+            "control_threshold",
+            "control_minimum",
+            "double_review_percent",
         ]
 
 

@@ -5,6 +5,7 @@ place: every edit is a new `ItemVersion`, and the item points at its current one
 """
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -125,17 +126,21 @@ class Project(models.Model):
     # a reviewer whose accuracy on at least `control_minimum` controls falls below
     # `control_threshold` percent is reported to the admins.
     control_every = models.PositiveSmallIntegerField(
-        _("one control item in every N queue items (0: none)"), default=20
+        _("one control item in every N queue items (0: none)"),
+        default=20,
+        validators=[MaxValueValidator(1000)],
     )
     control_threshold = models.PositiveSmallIntegerField(
-        _("alert below this control accuracy (%)"), default=80
+        _("alert below this control accuracy (%)"), default=80, validators=[MaxValueValidator(100)]
     )
     control_minimum = models.PositiveSmallIntegerField(
-        _("controls answered before an alert can fire"), default=10
+        _("controls answered before an alert can fire"),
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
     )
     # The share of first-pass items (percent) that get a second, independent first-pass verdict.
     double_review_percent = models.PositiveSmallIntegerField(
-        _("first-pass items reviewed twice (%)"), default=5
+        _("first-pass items reviewed twice (%)"), default=5, validators=[MaxValueValidator(100)]
     )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -1,4 +1,4 @@
-from django.urls import path
+from django.urls import include, path
 
 from review import views
 
@@ -30,4 +30,5 @@ urlpatterns = [
     path("review/overview/", views.overview, name="overview"),
     path("review/rubric/", views.rubric_guide, name="rubric_guide"),
     path("review/rubric/edit/", views.rubric_guide_edit, name="rubric_guide_edit"),
+    path("", include("review.quality.urls")),
 ]

@@ -7,6 +7,7 @@ from review.api import (
     endpoint_views,
     panel_views,
     pipeline_views,
+    quality_views,
     review_views,
     views,
     workflow_views,
@@ -117,6 +118,31 @@ urlpatterns = [
         "projects/<slug:slug>/releases/<str:version>/diff/",
         audit_views.ReleaseDiff.as_view(),
         name="api-release-diff",
+    ),
+    path(
+        "projects/<slug:slug>/quality/reliability/",
+        quality_views.Reliability.as_view(),
+        name="api-quality-reliability",
+    ),
+    path(
+        "projects/<slug:slug>/quality/controls/",
+        quality_views.ControlList.as_view(),
+        name="api-quality-controls",
+    ),
+    path(
+        "projects/<slug:slug>/quality/alerts/",
+        quality_views.AlertList.as_view(),
+        name="api-quality-alerts",
+    ),
+    path(
+        "projects/<slug:slug>/quality/alerts/<int:pk>/second-opinion/",
+        quality_views.AlertSecondOpinion.as_view(),
+        name="api-quality-second-opinion",
+    ),
+    path(
+        "projects/<slug:slug>/quality/posteriors/",
+        quality_views.PosteriorList.as_view(),
+        name="api-quality-posteriors",
     ),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[IsMember]), name="api-schema"),
     # A browser page: anonymous visitors go to the login page like everywhere else.

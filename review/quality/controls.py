@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import secrets
+from datetime import timedelta
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -347,3 +348,87 @@ def control_item_ids(*, project_id: int | None = None):
     if project_id is not None:
         qs = qs.filter(project_id=project_id)
     return qs.values("item_id")
+
+
+# Above this many records a control file is refused: controls are a sample, not a data set.
+CONTROL_FILE_MAX = 2000
+
+
+def control_file_import(
+    *,
+    admin,
+    project: Project,
+    data: bytes,
+    file_name: str,
+    stage: str = Stage.FIRST_REVIEW,
+    expected_valid: bool = True,
+) -> list[ControlItem]:
+    """Controls from a file in any layout the seed import reads (medcot/imports). Every record
+    of the file gets the verdict given (a file of correct items, or one of faulty ones). All or
+    nothing: a file with any bad line creates no control and the error says which lines."""
+    from medcot.imports.formats import FormatError, ImportOptions, parse_seed_file
+
+    control_check_stage(stage)
+    try:
+        parsed = parse_seed_file(data, ImportOptions(file_name=file_name))
+    except FormatError as exc:
+        raise ReviewError(str(exc)) from exc
+    if parsed.errors:
+        lines = "; ".join(f"{e.line}: {e.message}" for e in parsed.errors.kept[:5])
+        raise ReviewError(
+            _("The control file has %(n)d bad records (%(lines)s); no control was created.")
+            % {"n": len(parsed.errors), "lines": lines}
+        )
+    if not parsed.records:
+        raise ReviewError(_("The control file holds no question."))
+    if len(parsed.records) > CONTROL_FILE_MAX:
+        raise ReviewError(
+            _("A control file holds at most %(n)d questions.") % {"n": CONTROL_FILE_MAX}
+        )
+    with transaction.atomic():
+        made = [
+            control_create_from_record(
+                admin=admin, project=project, record=r, stage=stage, expected_valid=expected_valid
+            )
+            for r in parsed.records
+        ]
+        Event.objects.create(
+            project=project,
+            actor=admin,
+            kind="controls_imported",
+            data={"file": file_name, "count": len(made), "stage": stage, "valid": expected_valid},
+        )
+    return made
+
+
+def second_opinion_request(*, alert: ReliabilityAlert, admin) -> ReliabilityAlert:
+    """The admin's one action on an alert: every first-pass verdict the reviewer gives from now
+    on, while the alert is open, gets a second independent verdict (review/quality/double.py);
+    the ones they gave in the last 30 days are listed on the reliability page for a look.
+    Idempotent."""
+    with transaction.atomic():
+        locked = ReliabilityAlert.objects.select_for_update().get(pk=alert.pk)
+        if locked.closed_at is not None:
+            raise ReviewError(_("This alert is closed."))
+        if locked.second_opinion_at is None:
+            locked.second_opinion_at = timezone.now()
+            locked.save(update_fields=["second_opinion_at"])
+            Event.objects.create(
+                project_id=locked.project_id,
+                actor=admin,
+                kind="second_opinion_requested",
+                data={"reviewer": locked.reviewer_id, "alert": locked.pk},
+            )
+    return locked
+
+
+def recent_verdicts(*, project_id: int, reviewer_id: int, days: int = 30):
+    since = timezone.now() - timedelta(days=days)
+    return (
+        FirstPassReview.objects.filter(
+            item__project_id=project_id, reviewer_id=reviewer_id, created_at__gte=since
+        )
+        .exclude(state=FirstPassState.UNDONE)
+        .select_related("item")
+        .order_by("-created_at")
+    )

@@ -11,6 +11,7 @@ from collections import Counter
 
 from django.utils import translation
 
+from review.quality.card import ConfidenceStats, quality_card_lines
 from review.releases import figures
 from review.releases.writers import DIMENSIONS, FIELDS
 
@@ -62,6 +63,7 @@ class ReleaseStats:
         }
         self.escalated = 0
         self.rubric = {d: [0, 0, 0] for d in DIMENSIONS}
+        self.quality = ConfidenceStats()
 
     def add(self, record: dict) -> None:
         self.total += 1
@@ -69,6 +71,7 @@ class ReleaseStats:
             value = record[name]
             counter["" if value is None else str(value)] += 1
         self.escalated += bool(record["escalated"])
+        self.quality.add(record)
         for entry in record["rubric_scores"]:
             for d in DIMENSIONS:
                 score = entry.get(d)
@@ -85,6 +88,7 @@ class ReleaseStats:
             "total": self.total,
             "escalated": self.escalated,
             "rubric": rubric,
+            "quality": self.quality.as_dict(),
             **{
                 name: sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
                 for name, counter in self.counters.items()
@@ -319,6 +323,7 @@ def render_card(
         body += _agreement_lines(label, agreement[key])
     for d in DIMENSIONS:
         body += _agreement_lines(f"Rubric: {d} (ordinal 0–2)", agreement["rubric"][d])
+    body += quality_card_lines(release.get("quality"))
     body += ["", "## Fields", "", "| Field | Meaning |", "| --- | --- |"]
     body += [f"| `{name}` | {meaning} |" for name, meaning in FIELDS]
     if previous_version and stats.get("diff"):

@@ -39,6 +39,7 @@ from review.models import (
     RubricDimension,
     RubricScore,
 )
+from review.quality.models import VerdictPosterior
 from review.releases.diff import release_diff
 from review.releases.models import Release, ReleaseItem
 from review.roles import ADMIN, require_role
@@ -330,7 +331,16 @@ def _related_for_chunk(*, first: int, last: int, keys: dict[int, tuple], pseudon
         for item_id in Panel.objects.filter(**span).values_list("item_id", flat=True)
         if item_id in keys
     }
+    # The aggregated verdict (review/quality), when it was fitted on the released version.
+    posteriors = {
+        item_id: (round(p, 6), n)
+        for item_id, version_id, p, n in VerdictPosterior.objects.filter(**span).values_list(
+            "item_id", "version_id", "p_valid", "n_verdicts"
+        )
+        if item_id in keys and version_id == keys[item_id][0]
+    }
     return {
+        "posteriors": posteriors,
         "first_pass": first_pass,
         "attempts": attempts,
         "rubric": rubric,
@@ -396,6 +406,8 @@ def _record(row: tuple, related: dict) -> dict:
         "rubric_scores": rubric,
         "consensus_size": len(consensus),
         "consensus_experts": consensus,
+        "verdict_confidence": related["posteriors"].get(item_id, (None, None))[0],
+        "n_verdicts": related["posteriors"].get(item_id, (None, None))[1],
     }
 
 

@@ -69,6 +69,12 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("rubric_scores", "Expert panel scores 0–2 per dimension, one entry per expert and round."),
     ("consensus_size", "Number of experts who agreed on the key and approved the phrasing."),
     ("consensus_experts", "Their pseudonymous ids."),
+    (
+        "verdict_confidence",
+        "Posterior probability that this version is valid (Dawid–Skene over every human verdict; "
+        "null before the first refit).",
+    ),
+    ("n_verdicts", "Number of human verdicts on this version behind that posterior."),
 )
 FIELD_NAMES = tuple(name for name, _ in FIELDS)
 
@@ -111,6 +117,8 @@ SCHEMA = pa.schema(
         ("rubric_scores", pa.list_(RUBRIC_TYPE)),
         ("consensus_size", pa.int32()),
         ("consensus_experts", pa.list_(pa.string())),
+        ("verdict_confidence", pa.float64()),
+        ("n_verdicts", pa.int32()),
     ]
 )
 assert tuple(SCHEMA.names) == FIELD_NAMES

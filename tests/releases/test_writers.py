@@ -66,6 +66,8 @@ def record(item_id: int, **changes) -> dict:
         ],
         "consensus_size": 2,
         "consensus_experts": ["x-aa", "x-bb"],
+        "verdict_confidence": 0.987 if item_id % 2 else None,
+        "n_verdicts": 3 if item_id % 2 else None,
     }
     base.update(changes)
     return base

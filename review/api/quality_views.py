@@ -127,6 +127,10 @@ class ControlList(generics.ListAPIView):
     serializer_class = ControlSerializer
     pagination_class = CursorById
 
+    @extend_schema(responses={200: ControlSerializer(many=True), **ERRORS})
+    def get(self, request, *args, **kwargs):
+        return super().get(request, *args, **kwargs)
+
     def get_queryset(self):
         return ControlItem.objects.filter(project=_project(self.kwargs["slug"]))
 

@@ -203,3 +203,19 @@ def test_no_alert_at_or_above_the_threshold(make_control, reviewer, project):
     _pass(queue_claim(user=reviewer, stage=Stage.FIRST_REVIEW), reviewer)
     # 2 of 3 = 66.7 %: not below 66 %.
     assert not ReliabilityAlert.objects.exists()
+
+
+def test_controls_stay_out_of_the_funnel_of_the_card_and_the_overview(
+    make_control, make_item, project
+):
+    from review.releases.selectors import project_funnel
+    from review.selectors import overview_stats
+
+    make_control()
+    make_item()
+    funnel = project_funnel(project=project)
+    # The control's source (an approved item) and the real item; not the copy.
+    assert funnel["constructed"] == 2
+    stats = overview_stats()
+    assert dict(stats["counts"])[Status.FIRST_REVIEW] == 1
+    assert [q["depth"] for q in stats["queues"] if q["status"] == Status.FIRST_REVIEW] == [1]

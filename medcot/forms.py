@@ -21,7 +21,26 @@ class ProjectForm(forms.ModelForm):
             "panel_size",
             "consensus_minimum",
             "first_pass_counts_for_consensus",
+            "control_every",
+            "control_threshold",
+            "control_minimum",
+            "double_review_percent",
         ]
+
+    # Quality settings (review/quality) may be left empty: the model's defaults apply.
+    OPTIONAL = ("control_every", "control_threshold", "control_minimum", "double_review_percent")
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name in self.OPTIONAL:
+            self.fields[name].required = False
+
+    def clean(self):
+        cleaned = super().clean()
+        for name in self.OPTIONAL:
+            if cleaned.get(name) is None:
+                cleaned[name] = Project._meta.get_field(name).default
+        return cleaned
 
 
 INDEX_BASES = [

@@ -5,6 +5,7 @@ place: every edit is a new `ItemVersion`, and the item points at its current one
 """
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
@@ -121,6 +122,26 @@ class Project(models.Model):
     min_pass_seconds = models.PositiveSmallIntegerField(
         _("minimum seconds on an item before a plain pass"), default=5
     )
+    # Quality (review/quality): one queue item in `control_every` is a control item (0: none);
+    # a reviewer whose accuracy on at least `control_minimum` controls falls below
+    # `control_threshold` percent is reported to the admins.
+    control_every = models.PositiveSmallIntegerField(
+        _("one control item in every N queue items (0: none)"),
+        default=20,
+        validators=[MaxValueValidator(1000)],
+    )
+    control_threshold = models.PositiveSmallIntegerField(
+        _("alert below this control accuracy (%)"), default=80, validators=[MaxValueValidator(100)]
+    )
+    control_minimum = models.PositiveSmallIntegerField(
+        _("controls answered before an alert can fire"),
+        default=10,
+        validators=[MinValueValidator(1), MaxValueValidator(1000)],
+    )
+    # The share of first-pass items (percent) that get a second, independent first-pass verdict.
+    double_review_percent = models.PositiveSmallIntegerField(
+        _("first-pass items reviewed twice (%)"), default=5, validators=[MaxValueValidator(100)]
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
@@ -140,6 +161,13 @@ class Project(models.Model):
             models.CheckConstraint(condition=Q(panel_size__gte=1), name="project_panel_size_gte_1"),
             models.CheckConstraint(
                 condition=Q(consensus_minimum__gte=1), name="project_consensus_minimum_gte_1"
+            ),
+            models.CheckConstraint(
+                condition=Q(control_threshold__lte=100), name="project_control_threshold_le_100"
+            ),
+            models.CheckConstraint(
+                condition=Q(double_review_percent__lte=100),
+                name="project_double_review_percent_le_100",
             ),
         ]
 

@@ -243,6 +243,11 @@ MEDCOT_LLM_QUEUE = "llm"
 CELERY_BEAT_SCHEDULE = {
     "first-pass-apply-due": {"task": "review.tasks.first_pass_apply_due", "schedule": 30.0},
     "consensus-settle-ready": {"task": "review.tasks.consensus_settle_ready", "schedule": 60.0},
+    # Dawid–Skene over every verdict, per project whose verdicts changed (review/quality).
+    "quality-refit": {
+        "task": "review.tasks.quality_refit",
+        "schedule": env_float("MEDCOT_QUALITY_REFIT_SECONDS", 300.0),
+    },
     # LLM jobs whose process died between committing them and sending their message.
     "llm-jobs-redispatch-lost": {
         "task": "generation.sweep.jobs_redispatch_lost",

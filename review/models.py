@@ -462,3 +462,16 @@ class JudgeFeedback(models.Model):
 
     def __str__(self) -> str:
         return f"{self.verdict} on judge score {self.judge_score_id}"
+
+
+# Quality models (controls, posteriors, reviewer estimates) live in review/quality/ and belong
+# to this app.
+from review.quality.models import (  # noqa: E402, F401
+    ControlAnswer,
+    ControlItem,
+    DoubleReview,
+    QualityFit,
+    ReliabilityAlert,
+    ReviewerEstimate,
+    VerdictPosterior,
+)

@@ -339,11 +339,11 @@ def overview_stats(*, now=None, days: int = 7) -> dict:
     """The admin overview: funnel counts, queue depth and age, leases, throughput."""
     now = now or timezone.now()
     counts = {status.value: 0 for status in Status}
-    for row in Item.objects.values("status").annotate(n=Count("id")):
+    for row in Item.objects.filter(control__isnull=True).values("status").annotate(n=Count("id")):
         counts[row["status"]] = row["n"]
     queues = []
     for status in (Status.FIRST_REVIEW, Status.PANEL, Status.PANEL_REVIEW, Status.CONSENSUS):
-        agg = Item.objects.filter(status=status).aggregate(
+        agg = Item.objects.filter(status=status, control__isnull=True).aggregate(
             n=Count("id"), oldest=Min("status_changed_at")
         )
         leased = Lease.objects.filter(stage=status, expires_at__gt=now, item__status=status).count()

@@ -16,3 +16,12 @@ def first_pass_apply_due_task() -> int:
 def consensus_settle_ready_task() -> int:
     """Approve consensus items that already carry enough agreeing votes. Idempotent."""
     return consensus_settle_ready(limit=1000)
+
+
+@shared_task(name="review.tasks.quality_refit")
+def quality_refit_task(force: bool = False) -> int:
+    """Refit the verdict aggregation of every project whose verdicts changed (review/quality).
+    Idempotent; cheap when nothing changed. Scheduled with Celery beat."""
+    from review.quality.refit import quality_refit_all
+
+    return quality_refit_all(force=force)

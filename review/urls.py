@@ -31,4 +31,5 @@ urlpatterns = [
     path("review/rubric/", views.rubric_guide, name="rubric_guide"),
     path("review/rubric/edit/", views.rubric_guide_edit, name="rubric_guide_edit"),
     path("review/judge/", include("review.judge.urls")),
+    path("", include("review.quality.urls")),
 ]

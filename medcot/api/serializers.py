@@ -47,6 +47,10 @@ class ProjectSerializer(serializers.ModelSerializer):
             "panel_size",
             "consensus_minimum",
             "first_pass_counts_for_consensus",
+            "control_every",
+            "control_threshold",
+            "control_minimum",
+            "double_review_percent",
             "created_at",
             "item_count",
             "approved_count",
@@ -60,6 +64,10 @@ class ProjectSerializer(serializers.ModelSerializer):
             "reanswer_attempts": {"min_value": 1, "max_value": 20},
             "panel_size": {"min_value": 1, "max_value": 50},
             "consensus_minimum": {"min_value": 1, "max_value": 50},
+            "control_every": {"min_value": 0, "max_value": 1000},
+            "control_threshold": {"min_value": 0, "max_value": 100},
+            "control_minimum": {"min_value": 1, "max_value": 1000},
+            "double_review_percent": {"min_value": 0, "max_value": 100},
         }
 
 

@@ -3,7 +3,14 @@
 
 from django.urls import path
 
-from review.api import judge_views, panel_views, release_views, review_views, workflow_views
+from review.api import (
+    judge_views,
+    panel_views,
+    quality_views,
+    release_views,
+    review_views,
+    workflow_views,
+)
 
 urlpatterns = [
     path(
@@ -100,5 +107,30 @@ urlpatterns = [
         "projects/<slug:slug>/releases/<str:version>/diff/",
         release_views.ReleaseDiff.as_view(),
         name="api-release-diff",
+    ),
+    path(
+        "projects/<slug:slug>/quality/reliability/",
+        quality_views.Reliability.as_view(),
+        name="api-quality-reliability",
+    ),
+    path(
+        "projects/<slug:slug>/quality/controls/",
+        quality_views.ControlList.as_view(),
+        name="api-quality-controls",
+    ),
+    path(
+        "projects/<slug:slug>/quality/alerts/",
+        quality_views.AlertList.as_view(),
+        name="api-quality-alerts",
+    ),
+    path(
+        "projects/<slug:slug>/quality/alerts/<int:pk>/second-opinion/",
+        quality_views.AlertSecondOpinion.as_view(),
+        name="api-quality-second-opinion",
+    ),
+    path(
+        "projects/<slug:slug>/quality/posteriors/",
+        quality_views.PosteriorList.as_view(),
+        name="api-quality-posteriors",
     ),
 ]

@@ -13,6 +13,7 @@ from django.template.loader import render_to_string
 from django.utils import translation
 from django.utils.translation import gettext as _
 
+from review.quality.card import ConfidenceStats, quality_card_lines
 from review.releases.writers import DIMENSIONS, FIELDS
 from review.reports import figures
 
@@ -65,6 +66,7 @@ class ReleaseStats:
         }
         self.escalated = 0
         self.rubric = {d: [0, 0, 0] for d in DIMENSIONS}
+        self.quality = ConfidenceStats()
 
     def add(self, record: dict) -> None:
         self.total += 1
@@ -72,6 +74,7 @@ class ReleaseStats:
             value = record[name]
             counter["" if value is None else str(value)] += 1
         self.escalated += bool(record["escalated"])
+        self.quality.add(record)
         for entry in record["rubric_scores"]:
             for d in DIMENSIONS:
                 score = entry.get(d)
@@ -88,6 +91,7 @@ class ReleaseStats:
             "total": self.total,
             "escalated": self.escalated,
             "rubric": rubric,
+            "quality": self.quality.as_dict(),
             **{
                 name: sorted(counter.items(), key=lambda kv: (-kv[1], kv[0]))
                 for name, counter in self.counters.items()
@@ -208,6 +212,9 @@ def render_card(
             ),
         ],
         "fields": FIELDS,
+        "quality_section": "\n".join(["", *quality_card_lines(release.get("quality"))])
+        if release.get("quality")
+        else "",
     }
     # In the language the services render it under: the release's, never the builder's.
     return render_to_string("releases/card.md", context)

@@ -32,6 +32,7 @@ from review.models import (
     RubricDimension,
     RubricScore,
 )
+from review.quality.models import VerdictPosterior
 from review.releases.diff import release_diff
 from review.releases.models import Release, ReleaseItem
 from review.selectors import expert_pseudonyms, pseudonym
@@ -125,7 +126,7 @@ def source_licenses(*, project: Project) -> list[dict]:
 
     items = Item.objects.filter(project=project, status=Status.APPROVED)
     if not items.exists():
-        items = Item.objects.filter(project=project)
+        items = Item.objects.filter(project=project, control__isnull=True)
     counts = dict(
         items.annotate(
             lic=Coalesce("import_batch__license", "family__import_batch__license", Value(UNKNOWN))
@@ -307,7 +308,16 @@ def _related_for_chunk(*, first: int, last: int, keys: dict[int, tuple], pseudon
     }
     from review.judge.release import judge_entries
 
+    # The aggregated verdict (review/quality), when it was fitted on the released version.
+    posteriors = {
+        item_id: (round(p, 6), n)
+        for item_id, version_id, p, n in VerdictPosterior.objects.filter(**span).values_list(
+            "item_id", "version_id", "p_valid", "n_verdicts"
+        )
+        if item_id in keys and version_id == keys[item_id][0]
+    }
     return {
+        "posteriors": posteriors,
         "first_pass": first_pass,
         "attempts": attempts,
         "rubric": rubric,
@@ -375,6 +385,8 @@ def _record(row: tuple, related: dict) -> dict:
         "consensus_size": len(consensus),
         "consensus_experts": consensus,
         "machine_judge_scores": related["judge"].get(item_id, []),
+        "verdict_confidence": related["posteriors"].get(item_id, (None, None))[0],
+        "n_verdicts": related["posteriors"].get(item_id, (None, None))[1],
     }
 
 

@@ -73,6 +73,12 @@ FIELDS: tuple[tuple[str, str], ...] = (
     ("consensus_size", "Number of experts who agreed on the key and approved the phrasing."),
     ("consensus_experts", "Their pseudonymous ids."),
     (JUDGE_FIELD, JUDGE_FIELD_MEANING),
+    (
+        "verdict_confidence",
+        "Posterior probability that this version is valid (Dawid–Skene over every human verdict; "
+        "null before the first refit).",
+    ),
+    ("n_verdicts", "Number of human verdicts on this version behind that posterior."),
 )
 FIELD_NAMES = tuple(name for name, _ in FIELDS)
 
@@ -116,6 +122,8 @@ SCHEMA = pa.schema(
         ("consensus_size", pa.int32()),
         ("consensus_experts", pa.list_(pa.string())),
         (JUDGE_FIELD, JUDGE_ARROW_TYPE),
+        ("verdict_confidence", pa.float64()),
+        ("n_verdicts", pa.int32()),
     ]
 )
 assert tuple(SCHEMA.names) == FIELD_NAMES

@@ -43,7 +43,8 @@ def _share(part: int, whole: int) -> float | None:
 def project_funnel(*, project: Project) -> dict:
     """The paper's §3.2 funnel, live: constructed → confirmed by first pass → five-strike
     escalations → finalized (unrevised / modified) and discarded."""
-    items = Item.objects.filter(project=project)
+    # Control copies (review/quality) are not items of the data set: they stay out of the funnel.
+    items = Item.objects.filter(project=project, control__isnull=True)
     by_status = dict(
         items.order_by().values("status").annotate(n=Count("id")).values_list("status", "n")
     )

@@ -11,6 +11,7 @@ from medcot.lifecycle import Status, transition
 from medcot.models import Item
 from medcot.roles import EXPERT, has_role
 from review.models import ConsensusVote, Lease, Stage
+from review.quality.controls import control_consensus_take
 from review.selectors import cot_concluded
 from review.services.common import ReviewError
 from review.services.queue import lease_held_by_other
@@ -127,6 +128,9 @@ def consensus_vote(
             source=ConsensusVote.Source.QUEUE,
             confirmations=confirmations,
         )
+        if control_consensus_take(vote=vote, item=locked):
+            # A control: kept as a control answer, never as a vote (review/quality).
+            return vote
         Lease.objects.filter(item=locked, stage=Stage.CONSENSUS, holder=expert).delete()
         consensus_evaluate(item=locked, actor=expert)
     return vote

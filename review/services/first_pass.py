@@ -28,6 +28,8 @@ from review.models import (
     Lease,
     Stage,
 )
+from review.quality.controls import control_first_pass_take
+from review.quality.double import double_review_open_for, double_review_take
 from review.selectors import cot_concluded, item_get_for_reviewer
 from review.services.common import ReviewError, reanswer_start, undo_seconds
 from review.services.queue import lease_held_by_other, lease_release, queue_check_role
@@ -240,7 +242,7 @@ def first_pass_submit(
         mine = verdicts.filter(reviewer=reviewer).values_list("state", flat=True).first()
         if mine is not None:
             raise _already_judged(held=mine == FirstPassState.HELD)
-        if verdicts.exists():
+        if verdicts.exists() and not double_review_open_for(item=locked, reviewer=reviewer):
             raise ReviewError(_("This item has already been reviewed."))
         fix_data = {}
         if action == "fix":
@@ -275,7 +277,11 @@ def first_pass_submit(
         )
     if undo_seconds() <= 0:
         first_pass_apply(review_id=review.pk)
-        review.refresh_from_db()
+        # A control's review row is gone once applied (review/quality): it reads as applied.
+        applied = FirstPassReview.objects.filter(pk=review.pk).first()
+        if applied is None:
+            review.state = FirstPassState.APPLIED
+        review = applied or review
     return review
 
 
@@ -292,6 +298,12 @@ def first_pass_apply(*, review_id: int) -> bool:
         review = FirstPassReview.objects.select_for_update().get(pk=review_id)
         if review.state != FirstPassState.HELD:
             return False
+        if control_first_pass_take(review=review, item=item):
+            # A control: kept as a control answer, never as a verdict (review/quality).
+            return True
+        if double_review_take(review=review, item=item):
+            # Drawn for a second verdict, or two verdicts disagree (review/quality/double.py).
+            return True
         reviewer = review.reviewer
         fix_version = None
         if review.outcome == FirstPassOutcome.FIXED:

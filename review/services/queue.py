@@ -21,6 +21,8 @@ from django.utils.translation import gettext as _
 from medcot.models import Item, ItemVersion
 from medcot.roles import EXPERT, REVIEWER, has_role
 from review.models import ConsensusVote, FirstPassReview, FirstPassState, Lease, Stage
+from review.quality.controls import control_probe
+from review.quality.models import ControlItem
 from review.services.common import ReviewError, lease_seconds
 
 # A person holds at most this many leases per stage: the item on screen and the next one,
@@ -76,6 +78,9 @@ def _probe_sql(
     params.extend([stage, now_db])
     where.append("(v.author_id IS NULL OR v.author_id <> %s)")
     params.append(user_id)
+    # Control items are handed out by their own probe (review/quality/controls.py).
+    control_t = ControlItem._meta.db_table
+    where.append(f"NOT EXISTS (SELECT 1 FROM {control_t} q WHERE q.item_id = i.id)")  # noqa: S608
     if stage == Stage.FIRST_REVIEW:
         review_t = FirstPassReview._meta.db_table
         where.append(
@@ -166,6 +171,11 @@ def queue_claim(
     skipped = set(exclude_ids)
     for _attempt in range(8):
         with transaction.atomic():
+            # Every claim asks for a control and for a real item, so a claim takes the same
+            # time whether it serves a control or not (review/quality/controls.py).
+            control = control_probe(
+                user=user, now=now, stage=stage, project_id=project_id, skipped=skipped
+            )
             item = None
             # Two simple ordered probes instead of one ORDER BY CASE: each walks an index in id
             # order and stops at the first free row, which keeps the claim fast on a deep queue.
@@ -187,6 +197,8 @@ def queue_claim(
                     specialties=[],
                     skipped=skipped,
                 )
+            if control is not None:
+                item = control
             if item is None:
                 return None
             if _lease_take(item_id=item.pk, stage=stage, user=user, now=now):

@@ -11,7 +11,13 @@ def test_it_makes_a_demo_project_in_both_languages_and_prints_the_logins(db, cap
     project = Project.objects.get(slug="demo")
     languages = set(project.items.values_list("language", flat=True))
     assert languages == {"en", "zh"}
-    assert project.items.count() == 300
+    assert project.items.filter(control__isnull=True).count() == 300
+    # Control items seeded (review/quality): half should pass, half should fail.
+    from review.quality.models import ControlItem
+
+    controls = ControlItem.objects.filter(project=project)
+    assert controls.count() == 12
+    assert controls.filter(expected_valid=False).count() == 6
     for username in ("admin", "reviewer", "expert1", "expert2"):
         assert username in out
     assert "medcot-demo" in out

@@ -102,7 +102,12 @@ def test_an_admin_runs_the_demo_seeds_through_to_the_panel(
     sim = start_simulator(latency_mean=0.25, accuracy=0.05, seed=21)
     make_profile(sim.base_url, max_in_flight=4, timeout_seconds=10)
     project = project_create(
-        name="Demo seeds", slug="demo-seeds", expansion_factor=EXPANSION, reanswer_attempts=STRIKES
+        name="Demo seeds",
+        slug="demo-seeds",
+        expansion_factor=EXPANSION,
+        reanswer_attempts=STRIKES,
+        # Every pass must move its item on: no item waits for a second reviewer here.
+        double_review_percent=0,
     )
     demo_seeds(project, SEEDS)
     person_create(username="lead", password=PASSWORD, roles=[ADMIN])

@@ -17,6 +17,9 @@ ALLOWED_WORDS = frozenset(
         "ICC",  # intraclass correlation; κ and α are not ASCII words
         "Cohen",  # Cohen's κ, as statisticians write it in Chinese too
         "Krippendorff",  # Krippendorff's α
+        "Dawid",  # the Dawid–Skene model (review/quality)
+        "Skene",
+        "Wilson",  # the Wilson score interval
         "JSONL",
         "JSON",
         "CSV",
@@ -31,6 +34,7 @@ ALLOWED_WORDS = frozenset(
         "MedQA",
         "MedMCQA",
         "CMMLU",
+        "CMExam",
         "Enter",  # key names, as printed on keyboards
         "Esc",
         "Ctrl",

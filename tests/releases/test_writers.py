@@ -67,6 +67,8 @@ def record(item_id: int, **changes) -> dict:
         "consensus_size": 2,
         "consensus_experts": ["x-aa", "x-bb"],
         "machine_judge_scores": [],
+        "verdict_confidence": 0.987 if item_id % 2 else None,
+        "n_verdicts": 3 if item_id % 2 else None,
     }
     base.update(changes)
     return base

@@ -154,6 +154,13 @@ def test_the_first_pass_queue_is_ordered_by_judge_risk_only_when_on_and_trusted(
     assert first_claimed() == risky.pk
     assert services.second_review_required(item=risky) is True
     assert services.second_review_required(item=safe) is False
+    # The flag draws the item for double review (review/quality), whatever the sample share.
+    from review.quality.double import double_review_drawn
+    from review.quality.models import DoubleReview
+
+    assert project.double_review_percent == 0
+    assert double_review_drawn(item=risky, reviewer_id=reviewer.pk) == DoubleReview.Why.JUDGE
+    assert double_review_drawn(item=safe, reviewer_id=reviewer.pk) is None
 
 
 def test_the_expert_panel_list_puts_the_riskiest_item_first_when_on_and_trusted(

@@ -487,3 +487,33 @@ def test_it_gives_every_role_exactly_the_expected_access(clients, context):
     print(f"permission matrix: {len(all_routes())} URL patterns, {checked} route×method×role cases")
     assert not surprises, "Permission matrix surprises:\n" + "\n".join(surprises)
     assert checked >= len(EXPECTED) * len(ROLES)
+
+
+# review/quality: the reliability and controls pages, the alert actions and their API (admins).
+EXPECTED |= {
+    "projects/<slug:slug>/reliability/": {"GET": ADMIN_PAGE},
+    # An empty POST is an invalid control-file form: 422 with the errors.
+    "projects/<slug:slug>/controls/": {"GET": ADMIN_PAGE, "POST": ADMIN_PAGE | {"admin": "422"}},
+    "projects/<slug:slug>/reliability/alerts/<int:pk>/second-opinion/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "403", "403", "404"),
+        "args": {"pk": "item"},
+    },
+    "projects/<slug:slug>/reliability/alerts/<int:pk>/close/": {
+        "GET": NOBODY_GETS,
+        "POST": _row("login", "403", "403", "403", "404"),
+        "args": {"pk": "item"},
+    },
+    "api/projects/<slug:slug>/quality/reliability/": {"GET": ADMIN_API},
+    "api/projects/<slug:slug>/quality/controls/": {
+        "GET": ADMIN_API,
+        "POST": ADMIN_API | {"admin": "400"},
+    },
+    "api/projects/<slug:slug>/quality/alerts/": {"GET": ADMIN_API},
+    "api/projects/<slug:slug>/quality/alerts/<int:pk>/second-opinion/": {
+        "GET": _row("401", "403", "403", "403", "405"),
+        "POST": API_ADMIN_404,
+        "args": {"pk": "item"},
+    },
+    "api/projects/<slug:slug>/quality/posteriors/": {"GET": ADMIN_API},
+}

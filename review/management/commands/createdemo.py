@@ -100,7 +100,10 @@ class Command(BaseCommand):
                 )
                 if not result.ok:
                     self.stderr.write(self.style.ERROR(f"{path.name}: {result.errors[:3]}"))
-        count = project.items.count()
+            controls = _seed_controls(project)
+            if controls:
+                self.stdout.write(f"Seeded {controls} control items (review/quality).")
+        count = project.items.filter(control__isnull=True).count()
         self.stdout.write(self.style.SUCCESS(f"Demo project '{project.name}': {count} items"))
         self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for username, roles, name, _specialties in DEMO_PEOPLE:
@@ -112,3 +115,51 @@ def _first_records(data: bytes, limit: int, *, header: bool) -> bytes:
     lines = data.split(b"\n")
     keep = lines[: limit + (1 if header else 0)]
     return b"\n".join(keep) + b"\n"
+
+
+# Control items (review/quality): twelve MedQA questions after the ones the demo imports
+# (demo_data/controls, bundled so the demo has them without the shared data), so no control
+# repeats a queue item. Half keep their key (they should pass), half get a wrong key with a
+# chain of thought that argues for it (they should fail). One queue item in five is a control
+# in the demo, so a short session already shows figures on the reliability page.
+DEMO_CONTROL_EVERY = 5
+
+
+def _seed_controls(project) -> int:
+    from dataclasses import replace
+
+    from medcot.imports.formats import ImportOptions, parse_seed_file
+    from review.quality.controls import control_create_from_record
+    from review.quality.models import ControlItem
+
+    if ControlItem.objects.filter(project=project).exists():
+        return 0
+    path = BUNDLED_DATA / "controls" / "medqa_controls.jsonl"
+    parsed = parse_seed_file(
+        path.read_bytes(), ImportOptions(format="medqa-jsonl", file_name=path.name)
+    )
+    admin = get_user_model().objects.filter(username="admin").first()
+    made = 0
+    for n, record in enumerate(parsed.records):
+        valid = n % 2 == 0
+        key = record.answer
+        if not valid:
+            key = next(label for label in record.options if label != record.answer)
+        cot = (
+            "Weigh each option against the findings in the vignette. "
+            + " ".join(
+                f"({label}) {'fits the findings best' if label == key else 'fits them less well'}."
+                for label in record.options
+            )
+            + f" The answer is ({key})."
+        )
+        control_create_from_record(
+            admin=admin,
+            project=project,
+            record=replace(record, answer=key, cot=cot),
+            stage="first_review",
+            expected_valid=valid,
+        )
+        made += 1
+    Project.objects.filter(pk=project.pk).update(control_every=DEMO_CONTROL_EVERY)
+    return made

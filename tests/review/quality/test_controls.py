@@ -208,7 +208,7 @@ def test_no_alert_at_or_above_the_threshold(make_control, reviewer, project):
 def test_controls_stay_out_of_the_funnel_of_the_card_and_the_overview(
     make_control, make_item, project
 ):
-    from review.releases.selectors import project_funnel
+    from review.reports.selectors import project_funnel
     from review.selectors import overview_stats
 
     make_control()

@@ -25,7 +25,7 @@ from django.core.management.base import BaseCommand, CommandError
 from medcot import pofile
 
 DOMAINS = ("django", "djangojs")
-IGNORE = [".venv", "var", "tests", "bench", "static/vendor", "node_modules", "test-artifacts"]
+IGNORE = [".venv", "var", "tests", "bench", "docs", "README.md", "static/vendor", "node_modules", "test-artifacts"]
 HEADER_DATE = re.compile(r'^"POT-Creation-Date: .*\\n"$', re.MULTILINE)
 
 
@@ -105,7 +105,9 @@ class Command(BaseCommand):
             "no_obsolete": True,
             "verbosity": 0,
         }
-        call_command("makemessages", domain="django", **common)
+        # Templates include the dataset card (templates/releases/card.md), so .md files count.
+        django_ext = ["html", "txt", "py", "md"]
+        call_command("makemessages", domain="django", extensions=django_ext, **common)
         call_command("makemessages", domain="djangojs", extensions=["js"], **common)
         for path in locale_dir.glob("*/LC_MESSAGES/*.po"):
             # Sorted by msgid, so a template's strings moving around changes nothing.

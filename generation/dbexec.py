@@ -199,7 +199,12 @@ class _JobLocks:
                             future.set_result(None)
                         return
                     batch, self._requests = self._requests, []
-                self._handle(batch)
+                try:
+                    self._handle(batch)
+                except Exception:  # never leave later jobs waiting on a dead thread
+                    log.exception("Job locks: a batch failed")
+                    for _, _, future in batch:
+                        _settle(future, None)
         finally:
             connection.close()
 
@@ -213,13 +218,16 @@ class _JobLocks:
             connection.close()
             self.locked.difference_update(job_id for job_id, _ in unlocks)
             for _, future in locks + unlocks:
-                future.set_result(None)
+                _settle(future, None)
             time.sleep(self.RECONNECT_DELAY)
             return
         for job_id, future in locks:
-            future.set_result(got.get(job_id, False))
+            if not _settle(future, got.get(job_id, False)) and got.get(job_id):
+                # Nobody waits for this lock any more (its job was cancelled, the loop is
+                # stopping): give it back rather than hold it for the life of the process.
+                self.request("unlock", job_id)
         for _, future in unlocks:
-            future.set_result(True)
+            _settle(future, True)
 
     def _execute(self, locks: list[int], unlocks: list[int]) -> dict[int, bool]:
         if connection.connection is None:
@@ -254,6 +262,14 @@ class _JobLocks:
             rows = cursor.fetchall()
         by_key = {job_lock_key(i): i for i in ids}
         return {by_key[key]: bool(ok) for key, ok in rows}
+
+
+def _settle(future, value) -> bool:
+    """Give `future` its result unless it was cancelled meanwhile; whether it took it."""
+    if not future.set_running_or_notify_cancel():
+        return False
+    future.set_result(value)
+    return True
 
 
 _job_locks: _JobLocks | None = None
@@ -305,8 +321,13 @@ class job_held:
                 self.hold.held = False
                 return self.hold
             locks.running.add(self.job_id)
+        try:
+            self.hold.held = aio.wait_future(locks.request("lock", self.job_id))
+        except BaseException:  # cancelled while waiting: `__exit__` will not run
+            with locks._cond:
+                locks.running.discard(self.job_id)
+            raise
         self._mine = True
-        self.hold.held = aio.wait_future(locks.request("lock", self.job_id))
         return self.hold
 
     def __exit__(self, *exc) -> None:

@@ -15,8 +15,13 @@ from generation.services.calls import CallInfo, llm_call_record
 from generation.services.common import MAX_DROPPED_PER_REPLY
 from generation.services.jobs import JobContext, job_finish, run_state
 from medcot.bulk import allocate_ids_many, ids_in, ids_params, insert_dicts_together, is_postgres
-from medcot.lifecycle import Status, transition_many
+from medcot.lifecycle import Status, creation_event_values, transition_many
 from medcot.models import OPTION_LABELS, AuthorKind, Event, Item, ItemKind, ItemVersion
+
+# The core's tables, by the names the core gives them.
+ITEM = Item._meta.db_table
+ITEM_VERSION = ItemVersion._meta.db_table
+
 
 # -- expansion ------------------------------------------------------------------------------
 
@@ -29,7 +34,7 @@ def _family(seed_id: int) -> list[tuple[int, str]]:
     """(id, external id) of the seed's synthetic siblings."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT id, external_id FROM medcot_item WHERE family_id = %s AND kind = %s",
+            f"SELECT id, external_id FROM {ITEM} WHERE family_id = %s AND kind = %s",  # noqa: S608
             [seed_id, ItemKind.SYNTHETIC.value],
         )
         return cursor.fetchall()
@@ -52,7 +57,7 @@ def expand_plan(*, ctx: JobContext) -> int | None:
 _TEXTS_SQL = (
     "SELECT i.id, i.current_version_id, v.stem, "  # noqa: S608 (names from code)
     + ", ".join(f"v.option_{label.lower()}" for label in OPTION_LABELS)
-    + " FROM medcot_item i JOIN medcot_itemversion v ON v.id = i.current_version_id "
+    + f" FROM {ITEM} i JOIN {ITEM_VERSION} v ON v.id = i.current_version_id "
     "WHERE i.id {}"
 )
 
@@ -301,19 +306,18 @@ def family_store(*, ctx: JobContext, call: CallInfo, plan: FamilyPlan) -> Family
         ]
         for sibling_id, (question, _g, _b) in zip(sibling_ids, kept, strict=True):
             events.append(
-                {
-                    "project_id": ctx.project_id,
-                    "item_id": sibling_id,
-                    "kind": "created",
-                    "to_status": Status.GENERATED.value,
-                    "reason": gettext_noop("synthesized from its seed"),
-                    "data": {
+                creation_event_values(
+                    project_id=ctx.project_id,
+                    item_id=sibling_id,
+                    status=Status.GENERATED,
+                    reason=gettext_noop("synthesized from its seed"),
+                    data={
                         "seed": ctx.item_id,
                         "llm_call": call_id,
                         "aspect": question.get("aspect", ""),
                     },
-                    "created_at": now,
-                }
+                    now=now,
+                )
             )
             events.append(
                 {
@@ -340,8 +344,8 @@ def family_store(*, ctx: JobContext, call: CallInfo, plan: FamilyPlan) -> Family
 
 
 _SEED_SQL = (
-    "SELECT status, external_id, question_type, specialty, language, source "
-    "FROM medcot_item WHERE id = %s"
+    "SELECT status, external_id, question_type, specialty, language, source "  # noqa: S608
+    f"FROM {ITEM} WHERE id = %s"
 )
 
 

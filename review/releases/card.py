@@ -33,6 +33,7 @@ AGREEMENT_ROWS = (
     ("panel_decision", "Panel decision: accept / revise / discard (nominal)"),
 )
 PROPERTIES = ("language", "question_type", "kind", "revision_status", "first_pass_result")
+PROPERTIES = ("language", "question_type", "kind", "revision_status", "first_pass_result")
 STATISTIC_NAMES = {
     "percent_agreement": "Percent agreement",
     "kappa_mean": "Cohen's κ (mean over rater pairs)",
@@ -142,6 +143,14 @@ def _agreement_rows(judgement: str, summary: dict) -> list[dict]:
     ]
 
 
+def _agreement_table(agreement: dict) -> list[dict]:
+    """The card's agreement rows: consensus and panel judgements, then each rubric dimension."""
+    rows = [row for key, label in AGREEMENT_ROWS for row in _agreement_rows(label, agreement[key])]
+    for d in DIMENSIONS:
+        rows += _agreement_rows(f"Rubric: {d} (ordinal 0–2)", agreement["rubric"][d])
+    return rows
+
+
 def render_card(
     *,
     project_name: str,
@@ -159,7 +168,6 @@ def render_card(
     previous release) "diff"."""
     release = stats["release"]
     funnel = stats["funnel"]
-    agreement = stats["agreement"]
     diff = stats.get("diff") if previous_version else None
     context = {
         "pretty_name": json.dumps(f"{project_name} {version}", ensure_ascii=False),
@@ -182,29 +190,10 @@ def render_card(
             else None
         ),
         "properties": [
-            (name, value, count)
-            for name in (
-                "language",
-                "question_type",
-                "kind",
-                "revision_status",
-                "first_pass_result",
-            )
-            for value, count in release[name]
+            (name, value, count) for name in PROPERTIES for value, count in release[name]
         ],
         "rubric": [(d, release["rubric"][d]) for d in DIMENSIONS],
-        "agreement": [
-            *(
-                row
-                for key, label in AGREEMENT_ROWS
-                for row in _agreement_rows(label, agreement[key])
-            ),
-            *(
-                row
-                for d in DIMENSIONS
-                for row in _agreement_rows(f"Rubric: {d} (ordinal 0–2)", agreement["rubric"][d])
-            ),
-        ],
+        "agreement": _agreement_table(stats["agreement"]),
         "fields": FIELDS,
     }
     with translation.override("en"):  # the card is English, whoever builds it

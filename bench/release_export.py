@@ -370,13 +370,14 @@ def build(release_id: int) -> None:
     import django
 
     django.setup()
-    from review.releases import selectors, services
+    from review.releases import services
+    from review.reports import selectors as report_selectors
 
     phases: dict[str, float] = {}
     for name in ("release_freeze", "release_snapshot_stats", "write_checksums", "write_zip"):
         _timed(services, name, phases)
     for name in ("project_funnel", "project_agreement"):
-        _timed(selectors, name, phases)
+        _timed(report_selectors, name, phases)
 
     before = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()

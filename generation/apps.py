@@ -11,10 +11,6 @@ class GenerationConfig(AppConfig):
     def ready(self) -> None:
         from celery.signals import worker_init, worker_ready
 
-        # Register the tasks in every process (web, worker, tests, commands): the services send
-        # the job task by name and never import this module.
-        from generation import tasks  # noqa: F401
-
         worker_init.connect(_worker_init, weak=False)
         worker_ready.connect(_worker_ready, weak=False)
 

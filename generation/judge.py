@@ -28,6 +28,7 @@ from generation.parsing import ReplyFormatError, parse_answer
 from generation.prompts import options_text
 from generation.services import CallInfo, JobContext
 from medcot.bulk import insert_row
+from medcot.models import Item
 from medcot.rubric import rubric_current
 
 JUDGE_SCHEMA_NAME = "rubric_judgement"
@@ -163,7 +164,8 @@ def judge_begin(*, ctx: JobContext, prompt_version_id: int) -> int | None:
     """The id of the version to judge, or None when there is nothing to do: no CoT, or this
     profile already judged this version with this prompt (a job run twice)."""
     with connection.cursor() as cursor:
-        cursor.execute("SELECT current_version_id FROM medcot_item WHERE id = %s", [ctx.item_id])
+        sql = f"SELECT current_version_id FROM {Item._meta.db_table} WHERE id = %s"  # noqa: S608
+        cursor.execute(sql, [ctx.item_id])
         row = cursor.fetchone()
     version_id = row[0] if row else None
     if version_id is None or not (ctx.cot or "").strip():

@@ -13,6 +13,7 @@ so two processes racing to move the same item cannot both succeed, and every mov
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.db import connection, models, transaction
@@ -77,6 +78,46 @@ INITIAL: frozenset[Status] = frozenset({S.IMPORTED, S.GENERATED})
 TERMINAL: frozenset[Status] = frozenset(s for s, targets in ALLOWED.items() if not targets)
 
 
+@dataclass
+class ItemRef:
+    """An item as the lifecycle needs it (its id, project and status), for a writer that read
+    those with its own SQL (generation's workers): what it passes to `transition` and
+    `item_version_create` instead of a made-up model instance. Updated in place like an item."""
+
+    pk: int
+    project_id: int
+    status: str
+
+
+def creation_event_values(
+    *,
+    project_id: int,
+    item_id: int,
+    status: Status | str,
+    reason: str = "",
+    data: dict[str, Any] | None = None,
+    actor_id: int | None = None,
+    now=None,
+) -> dict:
+    """The event row that records an item's creation in its first status (one of `INITIAL`),
+    for writers that insert items in bulk (generation's families). The one builder, so every
+    creation reads the same in the history."""
+    first = Status(status)
+    if first not in INITIAL:
+        raise IllegalTransition(f"An item cannot be created as {first.label}")
+    return {
+        "project_id": project_id,
+        "item_id": item_id,
+        "actor_id": actor_id,
+        "kind": "created",
+        "from_status": "",
+        "to_status": first.value,
+        "reason": reason,
+        "data": data or {},
+        "created_at": now or timezone.now(),
+    }
+
+
 class IllegalTransition(Exception):
     """The move is not in the table."""
 
@@ -115,7 +156,7 @@ def _event_values(actor_id, from_status: Status, to_status: Status, reason: str)
 
 
 def transition(
-    item: Item,
+    item: Item | ItemRef,
     to: Status | str,
     *,
     actor: AbstractBaseUser | None = None,

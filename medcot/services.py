@@ -7,6 +7,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from medcot.bulk import insert_row, insert_statement
+from medcot.lifecycle import ItemRef
 from medcot.models import OPTION_LABELS, Event, Item, ItemVersion, Project, RevisionStatus
 
 
@@ -39,7 +40,7 @@ _CURRENT_SQL = (
 
 def item_version_create(
     *,
-    item: Item,
+    item: Item | ItemRef,
     author_kind: str,
     reason: str,
     author=None,

@@ -10,7 +10,14 @@ from generation.services.calls import CallInfo, llm_call_record
 from generation.services.dispatch import jobs_dispatch_on_commit
 from generation.services.jobs import _FINISH_SQL, JobContext, _finish_params, job_finish
 from medcot.bulk import insert_statement, is_postgres
-from medcot.lifecycle import StaleStatus, Status, transition, transition_ctes, transition_many
+from medcot.lifecycle import (
+    ItemRef,
+    StaleStatus,
+    Status,
+    transition,
+    transition_ctes,
+    transition_many,
+)
 from medcot.models import AuthorKind, Item
 from medcot.services import item_version_create
 
@@ -21,7 +28,7 @@ def cot_begin(*, ctx: JobContext) -> bool:
     """Move an imported seed to `generating`. Returns False when there is nothing to do: the
     seed already carries a CoT (it skips straight to `generated`) or it has moved on."""
     # Status and CoT were read with the claim, a moment ago; the move itself is conditional.
-    item = Item(pk=ctx.item_id, project_id=ctx.project_id, status=ctx.item_status)
+    item = ItemRef(pk=ctx.item_id, project_id=ctx.project_id, status=ctx.item_status)
     if item.status == Status.GENERATING:
         return True
     if item.status != Status.IMPORTED:
@@ -42,9 +49,9 @@ def cot_begin(*, ctx: JobContext) -> bool:
 
 def _status_locked(item_id: int) -> str:
     """The item's status, its row locked until the end of the transaction."""
-    sql = "SELECT status FROM medcot_item WHERE id = %s"
+    sql = f"SELECT status FROM {Item._meta.db_table} WHERE id = %s"  # noqa: S608 (from code)
     if connection.features.has_select_for_update:
-        sql = "SELECT status FROM medcot_item WHERE id = %s FOR NO KEY UPDATE"
+        sql += " FOR NO KEY UPDATE"
     with connection.cursor() as cursor:
         cursor.execute(sql, [item_id])
         row = cursor.fetchone()
@@ -79,7 +86,7 @@ def _job_add(run_id: int, kind: str, item_id: int) -> list[int]:
     return _job_ids_to_send(key, row[0] if row else None)
 
 
-def _after_generated(ctx: JobContext, item: Item) -> None:
+def _after_generated(ctx: JobContext, item: ItemRef) -> None:
     """What follows a seed's CoT: expansion (hands-off runs), or straight to first-pass review
     when the project does not expand."""
     if ctx.expansion_factor <= 1:
@@ -104,7 +111,7 @@ def cot_apply(
         prompt_version_id = call.prompt_version_id
         if _status_locked(ctx.item_id) != Status.GENERATING:
             return False
-        item = Item(pk=ctx.item_id, project_id=ctx.project_id, status=Status.GENERATING)
+        item = ItemRef(pk=ctx.item_id, project_id=ctx.project_id, status=Status.GENERATING)
         item_version_create(
             item=item,
             author_kind=AuthorKind.LLM,

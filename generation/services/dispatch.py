@@ -29,9 +29,18 @@ DISPATCH_CHUNK = 500
 # The broker queue of the model calls; the job task declares it (generation/tasks.py).
 LLM_QUEUE = "llm"
 # The job task, sent by name: the services never import the tasks (which import the pipeline,
-# which imports the services). `GenerationConfig.ready` registers the tasks in every process,
-# so the task's own options apply (its queue, eager runs in tests).
+# which imports the services). See `_job_task_signature`.
 JOB_TASK = "generation.tasks.job"
+
+
+def _job_task_signature(app, job_id: int):
+    """The job task's message. A process that has not loaded its tasks yet (a web process on
+    its first dispatch) has Celery import them, as a worker does when it starts, so the task's
+    own options apply: its queue, and eager runs in tests. Loading them only here keeps the
+    pipeline and the LLM client out of processes that never dispatch."""
+    if JOB_TASK not in app.tasks:
+        app.loader.import_default_modules()
+    return app.signature(JOB_TASK, args=(job_id,))
 
 
 def _dispatch(job_ids: list[int]) -> None:
@@ -48,7 +57,7 @@ def _dispatch(job_ids: list[int]) -> None:
             # transport can batch; otherwise one by one, as before.
             with app.producer_or_acquire() as producer, _publish_batch(producer):
                 for job_id in chunk:
-                    app.signature(JOB_TASK, args=(job_id,)).apply_async(producer=producer)
+                    _job_task_signature(app, job_id).apply_async(producer=producer)
         except (OperationalError, BatchPublishError) as exc:
             # The broker is unreachable (after Celery's own publish retries), or a batch
             # failed part-way. The jobs stay queued and unmarked, and the sweep sends them

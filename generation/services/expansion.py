@@ -15,8 +15,13 @@ from generation.services.calls import CallInfo, llm_call_record
 from generation.services.common import MAX_DROPPED_PER_REPLY
 from generation.services.jobs import JobContext, job_finish, run_state
 from medcot.bulk import allocate_ids_many, ids_in, ids_params, insert_dicts_together, is_postgres
-from medcot.lifecycle import Status, transition_many
+from medcot.lifecycle import Status, creation_event_values, transition_many
 from medcot.models import OPTION_LABELS, AuthorKind, Event, Item, ItemKind, ItemVersion
+
+# The core's tables, by the names the core gives them.
+ITEM = Item._meta.db_table
+ITEM_VERSION = ItemVersion._meta.db_table
+
 
 # -- expansion ------------------------------------------------------------------------------
 
@@ -29,7 +34,7 @@ def _family(seed_id: int) -> list[tuple[int, str]]:
     """(id, external id) of the seed's synthetic siblings."""
     with connection.cursor() as cursor:
         cursor.execute(
-            "SELECT id, external_id FROM medcot_item WHERE family_id = %s AND kind = %s",
+            f"SELECT id, external_id FROM {ITEM} WHERE family_id = %s AND kind = %s",  # noqa: S608
             [seed_id, ItemKind.SYNTHETIC.value],
         )
         return cursor.fetchall()
@@ -52,7 +57,7 @@ def expand_plan(*, ctx: JobContext) -> int | None:
 _TEXTS_SQL = (
     "SELECT i.id, i.current_version_id, v.stem, "  # noqa: S608 (names from code)
     + ", ".join(f"v.option_{label.lower()}" for label in OPTION_LABELS)
-    + " FROM medcot_item i JOIN medcot_itemversion v ON v.id = i.current_version_id "
+    + f" FROM {ITEM} i JOIN {ITEM_VERSION} v ON v.id = i.current_version_id "
     "WHERE i.id {}"
 )
 
@@ -215,8 +220,6 @@ def family_store(*, ctx: JobContext, call: CallInfo, plan: FamilyPlan) -> Family
     rows are written by one statement on PostgreSQL: expansion is the pipeline's heaviest
     database step. The rows are the ones `item_version_create` would write for a new item
     (version 1, a `version_created` event)."""
-    model = call.record.model
-    prompt_version_id = call.prompt_version_id
     with transaction.atomic():
         call_id = llm_call_record(profile=ctx.profile, ctx=ctx, call=call)
         seed = _seed_locked(ctx.item_id)
@@ -228,103 +231,17 @@ def family_store(*, ctx: JobContext, call: CallInfo, plan: FamilyPlan) -> Family
         # (a redelivered message) may have added siblings since.
         kept = plan.kept[: max(0, ctx.expansion_factor - 1 - len(taken))]
         dropped = [(q, twin) for q, twin in plan.dropped if twin >= 0 or -twin <= len(kept)]
-        external_ids, n = [], 0
-        for _ in kept:
-            n += 1
-            while f"{seed['external_id']}~s{n}" in taken:
-                n += 1
-            external_ids.append(f"{seed['external_id']}~s{n}")
-        now = timezone.now()
-        reason = gettext_noop("synthesized from the seed's explanation")
+        rows = _SiblingRows(ctx=ctx, call=call, call_id=call_id, seed=seed, now=timezone.now())
         sibling_ids, writes = _siblings_insert(
-            [
-                {
-                    "project_id": ctx.project_id,
-                    "kind": ItemKind.SYNTHETIC.value,
-                    "family_id": ctx.item_id,
-                    "external_id": external_id,
-                    "question_type": seed["question_type"],
-                    "specialty": seed["specialty"],
-                    "language": seed["language"],
-                    "source": seed["source"],
-                    "status": Status.GENERATED.value,
-                    "status_changed_at": now,
-                    "created_at": now,
-                }
-                for external_id in external_ids
-            ],
-            [
-                {
-                    "number": 1,
-                    "stem": question["stem"],
-                    "answer": question["answer"],
-                    "cot": question["cot"],
-                    "reasoning": "",
-                    "author_kind": AuthorKind.LLM.value,
-                    "author_id": None,
-                    "reason": reason,
-                    "provenance": {
-                        "task": "synthesize",
-                        "prompt_version": prompt_version_id,
-                        "llm_call": call_id,
-                        "model": model,
-                        "profile": ctx.profile.name,
-                        "aspect": question.get("aspect", ""),
-                        "seed": ctx.item_id,
-                        "job": ctx.job_id,
-                    },
-                    "created_at": now,
-                    **{
-                        f"option_{label.lower()}": question["options"].get(label, "")
-                        for label in OPTION_LABELS
-                    },
-                }
-                for question, _g, _b in kept
-            ],
+            [rows.item(external_id) for external_id in _sibling_external_ids(seed, kept, taken)],
+            [rows.version(question) for question, _g, _b in kept],
         )
         events = [
-            {
-                "project_id": ctx.project_id,
-                "item_id": ctx.item_id,
-                "kind": "near_duplicate_dropped",
-                "reason": f"synthesized question too similar to item {twin_id}",
-                "data": {
-                    "similar_to": twin_id,
-                    "stem": question["stem"][:500],
-                    "llm_call": call_id,
-                    "job": ctx.job_id,
-                },
-                "created_at": now,
-            }
+            rows.dropped_event(question, sibling_ids[-twin - 1] if twin < 0 else twin)
             for question, twin in dropped
-            for twin_id in [sibling_ids[-twin - 1] if twin < 0 else twin]
         ]
         for sibling_id, (question, _g, _b) in zip(sibling_ids, kept, strict=True):
-            events.append(
-                {
-                    "project_id": ctx.project_id,
-                    "item_id": sibling_id,
-                    "kind": "created",
-                    "to_status": Status.GENERATED.value,
-                    "reason": gettext_noop("synthesized from its seed"),
-                    "data": {
-                        "seed": ctx.item_id,
-                        "llm_call": call_id,
-                        "aspect": question.get("aspect", ""),
-                    },
-                    "created_at": now,
-                }
-            )
-            events.append(
-                {
-                    "project_id": ctx.project_id,
-                    "item_id": sibling_id,
-                    "kind": "version_created",
-                    "reason": reason,
-                    "data": {"number": 1, "author_kind": AuthorKind.LLM.value},
-                    "created_at": now,
-                }
-            )
+            events += rows.sibling_events(sibling_id, question)
         bands = [
             {"project_id": ctx.project_id, "item_id": sibling_id, "band": band, "value": value}
             for sibling_id, (_q, _g, band_values) in zip(sibling_ids, kept, strict=True)
@@ -339,9 +256,114 @@ def family_store(*, ctx: JobContext, call: CallInfo, plan: FamilyPlan) -> Family
     return FamilyStored(len(sibling_ids), len(dropped), run_state(run_id=ctx.run_id), complete)
 
 
+def _sibling_external_ids(seed: dict, kept: list, taken: set[str]) -> list[str]:
+    """`<seed id>~s<n>` for each kept question, skipping the numbers the family already has."""
+    external_ids, n = [], 0
+    for _ in kept:
+        n += 1
+        while f"{seed['external_id']}~s{n}" in taken:
+            n += 1
+        external_ids.append(f"{seed['external_id']}~s{n}")
+    return external_ids
+
+
+@dataclass
+class _SiblingRows:
+    """The rows `family_store` writes for one family, all stamped with one call and one time."""
+
+    ctx: JobContext
+    call: CallInfo
+    call_id: int
+    seed: dict
+    now: object
+    reason: str = gettext_noop("synthesized from the seed's explanation")
+
+    def item(self, external_id: str) -> dict:
+        return {
+            "project_id": self.ctx.project_id,
+            "kind": ItemKind.SYNTHETIC.value,
+            "family_id": self.ctx.item_id,
+            "external_id": external_id,
+            "question_type": self.seed["question_type"],
+            "specialty": self.seed["specialty"],
+            "language": self.seed["language"],
+            "source": self.seed["source"],
+            "status": Status.GENERATED.value,
+            "status_changed_at": self.now,
+            "created_at": self.now,
+        }
+
+    def version(self, question: dict) -> dict:
+        return {
+            "number": 1,
+            "stem": question["stem"],
+            "answer": question["answer"],
+            "cot": question["cot"],
+            "reasoning": "",
+            "author_kind": AuthorKind.LLM.value,
+            "author_id": None,
+            "reason": self.reason,
+            "provenance": {
+                "task": "synthesize",
+                "prompt_version": self.call.prompt_version_id,
+                "llm_call": self.call_id,
+                "model": self.call.record.model,
+                "profile": self.ctx.profile.name,
+                "aspect": question.get("aspect", ""),
+                "seed": self.ctx.item_id,
+                "job": self.ctx.job_id,
+            },
+            "created_at": self.now,
+            **{
+                f"option_{label.lower()}": question["options"].get(label, "")
+                for label in OPTION_LABELS
+            },
+        }
+
+    def dropped_event(self, question: dict, twin_id: int) -> dict:
+        return {
+            "project_id": self.ctx.project_id,
+            "item_id": self.ctx.item_id,
+            "kind": "near_duplicate_dropped",
+            "reason": f"synthesized question too similar to item {twin_id}",
+            "data": {
+                "similar_to": twin_id,
+                "stem": question["stem"][:500],
+                "llm_call": self.call_id,
+                "job": self.ctx.job_id,
+            },
+            "created_at": self.now,
+        }
+
+    def sibling_events(self, sibling_id: int, question: dict) -> list[dict]:
+        """Its creation (lifecycle's builder) and its first version."""
+        return [
+            creation_event_values(
+                project_id=self.ctx.project_id,
+                item_id=sibling_id,
+                status=Status.GENERATED,
+                reason=gettext_noop("synthesized from its seed"),
+                data={
+                    "seed": self.ctx.item_id,
+                    "llm_call": self.call_id,
+                    "aspect": question.get("aspect", ""),
+                },
+                now=self.now,
+            ),
+            {
+                "project_id": self.ctx.project_id,
+                "item_id": sibling_id,
+                "kind": "version_created",
+                "reason": self.reason,
+                "data": {"number": 1, "author_kind": AuthorKind.LLM.value},
+                "created_at": self.now,
+            },
+        ]
+
+
 _SEED_SQL = (
-    "SELECT status, external_id, question_type, specialty, language, source "
-    "FROM medcot_item WHERE id = %s"
+    "SELECT status, external_id, question_type, specialty, language, source "  # noqa: S608
+    f"FROM {ITEM} WHERE id = %s"
 )
 
 

@@ -19,7 +19,7 @@ from generation.services.facts import run_facts
 from generation.services.runs import _run_maybe_finish, run_pause
 from medcot.bulk import is_postgres
 from medcot.lifecycle import StaleStatus, Status, transition, transition_many
-from medcot.models import OPTION_LABELS, Event, Item
+from medcot.models import OPTION_LABELS, Event, Item, ItemVersion
 
 
 @dataclass
@@ -56,8 +56,8 @@ _ITEM_SQL = (
     "SELECT i.status, i.external_id, i.language, i.specialty, i.question_type, "  # noqa: S608
     "v.stem, v.answer, v.cot, "
     + ", ".join(f"v.option_{label.lower()}" for label in OPTION_LABELS)
-    + " FROM medcot_item i LEFT JOIN medcot_itemversion v ON v.id = i.current_version_id "
-    "WHERE i.id = %s"
+    + f" FROM {Item._meta.db_table} i LEFT JOIN {ItemVersion._meta.db_table} v "
+    "ON v.id = i.current_version_id WHERE i.id = %s"
 )
 
 
@@ -110,10 +110,10 @@ _CLAIM_READ_SQL = (
     "SELECT j.run_id, j.item_id, j.kind, j.payload, i.status, i.external_id, i.language, "
     "i.specialty, i.question_type, v.stem, v.answer, v.cot, "
     + ", ".join(f"v.option_{label.lower()}" for label in OPTION_LABELS)
-    + ", CASE WHEN j.kind = %s THEN ARRAY(SELECT ARRAY[a.number, a.parsed::int, a.correct::int] "
+    + ", CASE WHEN j.kind = %s THEN ARRAY(SELECT ARRAY[a.number, a.parsed::int, a.correct::int] "  # noqa: S608
     "FROM generation_reanswerattempt a WHERE a.item_id = j.item_id ORDER BY a.number) END "
-    "FROM j JOIN medcot_item i ON i.id = j.item_id "
-    "LEFT JOIN medcot_itemversion v ON v.id = i.current_version_id"
+    f"FROM j JOIN {Item._meta.db_table} i ON i.id = j.item_id "
+    f"LEFT JOIN {ItemVersion._meta.db_table} v ON v.id = i.current_version_id"
 )
 
 

@@ -22,7 +22,7 @@ from generation.services.jobs import (
 from generation.services.profiles import profile_default_get
 from generation.services.runs import _jobs_add, _run_maybe_finish
 from medcot.bulk import insert_row, insert_statement, is_postgres
-from medcot.lifecycle import StaleStatus, Status, transition, transition_ctes
+from medcot.lifecycle import ItemRef, StaleStatus, Status, transition, transition_ctes
 from medcot.models import Item
 
 # -- re-answering ---------------------------------------------------------------------------
@@ -74,7 +74,7 @@ def reanswer_conclude(*, ctx: JobContext, to: str, reason: str, data: dict) -> N
     redelivered job finds the item moved and just finishes."""
     data = {**data, "job": ctx.job_id}
     if not is_postgres():
-        item = Item(pk=ctx.item_id, project_id=ctx.project_id, status=Status.REANSWERING)
+        item = ItemRef(pk=ctx.item_id, project_id=ctx.project_id, status=Status.REANSWERING)
         with contextlib.suppress(StaleStatus):
             transition(item, to, reason=reason, data=data)
         job_finish(job_id=ctx.job_id, ctx=ctx)

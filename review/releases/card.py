@@ -35,6 +35,7 @@ AGREEMENT_ROWS = (
     ("panel_decision", "Panel decision: accept / revise / discard (nominal)"),
 )
 PROPERTIES = ("language", "question_type", "kind", "revision_status", "first_pass_result")
+PROPERTIES = ("language", "question_type", "kind", "revision_status", "first_pass_result")
 STATISTIC_NAMES = {
     "percent_agreement": "Percent agreement",
     "kappa_mean": "Cohen's κ (mean over rater pairs)",
@@ -147,6 +148,14 @@ def _agreement_rows(judgement: str, summary: dict) -> list[dict]:
     ]
 
 
+def _agreement_table(agreement: dict) -> list[dict]:
+    """The card's agreement rows: consensus and panel judgements, then each rubric dimension."""
+    rows = [row for key, label in AGREEMENT_ROWS for row in _agreement_rows(label, agreement[key])]
+    for d in DIMENSIONS:
+        rows += _agreement_rows(f"Rubric: {d} (ordinal 0–2)", agreement["rubric"][d])
+    return rows
+
+
 def render_card(
     *,
     project_name: str,
@@ -164,7 +173,6 @@ def render_card(
     previous release) "diff"."""
     release = stats["release"]
     funnel = stats["funnel"]
-    agreement = stats["agreement"]
     diff = stats.get("diff") if previous_version else None
     context = {
         "pretty_name": json.dumps(f"{project_name} {version}", ensure_ascii=False),
@@ -188,29 +196,10 @@ def render_card(
             else None
         ),
         "properties": [
-            (name, value, count)
-            for name in (
-                "language",
-                "question_type",
-                "kind",
-                "revision_status",
-                "first_pass_result",
-            )
-            for value, count in release[name]
+            (name, value, count) for name in PROPERTIES for value, count in release[name]
         ],
         "rubric": [(d, release["rubric"][d]) for d in DIMENSIONS],
-        "agreement": [
-            *(
-                row
-                for key, label in AGREEMENT_ROWS
-                for row in _agreement_rows(label, agreement[key])
-            ),
-            *(
-                row
-                for d in DIMENSIONS
-                for row in _agreement_rows(f"Rubric: {d} (ordinal 0–2)", agreement["rubric"][d])
-            ),
-        ],
+        "agreement": _agreement_table(stats["agreement"]),
         "fields": FIELDS,
         "quality_section": "\n".join(["", *quality_card_lines(release.get("quality"))])
         if release.get("quality")

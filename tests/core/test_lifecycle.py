@@ -10,6 +10,7 @@ from medcot.lifecycle import (
     IllegalTransition,
     StaleStatus,
     Status,
+    creation_event_values,
     transition,
     transition_ctes,
     transition_many,
@@ -158,3 +159,18 @@ class TestRandomWalks(TestCase):
         item.refresh_from_db()
         assert item.status == current
         assert Event.objects.filter(item=item, kind="transition").count() == accepted
+
+
+def test_it_builds_the_creation_event_for_a_first_status_only():
+    event = creation_event_values(
+        project_id=1, item_id=2, status=Status.GENERATED, reason="synthesized", data={"seed": 3}
+    )
+    assert (event["kind"], event["from_status"], event["to_status"]) == (
+        "created",
+        "",
+        Status.GENERATED.value,
+    )
+    assert event["data"] == {"seed": 3} and event["created_at"] is not None
+    for status in set(Status) - set(INITIAL):
+        with pytest.raises(IllegalTransition):
+            creation_event_values(project_id=1, item_id=2, status=status)

@@ -25,7 +25,17 @@ from django.core.management.base import BaseCommand, CommandError
 from medcot import pofile
 
 DOMAINS = ("django", "djangojs")
-IGNORE = [".venv", "var", "tests", "bench", "docs", "README.md", "static/vendor", "node_modules", "test-artifacts"]
+IGNORE = [
+    ".venv",
+    "var",
+    "tests",
+    "bench",
+    "docs",
+    "README.md",
+    "static/vendor",
+    "node_modules",
+    "test-artifacts",
+]
 HEADER_DATE = re.compile(r'^"POT-Creation-Date: .*\\n"$', re.MULTILINE)
 
 

@@ -42,24 +42,7 @@ class ProfileForm(forms.ModelForm):
 
     class Meta:
         model = LLMProfile
-        fields = [
-            "name",
-            "base_url",
-            "model",
-            "alternate_models",
-            "api_key_env",
-            "structured_output",
-            "max_in_flight",
-            "timeout_seconds",
-            "max_retries",
-            "temperature",
-            "top_p",
-            "max_tokens",
-            "price_input_per_m",
-            "price_output_per_m",
-            "simulated",
-            "enabled",
-        ]
+        fields = list(LLMProfile.EDITABLE_FIELDS)
         widgets = {"base_url": forms.TextInput(attrs={"placeholder": "https://api.example.com/v1"})}
 
     def __init__(self, *args, **kwargs):

@@ -41,6 +41,26 @@ class Task(models.TextChoices):
 class LLMProfile(models.Model):
     """One OpenAI-compatible endpoint and how to call it."""
 
+    # The settings a person edits, in the order the form and the API show them.
+    EDITABLE_FIELDS = (
+        "name",
+        "base_url",
+        "model",
+        "alternate_models",
+        "api_key_env",
+        "structured_output",
+        "max_in_flight",
+        "timeout_seconds",
+        "max_retries",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "price_input_per_m",
+        "price_output_per_m",
+        "simulated",
+        "enabled",
+    )
+
     name = models.CharField(_("name"), max_length=100, unique=True)
     # Not a URLField: Django's URL validator refuses single-label hosts ("http://gpu-box:8000/v1"),
     # which is how servers on a hospital's own network are often named.

@@ -11,21 +11,7 @@ from medcot.models import Language, Project, QuestionType
 class ProjectForm(forms.ModelForm):
     class Meta:
         model = Project
-        fields = [
-            "name",
-            "slug",
-            "description",
-            "language",
-            "expansion_factor",
-            "reanswer_attempts",
-            "panel_size",
-            "consensus_minimum",
-            "first_pass_counts_for_consensus",
-            "control_every",
-            "control_threshold",
-            "control_minimum",
-            "double_review_percent",
-        ]
+        fields = list(Project.EDITABLE_FIELDS)
 
     # Quality settings (review/quality) may be left empty: the model's defaults apply.
     OPTIONAL = ("control_every", "control_threshold", "control_minimum", "double_review_percent")

@@ -98,6 +98,23 @@ class AppendOnlyModel(models.Model):
 class Project(models.Model):
     """A curation campaign with its pipeline settings (the paper's values as defaults)."""
 
+    # The settings a person edits, in the order the form and the API show them.
+    EDITABLE_FIELDS = (
+        "name",
+        "slug",
+        "description",
+        "language",
+        "expansion_factor",
+        "reanswer_attempts",
+        "panel_size",
+        "consensus_minimum",
+        "first_pass_counts_for_consensus",
+        "control_every",
+        "control_threshold",
+        "control_minimum",
+        "double_review_percent",
+    )
+
     name = models.CharField(_("name"), max_length=200, unique=True)
     slug = models.SlugField(_("slug"), max_length=80, unique=True)
     description = models.TextField(_("description"), blank=True)

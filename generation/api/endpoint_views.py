@@ -25,28 +25,7 @@ class EndpointSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = LLMProfile
-        fields = [
-            "id",
-            "name",
-            "base_url",
-            "model",
-            "alternate_models",
-            "api_key_env",
-            "structured_output",
-            "max_in_flight",
-            "timeout_seconds",
-            "max_retries",
-            "temperature",
-            "top_p",
-            "max_tokens",
-            "price_input_per_m",
-            "price_output_per_m",
-            "simulated",
-            "enabled",
-            "is_default",
-            "last_test",
-            "call_count",
-        ]
+        fields = ["id", *LLMProfile.EDITABLE_FIELDS, "is_default", "last_test", "call_count"]
         read_only_fields = ["id", "is_default", "last_test", "call_count"]
 
     def validate_api_key_env(self, value: str) -> str:

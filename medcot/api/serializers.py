@@ -36,25 +36,7 @@ class ProjectSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Project
-        fields = [
-            "id",
-            "name",
-            "slug",
-            "description",
-            "language",
-            "expansion_factor",
-            "reanswer_attempts",
-            "panel_size",
-            "consensus_minimum",
-            "first_pass_counts_for_consensus",
-            "control_every",
-            "control_threshold",
-            "control_minimum",
-            "double_review_percent",
-            "created_at",
-            "item_count",
-            "approved_count",
-        ]
+        fields = ["id", *Project.EDITABLE_FIELDS, "created_at", "item_count", "approved_count"]
         read_only_fields = ["id", "created_at"]
         # The same bounds as the model's CheckConstraints, so bad settings are a 400 with the
         # field named rather than an IntegrityError.

@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 
 import pyarrow as pa
+from django.utils.translation import gettext as _
 
 from generation.public import JUDGE_DIMENSIONS, JudgeScore
 from medcot.models import Project
@@ -69,7 +70,7 @@ def _fmt(value: float | None) -> str:
 def card_section(*, project: Project) -> list[str]:
     """The card's "Machine judge" section: what the judge's columns are, how far the judge
     agreed with the experts per dimension, and which uses the project had switched on."""
-    lines = ["", "## Machine judge", ""]
+    lines = ["", "## " + _("Machine judge"), ""]
     judge = services.judge_active(project=project)
     if judge is None:
         lines.append("No machine judge scored items of this project.")

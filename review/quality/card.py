@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import statistics
 
+from django.utils.translation import gettext as _
+
 # Upper bounds of the confidence bins (P(valid) of the released version).
 BINS = ((0.5, "< 0.50"), (0.8, "0.50–0.80"), (0.95, "0.80–0.95"), (0.99, "0.95–0.99"))
 TOP = "≥ 0.99"
@@ -46,13 +48,14 @@ class ConfidenceStats:
 
 
 def quality_card_lines(quality: dict | None) -> list[str]:
-    """The card's "Verdict confidence" section (English, like the rest of the card)."""
+    """The card's "Verdict confidence" section: its heading in the card's language (the
+    services render the card under it), its text in English like the rest of the card's prose."""
     if not quality:
         return []
     total = quality["n"] + quality["missing"]
     lines = [
         "",
-        "## Verdict confidence",
+        "## " + _("Verdict confidence"),
         "",
         "Each record's `verdict_confidence` is the posterior probability that its released "
         "version is valid, from a Dawid–Skene model fitted over every human verdict in the "

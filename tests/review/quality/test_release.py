@@ -52,3 +52,21 @@ def test_a_release_carries_the_posterior_and_never_a_control(
     assert set(ConsensusVote.objects.values_list("item_id", flat=True)) == {real.pk}
     card = (directory / "README.md").read_text()
     assert "## Verdict confidence" in card
+
+
+def test_the_card_headings_of_confidence_and_judge_follow_the_card_language(project):
+    # A Chinese card translates every heading (templates/releases/card.md); these two sections
+    # are written in Python and were left in English.
+    from django.utils import translation
+
+    from review.judge.release import card_section
+    from review.quality.card import ConfidenceStats, quality_card_lines
+
+    stats = ConfidenceStats()
+    stats.add({"verdict_confidence": 0.9, "n_verdicts": 2})
+    with translation.override("zh-hans"):
+        assert "## 结论置信度" in quality_card_lines(stats.as_dict())
+        assert "## 机器评审" in card_section(project=project)
+    with translation.override("en"):
+        assert "## Verdict confidence" in quality_card_lines(stats.as_dict())
+        assert "## Machine judge" in card_section(project=project)

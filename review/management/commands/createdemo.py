@@ -22,6 +22,7 @@ DEMO_PEOPLE = [
     ("admin", [ADMIN], "Dr. Lin", []),
     ("reviewer", [REVIEWER], "Dr. Patel", []),
     ("reviewer2", [REVIEWER], "Dr. Okafor", []),
+    ("reviewer3", [REVIEWER], "Dr. Haddad", []),
     ("expert1", [EXPERT], "Prof. Zhang", ["Clinical knowledge", "Professional medicine"]),
     ("expert2", [EXPERT], "Dr. García", ["Clinical knowledge", "Anatomy"]),
     ("expert3", [EXPERT], "Dr. Chen", ["Professional medicine", "Virology"]),

@@ -1,0 +1,148 @@
+"""No tell: what a reviewer sees of a control (page, API, afterwards) is what they would see of a
+real item in the same position. Each test serves a control to one person and a real item of the
+same content to another, and compares what each sees once the item's own ids are normalised."""
+
+import re
+
+import pytest
+
+from medcot.lifecycle import Status
+from medcot.models import Item, Project
+from review.quality.models import ControlItem
+from tests.api.conftest import token_client
+from tests.factories import ItemFactory
+
+pytestmark = pytest.mark.django_db
+
+NEXT = "/api/review/first-pass/next/"
+UNDO = "/api/review/first-pass/undo/"
+PASS = {"relevance": True, "correctness": True, "sufficiency": True, "action": "pass"}
+AGREE = {"answer": "A", "approve_phrasing": True}
+TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+(Z|[+-]\d\d:\d\d)?")
+
+
+def _every(project, n):
+    Project.objects.filter(pk=project.pk).update(control_every=n)
+
+
+def _normalised(value, items: list[Item]):
+    """`value` (text or JSON) with the ids of `items` replaced by markers numbered in the order
+    they are given, and timestamps, CSRF tokens and the person's name by markers too."""
+    if isinstance(value, dict):
+        out = {}
+        for key, v in value.items():
+            ids = {item.pk: n for n, item in enumerate(items)}
+            if key in ("id", "item", "family_id") and isinstance(v, int) and v in ids:
+                out[key] = f"<item{ids[v]}>"
+            else:
+                out[key] = _normalised(v, items)
+        return out
+    if isinstance(value, list | tuple):
+        return [_normalised(v, items) for v in value]
+    if not isinstance(value, str):
+        return value
+    for n, item in enumerate(items):
+        value = value.replace(item.external_id, f"<external{n}>")
+        value = re.sub(rf"(?<=[/=\"-]){item.pk}(?=[/\"&-])", f"<item{n}>", value)
+    value = re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', "<csrf>", value)
+    value = re.sub(r'CSRFToken": "[^"]+"', "<csrf>", value)
+    value = re.sub(r'data-shown-at="\d+"', "<shown-at>", value)
+    value = re.sub(r'<span class="who".*?</span>', "<who>", value)
+    value = re.sub(r"\breviewer_b\b", "reviewer", value)
+    return TIMESTAMP.sub("<time>", value)
+
+
+def _in_order(text: str, project) -> list[Item]:
+    """The project's items whose external id `text` shows, in the order it shows them."""
+    shown = [(text.find(i.external_id), i) for i in Item.objects.filter(project=project)]
+    return [item for at, item in sorted(shown, key=lambda p: p[0]) if at >= 0]
+
+
+def _serve_both(make_control, project, reviewer, reviewer_b, serve):
+    """`serve(person)` once with a control in the queue (to `reviewer`) and once with controls
+    off and only real items left (to `reviewer_b`), among real items of the same content.
+    Returns (control, what `reviewer` saw, what `reviewer_b` saw)."""
+    _every(project, 1)
+    control = make_control()
+    for _ in range(4):
+        ItemFactory(project=project, status=Status.FIRST_REVIEW)
+    seen_control = serve(reviewer)
+    _every(project, 0)
+    seen_real = serve(reviewer_b)
+    return control.item, seen_control, seen_real
+
+
+# --- Tell 1: the external id ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ids", "shape"),
+    [
+        (lambda n: f"q-{n * 7}", r"q-\d{3}"),
+        (lambda n: f"pmc-{n:04d}-{(n * 2654435761) % 16**6:06x}", r"pmc-00\d\d-[0-9a-f]{6}"),
+        (lambda n: f"USMLE_{n * 13:05d}", r"USMLE_00\d{3}"),
+    ],
+)
+def test_a_control_copy_has_an_id_shaped_like_the_projects_own(project, admin_user, ids, shape):
+    from review.quality.controls import control_create_from_item
+
+    for n in range(15, 40):
+        ItemFactory(project=project, status=Status.FIRST_REVIEW, external_id=ids(n))
+    source = ItemFactory(project=project, status=Status.APPROVED, external_id=ids(40))
+    copies = [
+        control_create_from_item(admin=admin_user, item=source, stage=stage).item
+        for stage in (Status.FIRST_REVIEW, Status.CONSENSUS)
+    ]
+    for copy in copies:
+        assert re.fullmatch(shape, copy.external_id), copy.external_id
+        assert source.external_id not in copy.external_id
+        # Inside the range the project's ids already span: not the next id an import brings.
+        assert len(copy.external_id) == len(source.external_id)
+        assert copy.external_id < ids(40)
+    # Admins still know where each control came from.
+    assert {c.source_item_id for c in ControlItem.objects.all()} == {source.pk}
+
+
+def test_with_no_gap_left_a_copy_takes_a_longer_id_than_the_sequence(project, admin_user):
+    from review.quality.controls import control_create_from_item
+
+    for n in range(10):
+        ItemFactory(project=project, status=Status.FIRST_REVIEW, external_id=f"q-{n}")
+    source = ItemFactory(project=project, status=Status.APPROVED, external_id="q-10")
+    ItemFactory(project=project, status=Status.APPROVED, external_id="q-11")
+    copy = control_create_from_item(admin=admin_user, item=source).item
+    assert re.fullmatch(r"q-[1-9]\d{3,4}", copy.external_id), copy.external_id
+
+
+def test_the_first_pass_page_of_a_control_is_a_real_items_page(
+    make_control, project, reviewer, reviewer_b, client
+):
+    def serve(person):
+        client.force_login(person)
+        return client.get("/review/first-pass/").content.decode()
+
+    control, page_control, page_real = _serve_both(
+        make_control, project, reviewer, reviewer_b, serve
+    )
+    shown_control, shown_real = _in_order(page_control, project), _in_order(page_real, project)
+    assert shown_control[0] == control and not hasattr(shown_real[0], "control")
+    assert _normalised(page_control, shown_control) == _normalised(page_real, shown_real)
+
+
+def test_the_api_payload_of_a_control_is_a_real_items_payload(
+    make_control, project, reviewer, reviewer_b
+):
+    def serve(person):
+        return token_client(person).post(NEXT, {}, format="json").json()
+
+    control, body_control, body_real = _serve_both(
+        make_control, project, reviewer, reviewer_b, serve
+    )
+    assert body_control["item"]["id"] == control.pk
+    assert body_control["item"]["family_id"] == control.pk
+    served = [
+        Item.objects.get(pk=b[k]["id"])
+        for b in (body_control, body_real)
+        for k in ("item", "following")
+    ]
+    assert _normalised(body_control, served[:2]) == _normalised(body_real, served[2:])

@@ -3,7 +3,8 @@
 A control is a copy of an item (or of a record from a control file) in the same project and in
 the status of the queue it serves, so the page, the API payload and the queue's claim are those
 of any other item, and its external id is shaped like the project's real ones. It never moves
-on. When someone answers it, the hooks in
+on, but to whoever answered it, it reads as a real item would after the same answer
+(`control_status_shown`, `control_answered`). When someone answers it, the hooks in
 first_pass_apply and consensus_vote hand the review or vote to `control_first_pass_take` /
 `control_consensus_take`, which keep the answer as a `ControlAnswer` and delete the placeholder
 row in the same transaction: a control never becomes a real verdict, is never approved, and
@@ -22,6 +23,7 @@ from django.db import connection, transaction
 from django.db.models import Max, Min
 from django.db.models.functions import Length
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from medcot.models import Event, Item, Project
@@ -376,6 +378,47 @@ def control_consensus_take(*, vote: ConsensusVote, item: Item) -> bool:
     ConsensusVote.objects.filter(pk=vote.pk).delete()
     Lease.objects.filter(item=item, stage=Stage.CONSENSUS).delete()
     return True
+
+
+# --- What the person who answered sees afterwards ----------------------------------------------
+
+
+def control_answered(*, item_id: int, reviewer) -> bool:
+    """Whether `reviewer` has answered the control served as item `item_id` (a real item's
+    review or vote row plays this part: "already judged", "already voted")."""
+    return ControlAnswer.objects.filter(control__item_id=item_id, reviewer=reviewer).exists()
+
+
+def control_last_answered_at(*, reviewer, stage: str):
+    """When `reviewer` submitted their latest answer to a control of `stage`, or None."""
+    data = (
+        ControlAnswer.objects.filter(reviewer=reviewer, stage=stage)
+        .order_by("-created_at", "-id")
+        .values_list("data", "created_at")
+        .first()
+    )
+    if data is None:
+        return None
+    submitted = data[0].get("submitted_at")
+    return parse_datetime(submitted) if submitted else data[1]
+
+
+def control_status_shown(*, item_id: int, reviewer) -> str | None:
+    """What the item's status reads to `reviewer` once they have answered it, when it is a
+    control: the status a real item would have after the same answer (first pass: discarded or
+    on to re-answering). None for a real item
+    or a control this person has not answered."""
+    reviewer_id = getattr(reviewer, "pk", reviewer)
+    answer = (
+        ControlAnswer.objects.filter(control__item_id=item_id, reviewer_id=reviewer_id)
+        .select_related("control")
+        .first()
+    )
+    if answer is None:
+        return None
+    if answer.stage == Stage.FIRST_REVIEW:
+        return "discarded" if answer.data.get("outcome") == "discarded" else "reanswering"
+    return None
 
 
 # --- Accuracy and alerts ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from medcot.lifecycle import Status, transition
 from medcot.models import Item
 from medcot.roles import EXPERT, has_role
 from review.models import ConsensusVote, Lease, Stage
-from review.quality.controls import control_consensus_take
+from review.quality.controls import control_answered, control_consensus_take
 from review.selectors import cot_concluded
 from review.services.common import ReviewError
 from review.services.queue import lease_held_by_other
@@ -103,7 +103,7 @@ def consensus_vote(
             raise ReviewError(_("Another expert is voting on this item right now."))
         if ConsensusVote.objects.filter(
             item=locked, version_id=locked.current_version_id, expert=expert
-        ).exists():
+        ).exists() or control_answered(item_id=locked.pk, reviewer=expert):
             raise ReviewError(_("You have already voted on this version."))
         confirmations = []
         concluded = cot_concluded(version=locked.current_version)

@@ -8,7 +8,8 @@ import pytest
 
 from medcot.lifecycle import Status
 from medcot.models import Item, Project
-from review.quality.models import ControlItem
+from review.models import FirstPassReview
+from review.quality.models import ControlAnswer, ControlItem
 from tests.api.conftest import token_client
 from tests.factories import ItemFactory
 
@@ -146,3 +147,46 @@ def test_the_api_payload_of_a_control_is_a_real_items_payload(
         for k in ("item", "following")
     ]
     assert _normalised(body_control, served[:2]) == _normalised(body_real, served[2:])
+
+
+# --- Tell 2: the item after the verdict ------------------------------------------------------
+
+
+@pytest.mark.parametrize("verdict", ["pass", "discard"])
+def test_after_the_verdict_a_control_reads_like_a_real_item(
+    make_control, project, reviewer, reviewer_b, verdict
+):
+    body = (
+        PASS
+        if verdict == "pass"
+        else {**PASS, "correctness": False, "action": "discard", "reason": "wrong key"}
+    )
+
+    def serve(person):
+        api = token_client(person)
+        item = Item.objects.get(pk=api.post(NEXT, {}, format="json").json()["item"]["id"])
+        url = f"/api/review/items/{item.pk}/first-pass/"
+        submitted = api.post(url, body, format="json")
+        again = api.post(url, body, format="json")
+        skip = api.post(f"/api/review/items/{item.pk}/first-pass/skip/", {}, format="json")
+        undo = api.post(UNDO, {}, format="json")
+        seen = [(r.status_code, r.json()) for r in (submitted, again, skip, undo, api.get(UNDO))]
+        return _normalised(seen, [item])
+
+    control, seen_control, seen_real = _serve_both(
+        make_control, project, reviewer, reviewer_b, serve
+    )
+    assert seen_control[0][1]["item_status"] == (
+        Status.REANSWERING if verdict == "pass" else Status.DISCARDED
+    )
+    assert "already judged" in repr(seen_control[1][1]), seen_control[1]
+    for control_seen, real_seen in zip(seen_control, seen_real, strict=True):
+        # The review's own id is a row id of the reviews table, whichever item it is about.
+        control_body = {k: v for k, v in control_seen[1].items() if k != "id"}
+        real_body = {k: v for k, v in real_seen[1].items() if k != "id"}
+        assert (control_seen[0], control_body) == (real_seen[0], real_body)
+    # Still never a verdict: the control moved nowhere and holds a control answer only.
+    control.refresh_from_db()
+    assert control.status == Status.FIRST_REVIEW
+    assert not FirstPassReview.objects.filter(item=control).exists()
+    assert ControlAnswer.objects.filter(control__item=control, reviewer=reviewer).count() == 1

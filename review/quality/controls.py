@@ -403,10 +403,30 @@ def control_last_answered_at(*, reviewer, stage: str):
     return parse_datetime(submitted) if submitted else data[1]
 
 
+def _consensus_status_shown(*, control: ControlItem, reviewer_id: int) -> str | None:
+    """The status a real item would have reached with this person's vote. The control's answers,
+    in order, are played as successive real items: each takes votes until the consensus rule
+    (review.services.consensus) settles it, then the next answer starts a fresh one."""
+    from review.services.consensus import consensus_outcome
+
+    project = Project.objects.get(pk=control.project_id)
+    answers = control.answers.order_by("created_at", "id").values_list("reviewer_id", "given_valid")
+    agree = votes = 0
+    for answerer, valid in answers:
+        votes += 1
+        agree += int(valid)
+        status = consensus_outcome(agree=agree, votes=votes, needed=project.consensus_minimum)
+        if answerer == reviewer_id:
+            return status
+        if status != Stage.CONSENSUS:
+            agree = votes = 0
+    return None
+
+
 def control_status_shown(*, item_id: int, reviewer) -> str | None:
     """What the item's status reads to `reviewer` once they have answered it, when it is a
     control: the status a real item would have after the same answer (first pass: discarded or
-    on to re-answering). None for a real item
+    on to re-answering; consensus: approved, discarded or still waiting). None for a real item
     or a control this person has not answered."""
     reviewer_id = getattr(reviewer, "pk", reviewer)
     answer = (
@@ -418,7 +438,7 @@ def control_status_shown(*, item_id: int, reviewer) -> str | None:
         return None
     if answer.stage == Stage.FIRST_REVIEW:
         return "discarded" if answer.data.get("outcome") == "discarded" else "reanswering"
-    return None
+    return _consensus_status_shown(control=answer.control, reviewer_id=reviewer_id)
 
 
 # --- Accuracy and alerts ------------------------------------------------------------------------

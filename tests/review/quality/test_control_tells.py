@@ -8,7 +8,7 @@ import pytest
 
 from medcot.lifecycle import Status
 from medcot.models import Item, Project
-from review.models import FirstPassReview
+from review.models import ConsensusVote, FirstPassReview
 from review.quality.models import ControlAnswer, ControlItem
 from tests.api.conftest import token_client
 from tests.factories import ItemFactory
@@ -190,3 +190,63 @@ def test_after_the_verdict_a_control_reads_like_a_real_item(
     assert control.status == Status.FIRST_REVIEW
     assert not FirstPassReview.objects.filter(item=control).exists()
     assert ControlAnswer.objects.filter(control__item=control, reviewer=reviewer).count() == 1
+
+
+# --- Tell 3: the consensus vote that settles -------------------------------------------------
+
+
+def test_the_vote_that_would_settle_a_control_answers_like_the_real_one(
+    make_control, project, expert_a, expert_b
+):
+    _every(project, 1)
+    control = make_control(stage=Status.CONSENSUS).item
+    real = ItemFactory(project=project, status=Status.CONSENSUS)
+
+    def votes(item):
+        seen = []
+        for expert in (expert_a, expert_b):
+            api = token_client(expert)
+            url = f"/api/review/items/{item.pk}/consensus/"
+            response = api.post(url, AGREE, format="json")
+            seen.append((response.status_code, _normalised(response.json(), [item])))
+            again = api.post(url, AGREE, format="json")
+            seen.append((again.status_code, _normalised(again.json(), [item])))
+        return seen
+
+    seen_control = votes(control)
+    seen_real = votes(real)
+    assert [s[1].get("item_status") for s in seen_real[::2]] == [
+        Status.CONSENSUS,
+        Status.APPROVED,
+    ]
+    for control_seen, real_seen in zip(seen_control, seen_real, strict=True):
+        control_body = {k: v for k, v in control_seen[1].items() if k != "id"}
+        real_body = {k: v for k, v in real_seen[1].items() if k != "id"}
+        assert (control_seen[0], control_body) == (real_seen[0], real_body)
+    # The real item is approved on two votes; the control is neither approved nor voted on.
+    real.refresh_from_db()
+    control.refresh_from_db()
+    assert real.status == Status.APPROVED and control.status == Status.CONSENSUS
+    assert not ConsensusVote.objects.filter(item=control).exists()
+    assert ControlAnswer.objects.filter(control__item=control).count() == 2
+
+
+def test_after_settling_a_control_a_third_expert_starts_afresh(
+    make_control, project, expert_a, expert_b, expert_c
+):
+    """The control's answers are played as successive real items: the vote after the one that
+    'approved' it opens a new round, as a fresh item would."""
+    _every(project, 1)
+    control = make_control(stage=Status.CONSENSUS).item
+    statuses = [
+        token_client(e)
+        .post(f"/api/review/items/{control.pk}/consensus/", AGREE, format="json")
+        .json()["item_status"]
+        for e in (expert_a, expert_b, expert_c)
+    ]
+    assert statuses == [Status.CONSENSUS, Status.APPROVED, Status.CONSENSUS]
+    # The expert whose vote "approved" it no longer finds it, as with an approved item.
+    assert token_client(expert_b).get(f"/api/review/items/{control.pk}/consensus/").status_code in (
+        404,
+        405,
+    )

@@ -250,3 +250,42 @@ def test_after_settling_a_control_a_third_expert_starts_afresh(
         404,
         405,
     )
+
+
+def test_after_the_undo_window_a_control_reads_like_a_real_item(
+    make_control, project, reviewer, reviewer_b, settings
+):
+    """With an undo window: while held both read first_review and can be undone; once the
+    window has passed (the periodic apply), both read as judged and taken effect."""
+    from review.services.first_pass import first_pass_apply_due
+
+    settings.REVIEW_UNDO_SECONDS = 60
+
+    def serve(person):
+        api = token_client(person)
+        item = Item.objects.get(pk=api.post(NEXT, {}, format="json").json()["item"]["id"])
+        url = f"/api/review/items/{item.pk}/first-pass/"
+        held = api.post(url, PASS, format="json")
+        undoable = api.get(UNDO)
+        first_pass_apply_due(force=True, reviewer=person)
+        later = [api.post(url, PASS, format="json"), api.get(UNDO), api.post(UNDO, {})]
+        seen = [(r.status_code, r.json()) for r in (held, undoable, *later)]
+        return _normalised(seen, [item])
+
+    control, seen_control, seen_real = _serve_both(
+        make_control, project, reviewer, reviewer_b, serve
+    )
+    assert seen_control[0][1]["item_status"] == Status.FIRST_REVIEW
+    assert "already judged" in repr(seen_control[2][1])
+    for control_seen, real_seen in zip(seen_control, seen_real, strict=True):
+        control_body = _without_ids(control_seen[1])
+        assert (control_seen[0], control_body) == (real_seen[0], _without_ids(real_seen[1]))
+    assert ControlAnswer.objects.filter(control__item=control, reviewer=reviewer).count() == 1
+    assert not FirstPassReview.objects.filter(item=control).exists()
+
+
+def _without_ids(body):
+    """A review's own row id (and the time it takes effect) is no item's: left out."""
+    if isinstance(body, dict):
+        return {k: _without_ids(v) for k, v in body.items() if k != "id"}
+    return body

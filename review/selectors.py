@@ -68,6 +68,11 @@ def item_get_for_consensus(*, user, pk: int) -> Item:
     item = _item(pk)
     if item.status != Status.CONSENSUS:
         raise Http404
+    from review.quality.controls import control_status_shown
+
+    if control_status_shown(item_id=pk, reviewer=user) not in (None, Status.CONSENSUS):
+        # A control this expert's vote "settled" is gone for them, as a settled item would be.
+        raise Http404
     return item
 
 

@@ -21,6 +21,7 @@ from medcot.models import OPTION_LABELS, Item
 from review import selectors
 from review.api.errors import review_refusals
 from review.models import Stage
+from review.quality.controls import control_status_shown
 from review.services.common import ReviewError
 from review.services.consensus import consensus_vote
 from review.services.first_pass import (
@@ -161,7 +162,9 @@ def answer_with_status(serializer_class, made, *, item: Item, code: int = 201) -
     """Present what a service made, with the item's status after it (the write may have moved
     the item on: a verdict without an undo window, the vote that settles consensus)."""
     item.refresh_from_db(fields=["status"])
-    made.item_status = item.status
+    person = getattr(made, "reviewer_id", None) or getattr(made, "expert_id", None)
+    # A control reads as a real item would after the same answer (review/quality/controls.py).
+    made.item_status = control_status_shown(item_id=item.pk, reviewer=person) or item.status
     return Response(serializer_class(made).data, status=code)
 
 

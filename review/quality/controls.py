@@ -2,22 +2,28 @@
 
 A control is a copy of an item (or of a record from a control file) in the same project and in
 the status of the queue it serves, so the page, the API payload and the queue's claim are those
-of any other item. It never moves on. When someone answers it, the hooks in first_pass_apply and
-consensus_vote hand the review or vote to `control_first_pass_take` / `control_consensus_take`,
-which keep the answer as a `ControlAnswer` and delete the placeholder row in the same
-transaction: a control never becomes a real verdict, is never approved, and never reaches a
-release. The review and vote rows are created first exactly as for a real item, so the id
-sequences and responses give nothing away.
+of any other item, and its external id is shaped like the project's real ones. It never moves
+on, but to whoever answered it, it reads as a real item would after the same answer
+(`control_status_shown`, `control_answered`). When someone answers it, the hooks in
+first_pass_apply and consensus_vote hand the review or vote to `control_first_pass_take` /
+`control_consensus_take`, which keep the answer as a `ControlAnswer` and delete the placeholder
+row in the same transaction: a control never becomes a real verdict, is never approved, and
+never reaches a release. The review and vote rows are created first exactly as for a real
+item, so the id sequences and responses give nothing away.
 """
 
 from __future__ import annotations
 
 import random
 import secrets
+import string
 from datetime import timedelta
 
 from django.db import connection, transaction
+from django.db.models import Max, Min
+from django.db.models.functions import Length
 from django.utils import timezone
+from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
 from medcot.models import Event, Item, Project
@@ -36,13 +42,95 @@ def control_check_stage(stage: str) -> None:
         raise ReviewError(_("Controls serve the first-pass or the consensus queue."))
 
 
+_HEX = set("abcdef")
+
+
+def _split(model: str) -> tuple[str, str]:
+    """An id as (prefix, tail): the prefix runs to its first digit (or, for an id without
+    digits, to its last separator) and stays; the tail is what varies from id to id."""
+    first_digit = next((i for i, ch in enumerate(model) if ch.isdigit()), None)
+    if first_digit is None:
+        first_digit = max(model.rfind(sep) for sep in "-_.:/ ") + 1
+    return model[:first_digit], model[first_digit:]
+
+
+def _shaped_like(model: str, *, longer: int = 0) -> str:
+    """A fresh id of `model`'s shape: its prefix kept, and in its tail each digit, letter and
+    hex letter replaced by a random one of the same kind (separators kept). `longer` puts that
+    many more digits in front of the tail (the first one not 0)."""
+    prefix, tail = _split(model)
+    out = [secrets.choice("123456789")] if longer else []
+    out += [secrets.choice(string.digits) for _ in range(max(0, longer - 1))]
+    for ch in tail:
+        if ch.isdigit():
+            out.append(secrets.choice(string.digits))
+        elif ch in _HEX:
+            out.append(secrets.choice(string.digits + "abcdef"))
+        elif ch.islower():
+            out.append(secrets.choice(string.ascii_lowercase))
+        elif ch.isupper():
+            out.append(secrets.choice(string.ascii_uppercase))
+        else:
+            out.append(ch)
+    return prefix + "".join(out)
+
+
+def _real_ids(project_id: int):
+    return Item.objects.filter(project_id=project_id).exclude(
+        pk__in=ControlItem.objects.values("item_id")
+    )
+
+
+def _span(*, project_id: int, model: str) -> tuple[str, str]:
+    """The part the project's real ids of `model`'s shape (its prefix, its length) all share,
+    and the highest of them: a fresh id keeps the first and stays under the second."""
+    prefix, _tail = _split(model)
+    span = (
+        _real_ids(project_id)
+        .annotate(n=Length("external_id"))
+        .filter(external_id__startswith=prefix, n=len(model))
+        .aggregate(low=Min("external_id"), high=Max("external_id"))
+    )
+    low, high = span["low"] or model, span["high"] or model
+    shared = next((i for i, (a, b) in enumerate(zip(low, high, strict=False)) if a != b), len(low))
+    return model[: max(len(prefix), shared)], high
+
+
+def control_external_id(*, project_id: int) -> str:
+    """An external id for a control copy that reads like the project's real ones: shaped like
+    the id of a real item drawn at random (same prefix, length and kinds of characters) and
+    unrelated to the control's source, so a reviewer can neither tell a copy by its id nor
+    trace it to its source. Admins find the source through the ControlItem row.
+
+    A free id inside the range the project's ids of that shape already span is preferred: with
+    sequential ids (q-1, q-2, …) it is a gap, not the id the next import will bring. With no gap
+    left, the id gets three more digits, out of reach of the sequence for a thousandfold growth;
+    an import that still brings it is refused for that line (changed content), nothing lost."""
+    models = list(
+        _real_ids(project_id).order_by("?").values_list("external_id", flat=True)[:5]
+    ) or [secrets.token_hex(4)]
+    taken = Item.objects.filter(project_id=project_id)
+    spans: dict[str, tuple[str, str]] = {}
+    for attempt in range(60):
+        model = models[attempt % len(models)]
+        if model not in spans:
+            spans[model] = _span(project_id=project_id, model=model)
+        fixed, ceiling = spans[model]
+        candidate = (fixed + _shaped_like(model)[len(fixed) :])[:200]
+        if candidate > ceiling or taken.filter(external_id=candidate).exists():
+            continue
+        return candidate
+    while True:
+        candidate = _shaped_like(secrets.choice(models), longer=3)[:200]
+        if not taken.filter(external_id=candidate).exists():
+            return candidate
+
+
 def _copy_item(*, source: Item, stage: str, content: dict) -> Item:
-    external = f"{source.external_id}-{secrets.token_hex(3)}"
     copy = Item.objects.create(
         project_id=source.project_id,
         kind=source.kind,
-        family_id=source.family_id,
-        external_id=external[:200],
+        external_id=control_external_id(project_id=source.project_id),
         question_type=source.question_type,
         specialty=source.specialty,
         cognitive_level=source.cognitive_level,
@@ -52,6 +140,9 @@ def _copy_item(*, source: Item, stage: str, content: dict) -> Item:
         case_text=source.case_text,
         status=stage,
     )
+    # A seed is its own family (as every imported seed is); a variant keeps its seed's family.
+    copy.family_id = copy.pk if source.family_id in (None, source.pk) else source.family_id
+    Item.objects.filter(pk=copy.pk).update(family_id=copy.family_id)
     item_version_create(item=copy, author_kind="llm", reason="", **content)
     return copy
 
@@ -114,7 +205,7 @@ def control_create_from_record(
         copy = Item.objects.create(
             project=project,
             kind="seed",
-            external_id=f"{record.external_id or 'ctl'}-{secrets.token_hex(3)}"[:200],
+            external_id=control_external_id(project_id=project.pk),
             question_type=record.question_type or "K",
             specialty=record.specialty or "",
             cognitive_level=record.cognitive_level or "",
@@ -124,6 +215,8 @@ def control_create_from_record(
             case_text=getattr(record, "case_text", "") or "",
             status=stage,
         )
+        Item.objects.filter(pk=copy.pk).update(family_id=copy.pk)
+        copy.family_id = copy.pk
         item_version_create(
             item=copy,
             author_kind="llm",
@@ -285,6 +378,67 @@ def control_consensus_take(*, vote: ConsensusVote, item: Item) -> bool:
     ConsensusVote.objects.filter(pk=vote.pk).delete()
     Lease.objects.filter(item=item, stage=Stage.CONSENSUS).delete()
     return True
+
+
+# --- What the person who answered sees afterwards ----------------------------------------------
+
+
+def control_answered(*, item_id: int, reviewer) -> bool:
+    """Whether `reviewer` has answered the control served as item `item_id` (a real item's
+    review or vote row plays this part: "already judged", "already voted")."""
+    return ControlAnswer.objects.filter(control__item_id=item_id, reviewer=reviewer).exists()
+
+
+def control_last_answered_at(*, reviewer, stage: str):
+    """When `reviewer` submitted their latest answer to a control of `stage`, or None."""
+    data = (
+        ControlAnswer.objects.filter(reviewer=reviewer, stage=stage)
+        .order_by("-created_at", "-id")
+        .values_list("data", "created_at")
+        .first()
+    )
+    if data is None:
+        return None
+    submitted = data[0].get("submitted_at")
+    return parse_datetime(submitted) if submitted else data[1]
+
+
+def _consensus_status_shown(*, control: ControlItem, reviewer_id: int) -> str | None:
+    """The status a real item would have reached with this person's vote. The control's answers,
+    in order, are played as successive real items: each takes votes until the consensus rule
+    (review.services.consensus) settles it, then the next answer starts a fresh one."""
+    from review.services.consensus import consensus_outcome
+
+    project = Project.objects.get(pk=control.project_id)
+    answers = control.answers.order_by("created_at", "id").values_list("reviewer_id", "given_valid")
+    agree = votes = 0
+    for answerer, valid in answers:
+        votes += 1
+        agree += int(valid)
+        status = consensus_outcome(agree=agree, votes=votes, needed=project.consensus_minimum)
+        if answerer == reviewer_id:
+            return status
+        if status != Stage.CONSENSUS:
+            agree = votes = 0
+    return None
+
+
+def control_status_shown(*, item_id: int, reviewer) -> str | None:
+    """What the item's status reads to `reviewer` once they have answered it, when it is a
+    control: the status a real item would have after the same answer (first pass: discarded or
+    on to re-answering; consensus: approved, discarded or still waiting). None for a real item
+    or a control this person has not answered."""
+    reviewer_id = getattr(reviewer, "pk", reviewer)
+    answer = (
+        ControlAnswer.objects.filter(control__item_id=item_id, reviewer_id=reviewer_id)
+        .select_related("control")
+        .first()
+    )
+    if answer is None:
+        return None
+    if answer.stage == Stage.FIRST_REVIEW:
+        return "discarded" if answer.data.get("outcome") == "discarded" else "reanswering"
+    return _consensus_status_shown(control=answer.control, reviewer_id=reviewer_id)
 
 
 # --- Accuracy and alerts ------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from medcot.lifecycle import Status, transition
 from medcot.models import Item
 from medcot.roles import EXPERT, has_role
 from review.models import ConsensusVote, Lease, Stage
-from review.quality.controls import control_consensus_take
+from review.quality.controls import control_answered, control_consensus_take
 from review.selectors import cot_concluded
 from review.services.common import ReviewError
 from review.services.queue import lease_held_by_other
@@ -19,6 +19,17 @@ from review.services.queue import lease_held_by_other
 # Beyond the minimum, this many further experts may be asked before an item that keeps drawing
 # disagreement is discarded as unable to reach consensus.
 EXTRA_VOTES = 2
+
+
+def consensus_outcome(*, agree: int, votes: int, needed: int) -> str:
+    """The status the votes on one version decide: approved once `needed` agree; discarded at
+    the cap, or when the votes left under it can no longer make `needed`; else consensus."""
+    cap = needed + EXTRA_VOTES
+    if agree >= needed:
+        return Status.APPROVED
+    if votes >= cap or needed - agree > cap - votes:
+        return Status.DISCARDED
+    return Status.CONSENSUS
 
 
 def consensus_tally(*, item: Item) -> dict:
@@ -42,7 +53,10 @@ def consensus_evaluate(*, item: Item, actor=None) -> str:
     """Approve, discard or keep waiting. The caller holds the item row lock, so two experts
     submitting at the same instant produce exactly one decision. Returns the item's status."""
     tally = consensus_tally(item=item)
-    if tally["agree"] >= tally["needed"]:
+    decided = consensus_outcome(
+        agree=tally["agree"], votes=len(tally["votes"]), needed=tally["needed"]
+    )
+    if decided == Status.APPROVED:
         transition(
             item,
             Status.APPROVED,
@@ -52,9 +66,7 @@ def consensus_evaluate(*, item: Item, actor=None) -> str:
             data={"votes": [v.pk for v in tally["votes"]]},
         )
         Lease.objects.filter(item=item).delete()
-    elif len(tally["votes"]) >= tally["cap"] or (
-        tally["needed"] - tally["agree"] > tally["cap"] - len(tally["votes"])
-    ):
+    elif decided == Status.DISCARDED:
         transition(
             item,
             Status.DISCARDED,
@@ -103,7 +115,7 @@ def consensus_vote(
             raise ReviewError(_("Another expert is voting on this item right now."))
         if ConsensusVote.objects.filter(
             item=locked, version_id=locked.current_version_id, expert=expert
-        ).exists():
+        ).exists() or control_answered(item_id=locked.pk, reviewer=expert):
             raise ReviewError(_("You have already voted on this version."))
         confirmations = []
         concluded = cot_concluded(version=locked.current_version)

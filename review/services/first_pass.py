@@ -28,7 +28,11 @@ from review.models import (
     Lease,
     Stage,
 )
-from review.quality.controls import control_first_pass_take
+from review.quality.controls import (
+    control_answered,
+    control_first_pass_take,
+    control_last_answered_at,
+)
 from review.quality.double import double_review_open_for, double_review_take
 from review.selectors import cot_concluded, item_get_for_reviewer
 from review.services.common import ReviewError, reanswer_start, undo_seconds
@@ -158,6 +162,9 @@ def first_pass_item_get(*, user, pk: int) -> Item:
     )
     if given is not None:
         raise _already_judged(held=given == FirstPassState.HELD)
+    if control_answered(item_id=pk, reviewer=user):
+        # A control's review row became a control answer: it reads as a verdict taken effect.
+        raise _already_judged(held=False)
     return item_get_for_reviewer(user=user, pk=pk)
 
 
@@ -379,9 +386,14 @@ def _nothing_to_undo(*, reviewer) -> str:
     latest = (
         FirstPassReview.objects.filter(reviewer=reviewer)
         .order_by("-created_at", "-id")
-        .values_list("state", flat=True)
+        .values_list("state", "created_at")
         .first()
     )
+    control = control_last_answered_at(reviewer=reviewer, stage=Stage.FIRST_REVIEW)
+    if control is not None and (latest is None or control > latest[1]):
+        # The latest submission was to a control: it took effect like any verdict.
+        latest = (FirstPassState.APPLIED, control)
+    latest = latest[0] if latest else None
     if latest is None:
         return _("There is nothing left to undo: you have not submitted a review yet.")
     if latest == FirstPassState.UNDONE:

@@ -800,35 +800,40 @@ def _index(n: int, opts: dict[str, str], index_base: str) -> tuple[str, int | No
     return "", n, ""
 
 
-def build_record(
-    line: int, raw: dict, options: ImportOptions, default_id: str
-) -> SeedRecord | list[LineError]:
-    """Validate one raw record (already mapped to our field names)."""
-    problems: list[str] = []
+def _unwrap_question(raw: dict) -> tuple[dict, object]:
+    """{"question": {"stem": "…", "choices": …}} (ARC): the stem, and options beside it."""
     question = raw.get("question")
     if isinstance(question, dict):
-        # {"question": {"stem": "…", "choices": …}} (ARC): the stem, and options beside it.
         inner = {_key(k): v for k, v in question.items()}
         if raw.get("options") in (None, "", [], {}) and "choices" in inner:
             raw = {**raw, "options": inner["choices"]}
         question = inner.get("stem") or inner.get("text") or inner.get("question")
-    stem = _text(question)
+    return raw, question
 
-    opts: dict[str, str] = {}
+
+def _option_items_found(
+    raw: dict, stem: str, problems: list[str]
+) -> tuple[str, list[tuple[str, str]]]:
+    """The (label, text) options wherever the record has them: an `options` field, one column
+    per label, or "A. …" lines written into the stem (which then loses them)."""
     raw_options = raw.get("options")
     if raw_options not in (None, "", [], {}):
-        items = _option_items(raw_options, problems)
-    else:
-        items = [(label, _text(raw.get(label))) for label in OPTION_LABELS]
-        items = [(label, text) for label, text in items if text or label in "ABCD"]
-        if not any(text for _, text in items):
-            # No options anywhere but in the stem: "A. …" lines written into it.
-            stem, items = split_embedded_options(stem)
-            if not items:
-                items = []
-                problems.append(Msg("no_options"))
-    if not stem:
-        problems.insert(0, Msg("empty_stem"))
+        return stem, _option_items(raw_options, problems)
+    items = [(label, _text(raw.get(label))) for label in OPTION_LABELS]
+    items = [(label, text) for label, text in items if text or label in "ABCD"]
+    if not any(text for _, text in items):
+        # No options anywhere but in the stem: "A. …" lines written into it.
+        stem, items = split_embedded_options(stem)
+        if not items:
+            items = []
+            problems.append(Msg("no_options"))
+    return stem, items
+
+
+def _options_checked(items: list[tuple[str, str]], problems: list[str]) -> dict[str, str]:
+    """The options by label, with a problem for each way they fall short of four to five
+    consecutive labelled, non-empty choices."""
+    opts: dict[str, str] = {}
     present = [(label, text) for label, text in items if text or label in "ABCD"]
     if items and len(present) > 5:
         problems.append(Msg("too_many_options", n=len(present)))
@@ -846,14 +851,12 @@ def build_record(
         labels = sorted(opts)
         if len(labels) >= 4 and labels != list(OPTION_LABELS[: len(labels)]):
             problems.append(Msg("options_not_consecutive", labels=", ".join(labels)))
+    return opts
 
-    answer, pending_index, problem = _answer_label(raw.get("answer"), opts, options.index_base)
-    if problem:
-        problems.append(problem)
-    elif answer and answer not in opts and len(opts) >= 4:
-        problems.append(Msg("answer_not_option", answer=answer, labels=", ".join(sorted(opts))))
 
-    # A question of a case is type S (best choice for a case summary) unless it says otherwise.
+def _question_type(raw: dict, options: ImportOptions, problems: list[str]) -> str:
+    """A question of a case is type S (best choice for a case summary) unless it says
+    otherwise; else the import's default, else K."""
     qtype = (
         _text(raw.get("type"))
         or options.question_type
@@ -862,7 +865,11 @@ def build_record(
     qtype = qtype.upper()
     if qtype not in QUESTION_TYPES:
         problems.append(Msg("bad_question_type", value=qtype))
+    return qtype
 
+
+def _level_and_difficulty(raw: dict, problems: list[str]) -> tuple[str, str]:
+    """The cognitive level and difficulty, each "" when not given."""
     level_raw = _text(raw.get("cognitive_level")).lower().replace(" ", "_")
     level = _LEVELS.get(level_raw, "") if level_raw else ""
     if level_raw and not level:
@@ -871,14 +878,11 @@ def build_record(
     difficulty = _DIFFICULTIES.get(diff_raw, "") if diff_raw else ""
     if diff_raw and not difficulty:
         problems.append(Msg("bad_difficulty", value=diff_raw))
+    return level, difficulty
 
-    case_text = _text(raw.get("case_text"))
-    language = normalise_language(
-        _text(raw.get("language")) or options.language, f"{case_text}\n{stem}".strip()
-    )
-    if language is None:
-        problems.append(Msg("bad_language", value=_text(raw.get("language"))))
 
+def _ids(raw: dict, default_id: str, case_text: str, problems: list[str]) -> tuple[str, str]:
+    """The record's id and its group's: a case without a group id is grouped by its text."""
     external_id = _text(raw.get("id")) or default_id
     if len(external_id) > 200:
         problems.append(Msg("id_too_long"))
@@ -887,6 +891,36 @@ def build_record(
         group_id = "case-" + hashlib.sha256(case_text.encode()).hexdigest()[:12]
     if len(group_id) > 200:
         problems.append(Msg("group_id_too_long"))
+    return external_id, group_id
+
+
+def build_record(
+    line: int, raw: dict, options: ImportOptions, default_id: str
+) -> SeedRecord | list[LineError]:
+    """Validate one raw record (already mapped to our field names). Each step adds its
+    problems in turn, so a line's errors read in the order of its fields."""
+    problems: list[str] = []
+    raw, question = _unwrap_question(raw)
+    stem, items = _option_items_found(raw, _text(question), problems)
+    if not stem:
+        problems.insert(0, Msg("empty_stem"))
+    opts = _options_checked(items, problems)
+
+    answer, pending_index, problem = _answer_label(raw.get("answer"), opts, options.index_base)
+    if problem:
+        problems.append(problem)
+    elif answer and answer not in opts and len(opts) >= 4:
+        problems.append(Msg("answer_not_option", answer=answer, labels=", ".join(sorted(opts))))
+
+    qtype = _question_type(raw, options, problems)
+    level, difficulty = _level_and_difficulty(raw, problems)
+    case_text = _text(raw.get("case_text"))
+    language = normalise_language(
+        _text(raw.get("language")) or options.language, f"{case_text}\n{stem}".strip()
+    )
+    if language is None:
+        problems.append(Msg("bad_language", value=_text(raw.get("language"))))
+    external_id, group_id = _ids(raw, default_id, case_text, problems)
 
     if problems:
         return [LineError(line, p) for p in problems]

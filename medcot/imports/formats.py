@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -676,50 +677,60 @@ def split_embedded_options(text: str) -> tuple[str, list[tuple[str, str]]]:
 _PLAIN_LABELS = frozenset(OPTION_LABELS)
 
 
+def _option_items_from_dict(raw_options: dict) -> list[tuple[str, str]]:
+    """Options keyed by letter, by number (from 0 or 1) or by a label of their own."""
+    lowered = {_key(k): v for k, v in raw_options.items()}
+    if isinstance(lowered.get("label"), list) and isinstance(lowered.get("text"), list):
+        # {"label": ["A", …], "text": ["…", …]} (ARC, OpenBookQA on the Hub)
+        raw_options = dict(zip(lowered["label"], lowered["text"], strict=False))
+    items = []
+    if all(k in _PLAIN_LABELS for k in raw_options):
+        # The common case, {"A": …, "B": …}: nothing to work out.
+        return [(k, _text(v)) for k, v in raw_options.items()]
+    keys = [_text(k) for k in raw_options]
+    numeric = all(k.isdigit() for k in keys)
+    base = min((int(k) for k in keys), default=0) if numeric else 0
+    for name, value in zip(keys, raw_options.values(), strict=True):
+        if numeric:
+            index = int(name) - base
+            label = OPTION_LABELS[index] if 0 <= index < 5 else f"#{name}"
+        else:
+            match = LETTER.match(name)
+            label = match.group(1).upper() if match else name
+        items.append((label, _text(value)))
+    return items
+
+
+def _option_items_from_dicts(raw_options: list[dict]) -> list[tuple[str, str]]:
+    """Options as a list of objects, each with a label (or its place) and a text."""
+    items = []
+    for i, value in enumerate(raw_options):
+        lowered = {_key(k): v for k, v in value.items()}
+        label = (
+            _text(lowered.get("label") or lowered.get("key") or lowered.get("letter") or "")
+            .upper()
+            .strip("().．、 ")
+        )
+        text = next(
+            (
+                lowered[k]
+                for k in ("text", "value", "content", "option", "answer", "atext")
+                if k in lowered
+            ),
+            # Else the first text that is not the label: {"aid": 1, "atext": "…"}
+            next((v for v in value.values() if isinstance(v, str) and len(v) > 1), None),
+        )
+        items.append((label or (OPTION_LABELS[i] if i < 5 else f"#{i + 1}"), _text(text)))
+    return items
+
+
 def _option_items(raw_options, problems: list[str]) -> list[tuple[str, str]] | None:
     """Options as (label, text) pairs from a dict, a list or a block of text."""
     if isinstance(raw_options, dict):
-        lowered = {_key(k): v for k, v in raw_options.items()}
-        if isinstance(lowered.get("label"), list) and isinstance(lowered.get("text"), list):
-            # {"label": ["A", …], "text": ["…", …]} (ARC, OpenBookQA on the Hub)
-            raw_options = dict(zip(lowered["label"], lowered["text"], strict=False))
-        items = []
-        if all(k in _PLAIN_LABELS for k in raw_options):
-            # The common case, {"A": …, "B": …}: nothing to work out.
-            return [(k, _text(v)) for k, v in raw_options.items()]
-        keys = [_text(k) for k in raw_options]
-        numeric = all(k.isdigit() for k in keys)
-        base = min((int(k) for k in keys), default=0) if numeric else 0
-        for name, value in zip(keys, raw_options.values(), strict=True):
-            if numeric:
-                index = int(name) - base
-                label = OPTION_LABELS[index] if 0 <= index < 5 else f"#{name}"
-            else:
-                match = LETTER.match(name)
-                label = match.group(1).upper() if match else name
-            items.append((label, _text(value)))
-        return items
+        return _option_items_from_dict(raw_options)
     if isinstance(raw_options, list):
         if raw_options and all(isinstance(v, dict) for v in raw_options):
-            items = []
-            for i, value in enumerate(raw_options):
-                lowered = {_key(k): v for k, v in value.items()}
-                label = (
-                    _text(lowered.get("label") or lowered.get("key") or lowered.get("letter") or "")
-                    .upper()
-                    .strip("().．、 ")
-                )
-                text = next(
-                    (
-                        lowered[k]
-                        for k in ("text", "value", "content", "option", "answer", "atext")
-                        if k in lowered
-                    ),
-                    # Else the first text that is not the label: {"aid": 1, "atext": "…"}
-                    next((v for v in value.values() if isinstance(v, str) and len(v) > 1), None),
-                )
-                items.append((label or (OPTION_LABELS[i] if i < 5 else f"#{i + 1}"), _text(text)))
-            return items
+            return _option_items_from_dicts(raw_options)
         texts = [_text(v) for v in raw_options]
         # ["A. one", "B. two", …]: the labels are written into the texts.
         prefixed = [LETTER_THEN_TEXT.match(t) for t in texts]
@@ -1509,48 +1520,50 @@ def _guess_positions(rows: list[list[str]]) -> dict:
     return {}
 
 
-def _parse_csv(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFile:
-    delimiter, rows = _read_csv(data, parser.errors, parser.unreadable_line)
-    head: list[tuple[int, bytes, list[str]]] = []
-    for row in rows:
-        head.append(row)
-        if len(head) >= 51:
-            break
-    if not head:
-        raise FormatError(Msg("no_records"))
-    first = [c.strip() for c in head[0][2]]
+def _csv_has_header(first: list[str], options: ImportOptions) -> bool:
+    """Whether the first row names the columns: as the import says, as its layout implies, or
+    as the row and the mapping suggest."""
     if options.header == "no":
-        has_header = False
-    elif (
+        return False
+    if (
         options.header == "yes"
         or first[:7] == CMMLU_HEADER
         or options.format in {"cmmlu-csv", "medcot-csv"}
     ):
-        has_header = True
-    else:
+        return True
+    has_header = _looks_like_header(first)
+    mapping = options.mapping or {}
+    if mapping and all(str(v).isdigit() for v in mapping.values() if not isinstance(v, list)):
         has_header = _looks_like_header(first)
-        mapping = options.mapping or {}
-        if mapping and all(str(v).isdigit() for v in mapping.values() if not isinstance(v, list)):
-            has_header = _looks_like_header(first)
-        elif mapping and set(map(str, mapping.values())) & set(first):
-            has_header = True
-    width = max(len(r[2]) for r in head)
-    if has_header:
-        header = first
-        columns = header
-    else:
-        header = []
-        columns = [str(i + 1) for i in range(width)]
-    fmt = options.format
-    if fmt == "auto":
-        if options.mapping:
-            fmt = "mapped"
-        elif has_header and header[:7] == CMMLU_HEADER:
-            fmt = "cmmlu-csv"
-        elif has_header:
-            fmt = "medcot-csv"
-        else:
-            fmt = "mapped"
+    elif mapping and set(map(str, mapping.values())) & set(first):
+        has_header = True
+    return has_header
+
+
+def _csv_format(options: ImportOptions, *, header: list[str] | None) -> str:
+    """The layout: as the import says, else from the mapping and the header (None: no header)."""
+    if options.format != "auto":
+        return options.format
+    if options.mapping:
+        return "mapped"
+    if header is not None and header[:7] == CMMLU_HEADER:
+        return "cmmlu-csv"
+    if header is not None:
+        return "medcot-csv"
+    return "mapped"
+
+
+def _csv_mapping(
+    options: ImportOptions,
+    *,
+    fmt: str,
+    has_header: bool,
+    header: list[str],
+    columns: list[str],
+    head: list,
+) -> dict:
+    """Our fields by column: the import's mapping (a column may be named by its position),
+    CMMLU's fixed one, a guess from the header, or a guess from the first rows' contents."""
     if options.mapping:
         mapping = dict(options.mapping)
         if has_header:
@@ -1567,27 +1580,55 @@ def _parse_csv(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFi
                 for k, v in mapping.items()
             }
         _check_mapping(mapping, columns, Msg("what_columns"))
-    elif fmt == "cmmlu-csv":
-        if first[:7] != CMMLU_HEADER:
+        return mapping
+    if fmt == "cmmlu-csv":
+        if [c.strip() for c in head[0][2]][:7] != CMMLU_HEADER:
             raise FormatError(Msg("cmmlu_header"))
-        mapping = dict(LAYOUT_MAPPINGS["cmmlu-csv"])
-    elif has_header:
+        return dict(LAYOUT_MAPPINGS["cmmlu-csv"])
+    if has_header:
         mapping = guess_mapping(header)
         if "question" not in mapping:
             raise FormatError(Msg("layout_no_question_column"))
+        return mapping
+    mapping = _guess_positions([r[2] for r in head[:50]])
+    if not mapping:
+        raise FormatError(Msg("layout_no_header"))
+    return mapping
+
+
+def _cmmlu_file(options: ImportOptions, parser: _Parser) -> tuple[str, str]:
+    """A CMMLU file's subject and id prefix, from its name; the subject is the specialty
+    unless the import gives one."""
+    subject, split = _subject_from_file_name(options.file_name)
+    if not options.specialty:
+        options = ImportOptions(**{**options.__dict__, "specialty": _specialty_label(subject)})
+    parser.options = options
+    return subject, (f"cmmlu-{split}_{subject}" if split else f"cmmlu-{subject}")
+
+
+def _parse_csv(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFile:
+    delimiter, rows = _read_csv(data, parser.errors, parser.unreadable_line)
+    rows = iter(rows)
+    head: list[tuple[int, bytes, list[str]]] = list(itertools.islice(rows, 51))
+    if not head:
+        raise FormatError(Msg("no_records"))
+    first = [c.strip() for c in head[0][2]]
+    has_header = _csv_has_header(first, options)
+    width = max(len(r[2]) for r in head)
+    if has_header:
+        header = first
+        columns = header
     else:
-        mapping = _guess_positions([r[2] for r in head[:50]])
-        if not mapping:
-            raise FormatError(Msg("layout_no_header"))
+        header = []
+        columns = [str(i + 1) for i in range(width)]
+    fmt = _csv_format(options, header=header if has_header else None)
+    mapping = _csv_mapping(
+        options, fmt=fmt, has_header=has_header, header=header, columns=columns, head=head
+    )
 
     cmmlu_prefix = ""
-    opts = options
     if fmt == "cmmlu-csv":
-        subject, split = _subject_from_file_name(options.file_name)
-        cmmlu_prefix = f"cmmlu-{split}_{subject}" if split else f"cmmlu-{subject}"
-        if not options.specialty:
-            opts = ImportOptions(**{**options.__dict__, "specialty": _specialty_label(subject)})
-        parser.options = opts
+        subject, cmmlu_prefix = _cmmlu_file(options, parser)
 
     def all_rows():
         yield from head

@@ -284,7 +284,8 @@ def first_pass_submit(
     project's `min_pass_seconds` needs `confirm_fast`; both are recorded with the verdict.
     `seconds_on_item` is the time the reviewer had the item on screen; when the caller cannot
     tell (no JavaScript, an API client that does not say), it is the time since the claim.
-    The item row is locked for the check and the write.
+    The item row is locked for the check and the write. Long because its keywords and this
+    docstring are half of it; the rest is the checks under the lock, in order, and one write.
     """
     queue_check_role(user=reviewer, stage=Stage.FIRST_REVIEW)
     now = now or timezone.now()

@@ -169,7 +169,55 @@ def _cot(ctx: JobContext) -> None:
     )
 
 
+def _synthesis_call(ctx: JobContext, *, variant: str, need: int) -> tuple:
+    """Ask the model for new questions in the seed's family; returns the reply and the call."""
+    prompt = _prompt(Task.SYNTHESIZE, variant, ctx.language)
+    # Ask for a few more than the family needs: some questions come back unusable or as
+    # near-duplicates, and another round costs a whole model call (30-120 s with a
+    # reasoning model). Extras beyond what is needed are not stored.
+    ask = need + max(1, math.ceil(need * SYNTHESIS_SPARE))
+    messages = prompt.render(
+        stem=ctx.stem,
+        options=options_text(ctx.options),
+        answer=ctx.answer,
+        answer_text=ctx.options.get(ctx.answer, ""),
+        cot=ctx.cot or "—",
+        count=ask,
+    )
+    return _call(
+        ctx,
+        task=Task.SYNTHESIZE,
+        prompt=prompt,
+        messages=messages,
+        json_reply=True,
+        schema=SYNTHESIS_SCHEMA,
+        schema_name=SYNTHESIS_SCHEMA_NAME,
+        sim_facts={"Count": str(ask)},
+    )
+
+
+def _family_store(ctx: JobContext, *, call: CallInfo, questions: list, need: int):
+    """Store the reply's usable questions, near-duplicates left out. Only the lookups run on
+    the database threads; signing the questions and comparing them with their candidates
+    runs here."""
+    questions = questions[: need + MAX_DROPPED_PER_REPLY]
+    signed = services.signed_questions(questions)
+    candidates_of, known = in_db(
+        services.family_candidates, ctx=ctx, bands_of=[b for _, b in signed]
+    )
+    plan = services.family_sort(
+        questions=questions,
+        signed=signed,
+        candidates_of=candidates_of,
+        known=known,
+        need=need,
+    )
+    return in_db(services.family_store, ctx=ctx, call=call, plan=plan)
+
+
 def _expand(ctx: JobContext) -> None:
+    """Grow the seed's family: up to SYNTHESIS_ROUNDS calls until it has the questions it
+    needs; an unusable reply is retried once with the strict prompt."""
     need = in_db(services.expand_plan, ctx=ctx)
     if need is None:
         in_db(services.job_finish, job_id=ctx.job_id)
@@ -182,29 +230,7 @@ def _expand(ctx: JobContext) -> None:
             break
         if state != Run.State.RUNNING:
             raise CallAborted("The run was paused or cancelled")
-        prompt = _prompt(Task.SYNTHESIZE, variant, ctx.language)
-        # Ask for a few more than the family needs: some questions come back unusable or as
-        # near-duplicates, and another round costs a whole model call (30-120 s with a
-        # reasoning model). Extras beyond what is needed are not stored.
-        ask = need + max(1, math.ceil(need * SYNTHESIS_SPARE))
-        messages = prompt.render(
-            stem=ctx.stem,
-            options=options_text(ctx.options),
-            answer=ctx.answer,
-            answer_text=ctx.options.get(ctx.answer, ""),
-            cot=ctx.cot or "—",
-            count=ask,
-        )
-        reply, call = _call(
-            ctx,
-            task=Task.SYNTHESIZE,
-            prompt=prompt,
-            messages=messages,
-            json_reply=True,
-            schema=SYNTHESIS_SCHEMA,
-            schema_name=SYNTHESIS_SCHEMA_NAME,
-            sim_facts={"Count": str(ask)},
-        )
+        reply, call = _synthesis_call(ctx, variant=variant, need=need)
         try:
             parsed = parse_synthesized_detailed(reply.content)
         except ReplyFormatError as exc:
@@ -219,21 +245,7 @@ def _expand(ctx: JobContext) -> None:
             variant = STRICT
             continue
         problems.extend(parsed.rejected)
-        # Near-duplicate checks: only the lookups run on the database threads; signing the
-        # questions and comparing them with their candidates runs here.
-        questions = parsed.questions[: need + MAX_DROPPED_PER_REPLY]
-        signed = services.signed_questions(questions)
-        candidates_of, known = in_db(
-            services.family_candidates, ctx=ctx, bands_of=[b for _, b in signed]
-        )
-        plan = services.family_sort(
-            questions=questions,
-            signed=signed,
-            candidates_of=candidates_of,
-            known=known,
-            need=need,
-        )
-        stored = in_db(services.family_store, ctx=ctx, call=call, plan=plan)
+        stored = _family_store(ctx, call=call, questions=parsed.questions, need=need)
         if stored.complete:
             return
         need -= stored.created
@@ -260,92 +272,117 @@ def option_order_for(*, item_id: int, number: int, labels: list[str]) -> list[st
     return order
 
 
-def _reanswer(ctx: JobContext) -> None:
+def _strikes(attempts: list) -> int:
+    """Attempts that gave a parsed answer other than the key."""
+    return sum(1 for a in attempts if a.parsed and not a.correct)
+
+
+def _reanswer_settled(ctx: JobContext, *, status: str, attempts: list) -> bool:
+    """Finish the job if the item has left re-answering, or conclude it on a correct attempt
+    (to consensus) or on the allowed number of wrong ones (to the panel); True if either."""
+    if status != Status.REANSWERING:
+        in_db(services.job_finish, job_id=ctx.job_id, ctx=ctx)
+        return True
+    correct = next((a for a in attempts if a.correct), None)
+    strikes = _strikes(attempts)
+    if correct is not None:
+        in_db(
+            services.reanswer_conclude,
+            ctx=ctx,
+            to=Status.CONSENSUS,
+            reason="",
+            data={"correct_attempt": correct.number},
+        )
+        return True
+    if strikes >= ctx.reanswer_limit:
+        in_db(
+            services.reanswer_conclude,
+            ctx=ctx,
+            to=Status.PANEL,
+            reason=f"{strikes} re-answer attempts failed",
+            data={"strikes": strikes},
+        )
+        return True
+    return False
+
+
+def _unparsed_check(ctx: JobContext, *, attempts: list) -> None:
+    """Give up on a model whose replies keep failing to parse. Attempts before a retry do not
+    count against the allowance for unparseable replies: the retry resets it
+    (`attempts_base`), so a retried item gets new calls."""
+    number = len(attempts) + 1
+    base = int(ctx.payload.get("attempts_base") or 0)
+    unparsed = sum(1 for a in attempts if a.number > base and not a.parsed)
+    if unparsed and unparsed + _strikes(attempts) >= (
+        ctx.reanswer_limit + services.UNPARSED_ALLOWANCE
+    ):
+        raise FatalLLMError(
+            f"The model's replies could not be parsed ({unparsed} of "
+            f"{number - 1 - base} attempts); check the prompts or the model"
+        )
+
+
+def _reanswer_attempt(ctx: JobContext, *, attempts: list, models: list[str]) -> tuple:
+    """Make the next attempt: the options in this attempt's order, the prompt variant (the
+    strict one after an unparsed reply), the call, and the answer mapped back to the item's
+    labels. Returns whether it was stored, the run's state, and the attempt's summary."""
     labels = list(ctx.options)
+    number = len(attempts) + 1
+    last_unparsed = bool(attempts) and not attempts[-1].parsed
+    variant = STRICT if last_unparsed else REANSWER_VARIANTS[(number - 1) % len(REANSWER_VARIANTS)]
+    model = models[(number - 1) % len(models)]
+    order = option_order_for(item_id=ctx.item_id, number=number, labels=labels)
+    shown = {labels[i]: ctx.options[original] for i, original in enumerate(order)}
+    shown_key = labels[order.index(ctx.answer)]
+    prompt = _prompt(Task.REANSWER, variant, ctx.language)
+    messages = prompt.render(
+        stem=ctx.stem, options=options_text(shown), specialty=ctx.specialty or "—"
+    )
+    reply, call = _call(
+        ctx,
+        task=Task.REANSWER,
+        prompt=prompt,
+        messages=messages,
+        model=model,
+        sim_facts={"Key": shown_key},
+    )
+    parsed = parse_answer(reply.content, shown)
+    raw = parsed.letter if parsed.ok and parsed.letter else ""
+    mapped = order[labels.index(raw)] if raw in labels else ""
+    correct = bool(mapped) and mapped == ctx.answer
+    stored, state = in_db(
+        services.reanswer_attempt_store,
+        ctx=ctx,
+        call=call,
+        number=number,
+        variant=variant,
+        model=reply.model or model,
+        option_order="".join(order),
+        raw_answer=raw,
+        answer=mapped,
+        parsed=bool(mapped),
+        parse_method=parsed.method if mapped else "",
+        correct=correct,
+        reply=reply.content,
+        reasoning=reply.reasoning,
+        prompt_version_id=prompt.version_id,
+    )
+    summary = services.AttemptSummary(number=number, parsed=bool(mapped), correct=correct)
+    return stored, state, summary
+
+
+def _reanswer(ctx: JobContext) -> None:
+    """Re-answer until the item settles: one attempt per pass, each stored before the next."""
     models = ctx.alternate_models or [ctx.profile.model]
     # The item's status and attempts were read with the claim, which also found the run running.
     status, attempts, state = ctx.item_status, list(ctx.attempts or []), Run.State.RUNNING
-    while True:
-        if status != Status.REANSWERING:
-            in_db(services.job_finish, job_id=ctx.job_id, ctx=ctx)
-            return
-        correct = next((a for a in attempts if a.correct), None)
-        strikes = sum(1 for a in attempts if a.parsed and not a.correct)
-        if correct is not None:
-            in_db(
-                services.reanswer_conclude,
-                ctx=ctx,
-                to=Status.CONSENSUS,
-                reason="",
-                data={"correct_attempt": correct.number},
-            )
-            return
-        if strikes >= ctx.reanswer_limit:
-            in_db(
-                services.reanswer_conclude,
-                ctx=ctx,
-                to=Status.PANEL,
-                reason=f"{strikes} re-answer attempts failed",
-                data={"strikes": strikes},
-            )
-            return
-        number = len(attempts) + 1
-        # Attempts before a retry do not count against the allowance for unparseable replies:
-        # the retry resets it (`attempts_base`), so a retried item gets new calls.
-        base = int(ctx.payload.get("attempts_base") or 0)
-        unparsed = sum(1 for a in attempts if a.number > base and not a.parsed)
-        if unparsed and unparsed + strikes >= ctx.reanswer_limit + services.UNPARSED_ALLOWANCE:
-            raise FatalLLMError(
-                f"The model's replies could not be parsed ({unparsed} of "
-                f"{number - 1 - base} attempts); check the prompts or the model"
-            )
+    while not _reanswer_settled(ctx, status=status, attempts=attempts):
+        _unparsed_check(ctx, attempts=attempts)
         if state != Run.State.RUNNING:
             raise CallAborted("The run was paused or cancelled")
-        last_unparsed = bool(attempts) and not attempts[-1].parsed
-        variant = (
-            STRICT if last_unparsed else REANSWER_VARIANTS[(number - 1) % len(REANSWER_VARIANTS)]
-        )
-        model = models[(number - 1) % len(models)]
-        order = option_order_for(item_id=ctx.item_id, number=number, labels=labels)
-        shown = {labels[i]: ctx.options[original] for i, original in enumerate(order)}
-        shown_key = labels[order.index(ctx.answer)]
-        prompt = _prompt(Task.REANSWER, variant, ctx.language)
-        messages = prompt.render(
-            stem=ctx.stem, options=options_text(shown), specialty=ctx.specialty or "—"
-        )
-        reply, call = _call(
-            ctx,
-            task=Task.REANSWER,
-            prompt=prompt,
-            messages=messages,
-            model=model,
-            sim_facts={"Key": shown_key},
-        )
-        parsed = parse_answer(reply.content, shown)
-        raw = parsed.letter if parsed.ok and parsed.letter else ""
-        mapped = order[labels.index(raw)] if raw in labels else ""
-        correct_now = bool(mapped) and mapped == ctx.answer
-        stored, state = in_db(
-            services.reanswer_attempt_store,
-            ctx=ctx,
-            call=call,
-            number=number,
-            variant=variant,
-            model=reply.model or model,
-            option_order="".join(order),
-            raw_answer=raw,
-            answer=mapped,
-            parsed=bool(mapped),
-            parse_method=parsed.method if mapped else "",
-            correct=correct_now,
-            reply=reply.content,
-            reasoning=reply.reasoning,
-            prompt_version_id=prompt.version_id,
-        )
+        stored, state, attempt = _reanswer_attempt(ctx, attempts=attempts, models=models)
         if stored:
-            attempts.append(
-                services.AttemptSummary(number=number, parsed=bool(mapped), correct=correct_now)
-            )
+            attempts.append(attempt)
         else:
             status, attempts, state = in_db(services.reanswer_state, ctx=ctx)
 

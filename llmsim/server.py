@@ -668,6 +668,38 @@ def _synthesized(rng: random.Random, prompt: _Prompt, count: int) -> list[dict[s
     return questions
 
 
+def _synthesis_reply(
+    *,
+    rng: random.Random,
+    parsed,
+    key: str,
+    count: int,
+    malformed: bool,
+    json_mode: bool,
+    schema_mode: bool,
+) -> _Reply:
+    """New questions in the seed's family: bare JSON in JSON mode, else JSON in a fenced
+    block after a line of prose; cut off mid-string when `malformed`."""
+    reasoning = (
+        "[simulated] 提取关键知识点与推理步骤，改写为考查其他方面的新题。"
+        if parsed.chinese
+        else "[simulated] Extract the key facts and reasoning steps, then write new "
+        "questions on other aspects."
+    )
+    if malformed:
+        return _Reply('```json\n{"questions": [{"stem": "' + parsed.stem[:40], reasoning, key, None)
+    questions = _synthesized(rng, parsed, count)
+    if schema_mode:
+        # The strict schema lists options in order instead of keying them by letter.
+        questions = [q | {"options": list(q["options"].values())} for q in questions]
+    payload = json.dumps({"questions": questions}, ensure_ascii=False, indent=1)
+    intro = (
+        f"[simulated] {count} 道新题：" if parsed.chinese else f"[simulated] {count} new questions:"
+    )
+    content = payload if json_mode else f"{intro}\n```json\n{payload}\n```"
+    return _Reply(content, reasoning, key, None)
+
+
 def _compose(
     *,
     rng: random.Random,
@@ -699,28 +731,15 @@ def _compose(
         return _Reply(content, _thinking(rng, parsed, chosen), key, None)
 
     if task == "synthesize":
-        reasoning = (
-            "[simulated] 提取关键知识点与推理步骤，改写为考查其他方面的新题。"
-            if parsed.chinese
-            else "[simulated] Extract the key facts and reasoning steps, then write new "
-            "questions on other aspects."
+        return _synthesis_reply(
+            rng=rng,
+            parsed=parsed,
+            key=key,
+            count=count,
+            malformed=malformed,
+            json_mode=json_mode,
+            schema_mode=schema_mode,
         )
-        if malformed:
-            return _Reply(
-                '```json\n{"questions": [{"stem": "' + parsed.stem[:40], reasoning, key, None
-            )
-        questions = _synthesized(rng, parsed, count)
-        if schema_mode:
-            # The strict schema lists options in order instead of keying them by letter.
-            questions = [q | {"options": list(q["options"].values())} for q in questions]
-        payload = json.dumps({"questions": questions}, ensure_ascii=False, indent=1)
-        intro = (
-            f"[simulated] {count} 道新题："
-            if parsed.chinese
-            else f"[simulated] {count} new questions:"
-        )
-        content = payload if json_mode else f"{intro}\n```json\n{payload}\n```"
-        return _Reply(content, reasoning, key, None)
 
     if malformed:
         content = rng.choice(_MALFORMED_ZH if parsed.chinese else _MALFORMED_EN)
@@ -862,6 +881,58 @@ async def _chat(request: web.Request) -> web.StreamResponse:
         state.outcomes[request[OUTCOME_KEY]] += 1
 
 
+def _last_user_prompt(messages: list[dict]) -> str:
+    """The text of the last user message (of the last message when none is the user's)."""
+    prompt = _message_text(messages[-1].get("content"))
+    for message in reversed(messages):
+        if message.get("role") == "user":
+            prompt = _message_text(message.get("content"))
+            break
+    return prompt
+
+
+def _reply_for(
+    request: web.Request,
+    *,
+    rng: random.Random,
+    config: SimulatorConfig,
+    payload: dict,
+    task: str,
+    key: str,
+    count_header: str,
+    fault: str | None,
+) -> _Reply:
+    """The reply to a request that got through: in the structured mode asked for if this
+    server honours it, malformed or empty when the fault drawn says so."""
+    prompt = _last_user_prompt(payload["messages"])
+    asked = str((payload.get("response_format") or {}).get("type") or "text")
+    honoured = asked in config.structured
+    if task == "judge":
+        facts = (request.headers.get(f"X-MedCoT-Sim-{n}", "") for n in ("Concluded", "Steps"))
+        reply = _judge_reply(
+            rng, config, prompt, key, *facts, malformed=fault == "malformed", json_mode=honoured
+        )
+    else:
+        reply = _compose(
+            rng=rng,
+            task=task,
+            prompt=prompt,
+            key=key,
+            accuracy=config.accuracy,
+            count=_parse_count(count_header, prompt),
+            malformed=fault == "malformed",
+            json_mode=honoured,
+            config=config,
+            ignored_format=asked != "text" and not honoured,
+            schema_mode=honoured and asked == "json_schema",
+        )
+    if fault == "empty":
+        # A 200 with nothing in it, or a gateway's error page passed on as the content.
+        page = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
+        reply = _Reply(rng.choice(["", page]), "", key, None)
+    return reply
+
+
 async def _chat_inner(request: web.Request, state: _State) -> tuple[web.StreamResponse, str]:
     config = state.config
     if config.api_key and request.headers.get("Authorization") != f"Bearer {config.api_key}":
@@ -904,37 +975,16 @@ async def _chat_inner(request: web.Request, state: _State) -> tuple[web.StreamRe
             request.transport.abort()
         raise asyncio.CancelledError
 
-    messages = payload["messages"]
-    prompt = _message_text(messages[-1].get("content"))
-    for message in reversed(messages):
-        if message.get("role") == "user":
-            prompt = _message_text(message.get("content"))
-            break
-    asked = str((payload.get("response_format") or {}).get("type") or "text")
-    honoured = asked in config.structured
-    if task == "judge":
-        facts = (request.headers.get(f"X-MedCoT-Sim-{n}", "") for n in ("Concluded", "Steps"))
-        reply = _judge_reply(
-            rng, config, prompt, key, *facts, malformed=fault == "malformed", json_mode=honoured
-        )
-    else:
-        reply = _compose(
-            rng=rng,
-            task=task,
-            prompt=prompt,
-            key=key,
-            accuracy=config.accuracy,
-            count=_parse_count(count_header, prompt),
-            malformed=fault == "malformed",
-            json_mode=honoured,
-            config=config,
-            ignored_format=asked != "text" and not honoured,
-            schema_mode=honoured and asked == "json_schema",
-        )
-    if fault == "empty":
-        # A 200 with nothing in it, or a gateway's error page passed on as the content.
-        page = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></html>"
-        reply = _Reply(rng.choice(["", page]), "", key, None)
+    reply = _reply_for(
+        request,
+        rng=rng,
+        config=config,
+        payload=payload,
+        task=task,
+        key=key,
+        count_header=count_header,
+        fault=fault,
+    )
     if reply.conclusion and key:
         state.conclusions["key" if reply.conclusion == reply.key else "other"] += 1
 

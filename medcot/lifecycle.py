@@ -155,6 +155,50 @@ def _event_values(actor_id, from_status: Status, to_status: Status, reason: str)
     }
 
 
+def _move_portable(
+    item: Item | ItemRef,
+    from_status: Status,
+    to_status: Status,
+    *,
+    actor_id: int | None,
+    reason: str,
+    data: dict[str, Any] | None,
+    now,
+) -> int:
+    """`transition`'s write on databases other than PostgreSQL: the conditional UPDATE, then
+    the event if it moved. Returns the rows moved (0 or 1)."""
+    from medcot.bulk import insert_row
+    from medcot.models import Event
+
+    reason_text = reason if to_status in {S.ERROR, S.DISCARDED} else ""
+    with transaction.atomic(savepoint=False), connection.cursor() as cursor:
+        cursor.execute(
+            _MOVE_SQL,
+            [
+                to_status.value,
+                connection.ops.adapt_datetimefield_value(now),
+                reason_text,
+                item.pk,
+                from_status.value,
+            ],
+        )
+        changed = cursor.rowcount
+        if changed == 1:
+            event = _event_values(actor_id, from_status, to_status, reason)
+            insert_row(
+                Event,
+                {
+                    **event,
+                    "project_id": item.project_id,
+                    "item_id": item.pk,
+                    "data": data or {},
+                    "created_at": now,
+                },
+                returning=False,
+            )
+    return changed
+
+
 def transition(
     item: Item | ItemRef,
     to: Status | str,
@@ -168,9 +212,6 @@ def transition(
     Raises IllegalTransition for a move outside the table and StaleStatus when the row's
     status in the database is no longer `item.status`. Updates `item` in place.
     """
-    from medcot.bulk import insert_row
-    from medcot.models import Event
-
     from_status = Status(item.status)
     to_status = Status(to)
     check_transition(from_status, to_status)
@@ -198,31 +239,15 @@ def transition(
             cursor.execute(f"WITH {ctes} SELECT count(*) FROM moved", params)  # noqa: S608 (from code)
             changed = cursor.fetchone()[0]
     else:
-        with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-            cursor.execute(
-                _MOVE_SQL,
-                [
-                    to_status.value,
-                    connection.ops.adapt_datetimefield_value(now),
-                    reason_text,
-                    item.pk,
-                    from_status.value,
-                ],
-            )
-            changed = cursor.rowcount
-            if changed == 1:
-                event = _event_values(actor_id, from_status, to_status, reason)
-                insert_row(
-                    Event,
-                    {
-                        **event,
-                        "project_id": item.project_id,
-                        "item_id": item.pk,
-                        "data": data or {},
-                        "created_at": now,
-                    },
-                    returning=False,
-                )
+        changed = _move_portable(
+            item,
+            from_status,
+            to_status,
+            actor_id=actor_id,
+            reason=reason,
+            data=data,
+            now=now,
+        )
     if changed != 1:
         raise StaleStatus(f"Item {item.pk} is no longer {from_status.label}")
     item.status = to_status
@@ -291,6 +316,8 @@ def transition_many(
 
     Items that have already moved elsewhere are left alone, which makes batch starts safe to
     repeat. One UPDATE and one bulk INSERT of events, for runs over tens of thousands of items.
+    Long because the chunked loop's two dialect paths share the statement, its parameters and
+    the event template; split apart, each would need all of them passed in.
     """
     from medcot.bulk import ids_in, ids_params, insert_dicts, insert_statement
     from medcot.models import Event

@@ -38,6 +38,55 @@ _CURRENT_SQL = (
 )
 
 
+def _current_row_lock(cursor, *, item_pk: int) -> tuple:
+    """Lock the item row and read its current content and highest version number."""
+    lock = " FOR NO KEY UPDATE OF i" if connection.features.has_select_for_update_of else ""
+    cursor.execute(_CURRENT_SQL + lock, [item_pk])
+    row = cursor.fetchone()
+    if row is None:
+        raise Item.DoesNotExist(f"Item {item_pk} does not exist")
+    return row
+
+
+def _version_write(cursor, *, values: dict, project_id: int, marks_modified: bool) -> int:
+    """Insert the version, point the item at it (marking it modified if asked) and log the
+    event; returns the version's id. One statement on PostgreSQL, three elsewhere."""
+    item_pk = values["item_id"]
+    event = {
+        "project_id": project_id,
+        "item_id": item_pk,
+        "actor_id": values["author_id"],
+        "kind": "version_created",
+        "reason": values["reason"],
+        "data": {"number": values["number"], "author_kind": values["author_kind"]},
+        "created_at": values["created_at"],
+    }
+    pointer = "current_version_id = {}"
+    pointer_params: list = []
+    if marks_modified:
+        pointer += ", revision_status = %s"
+        pointer_params = [RevisionStatus.MODIFIED.value]
+    if connection.vendor == "postgresql":
+        # The version, the item's pointer and the event in one statement.
+        version_sql, version_params = insert_statement(ItemVersion, values)
+        event_sql, event_params = insert_statement(Event, event, returning=False)
+        cursor.execute(
+            f"WITH v AS ({version_sql}), "  # noqa: S608 (names and placeholders from code)
+            f"p AS (UPDATE medcot_item SET {pointer.format('(SELECT id FROM v)')} "
+            "WHERE id = %s), "
+            f"e AS ({event_sql}) SELECT id FROM v",
+            [*version_params, *pointer_params, item_pk, *event_params],
+        )
+        return cursor.fetchone()[0]
+    version_id = insert_row(ItemVersion, values)
+    cursor.execute(
+        f"UPDATE medcot_item SET {pointer.format('%s')} WHERE id = %s",  # noqa: S608
+        [version_id, *pointer_params, item_pk],
+    )
+    insert_row(Event, event, returning=False)
+    return version_id
+
+
 def item_version_create(
     *,
     item: Item | ItemRef,
@@ -61,13 +110,9 @@ def item_version_create(
     workers create a version for every seed they draft.
     """
     author = author if author is not None and author.is_authenticated else None
-    lock = " FOR NO KEY UPDATE OF i" if connection.features.has_select_for_update_of else ""
     # No savepoint inside a caller's transaction: any error here aborts it anyway.
     with transaction.atomic(savepoint=False), connection.cursor() as cursor:
-        cursor.execute(_CURRENT_SQL + lock, [item.pk])
-        row = cursor.fetchone()
-        if row is None:
-            raise Item.DoesNotExist(f"Item {item.pk} does not exist")
+        row = _current_row_lock(cursor, item_pk=item.pk)
         project_id, current_stem, *current_options = row[:7]
         current_answer, current_cot, highest = row[7:]
         has_current = current_stem is not None
@@ -92,39 +137,9 @@ def item_version_create(
             **{f"option_{label.lower()}": new_options.get(label, "") for label in OPTION_LABELS},
         }
         version = ItemVersion(**values)
-        pointer = "current_version_id = {}"
-        pointer_params: list = []
-        if marks_modified:
-            pointer += ", revision_status = %s"
-            pointer_params = [RevisionStatus.MODIFIED.value]
-        event = {
-            "project_id": project_id,
-            "item_id": item.pk,
-            "actor_id": values["author_id"],
-            "kind": "version_created",
-            "reason": reason,
-            "data": {"number": version.number, "author_kind": author_kind},
-            "created_at": values["created_at"],
-        }
-        if connection.vendor == "postgresql":
-            # The version, the item's pointer and the event in one statement.
-            version_sql, version_params = insert_statement(ItemVersion, values)
-            event_sql, event_params = insert_statement(Event, event, returning=False)
-            cursor.execute(
-                f"WITH v AS ({version_sql}), "  # noqa: S608 (names and placeholders from code)
-                f"p AS (UPDATE medcot_item SET {pointer.format('(SELECT id FROM v)')} "
-                "WHERE id = %s), "
-                f"e AS ({event_sql}) SELECT id FROM v",
-                [*version_params, *pointer_params, item.pk, *event_params],
-            )
-            version.pk = cursor.fetchone()[0]
-        else:
-            version.pk = insert_row(ItemVersion, values)
-            cursor.execute(
-                f"UPDATE medcot_item SET {pointer.format('%s')} WHERE id = %s",  # noqa: S608
-                [version.pk, *pointer_params, item.pk],
-            )
-            insert_row(Event, event, returning=False)
+        version.pk = _version_write(
+            cursor, values=values, project_id=project_id, marks_modified=marks_modified
+        )
         version._state.adding = False
         version._state.db = connection.alias
     item.current_version = version

@@ -122,17 +122,9 @@ def _serialize(obj) -> dict:
     return serializers.serialize("python", [obj])[0]
 
 
-def project_export_rows(*, project: Project) -> Iterator[dict]:
-    """Every line of the export file, header first, in a stable order."""
-    paths = _project_paths()
-    profile_models = set(_profile_models())
-    ordered = [m for m in _our_models() if m in paths and m not in profile_models]
-    rows: dict[type[models.Model], dict[object, dict]] = defaultdict(dict)
-    for model in ordered:
-        lookup = paths[model]
-        for obj in model._base_manager.filter(**{lookup: project.pk}).order_by("pk"):
-            rows[model][obj.pk] = _serialize(obj)
-    # Rows outside any project that exported rows point at (profiles, prompts, rubric guides).
+def _referenced_rows_add(rows: dict, *, paths: dict) -> None:
+    """Add the rows outside any project that exported rows point at (profiles, prompts,
+    rubric guides), following references until none is missing."""
     ours = set(_our_models())
     pending = deque(m for m in list(rows))
     while pending:
@@ -150,7 +142,10 @@ def project_export_rows(*, project: Project) -> Iterator[dict]:
                 for obj in target._base_manager.filter(pk__in=wanted):
                     rows[target][obj.pk] = _serialize(obj)
                 pending.append(target)
-    user_model = get_user_model()
+
+
+def _referenced_user_ids(rows: dict) -> set[int]:
+    """The ids of every user the exported rows name."""
     user_ids: set[int] = set()
     for model, by_pk in rows.items():
         for name in _user_fields(model):
@@ -160,6 +155,48 @@ def project_export_rows(*, project: Project) -> Iterator[dict]:
                     user_ids.update(value)
                 elif value is not None:
                     user_ids.add(value)
+    return user_ids
+
+
+def _user_lines(user, *, profile_models: set) -> Iterator[dict]:
+    """A user's line (by username, with their groups), then each of their profile rows."""
+    user_model = get_user_model()
+    yield {
+        "model": "auth.user",
+        "username": user.get_username(),
+        "email": user.email,
+        "first_name": user.first_name,
+        "last_name": user.last_name,
+        "is_active": user.is_active,
+        "groups": sorted(user.groups.values_list("name", flat=True)),
+    }
+    for profile_model in sorted(profile_models, key=_label):
+        field = next(
+            f.name
+            for f in profile_model._meta.concrete_fields
+            if f.one_to_one and f.related_model is user_model
+        )
+        profile = profile_model._base_manager.filter(**{field: user}).first()
+        if profile is not None:
+            data = _serialize(profile)
+            data["fields"][field] = user.get_username()
+            data.pop("pk")
+            yield data
+
+
+def project_export_rows(*, project: Project) -> Iterator[dict]:
+    """Every line of the export file, header first, in a stable order."""
+    paths = _project_paths()
+    profile_models = set(_profile_models())
+    ordered = [m for m in _our_models() if m in paths and m not in profile_models]
+    rows: dict[type[models.Model], dict[object, dict]] = defaultdict(dict)
+    for model in ordered:
+        lookup = paths[model]
+        for obj in model._base_manager.filter(**{lookup: project.pk}).order_by("pk"):
+            rows[model][obj.pk] = _serialize(obj)
+    _referenced_rows_add(rows, paths=paths)
+    user_model = get_user_model()
+    user_ids = _referenced_user_ids(rows)
     users = {u.pk: u for u in user_model._base_manager.filter(pk__in=user_ids)}
     names = {pk: u.get_username() for pk, u in users.items()}
     model_order = [m for m in _our_models() if m in rows]
@@ -171,27 +208,7 @@ def project_export_rows(*, project: Project) -> Iterator[dict]:
         "users": len(users),
     }
     for user in sorted(users.values(), key=lambda u: u.get_username()):
-        yield {
-            "model": "auth.user",
-            "username": user.get_username(),
-            "email": user.email,
-            "first_name": user.first_name,
-            "last_name": user.last_name,
-            "is_active": user.is_active,
-            "groups": sorted(user.groups.values_list("name", flat=True)),
-        }
-        for profile_model in sorted(profile_models, key=_label):
-            field = next(
-                f.name
-                for f in profile_model._meta.concrete_fields
-                if f.one_to_one and f.related_model is user_model
-            )
-            profile = profile_model._base_manager.filter(**{field: user}).first()
-            if profile is not None:
-                data = _serialize(profile)
-                data["fields"][field] = user.get_username()
-                data.pop("pk")
-                yield data
+        yield from _user_lines(user, profile_models=profile_models)
     for model in model_order:
         user_fields = _user_fields(model)
         for pk in sorted(rows[model]):
@@ -238,17 +255,59 @@ def _read(path: Path) -> Iterator[dict]:
                 raise TransferError(f"line {number} is not JSON: {exc}") from None
 
 
-def project_load(*, path: Path) -> dict:
-    """Load an export into this database in one transaction; return the header."""
-    lines = _read(path)
-    header = next(lines, None)
+def _header_check(header: dict | None) -> None:
+    """Refuse a file that is not an export of this version, or a project already here."""
     if not header or header.get("format") != FORMAT:
         raise TransferError("not a MedCoT project export (the first line has no format marker)")
     if header.get("version") != VERSION:
         raise TransferError(f"export version {header.get('version')} is not {VERSION}")
     if Project.objects.filter(slug=header["project"]).exists():
         raise TransferError(f"a project with slug {header['project']!r} already exists here")
+
+
+def _users_load(users: list[dict]) -> dict[str, int]:
+    """Match the file's users by username, creating the missing ones (with no usable password)
+    and adding their groups; returns {username: id here}."""
     user_model = get_user_model()
+    user_ids = {}
+    for data in users:
+        user = user_model._base_manager.filter(username=data["username"]).first()
+        if user is None:
+            user = user_model(
+                username=data["username"],
+                email=data["email"],
+                first_name=data["first_name"],
+                last_name=data["last_name"],
+                is_active=data["is_active"],
+            )
+            user.set_unusable_password()
+            user.save()
+        for name in data["groups"]:
+            user.groups.add(Group.objects.get_or_create(name=name)[0])
+        user_ids[data["username"]] = user.pk
+    return user_ids
+
+
+def _profiles_load(profiles: list[dict], *, known: dict, user_ids: dict[str, int]) -> None:
+    """Save each user's profile rows unless the user here has one already."""
+    user_model = get_user_model()
+    for data in profiles:
+        model = known[data["model"]]
+        field = next(
+            f.name
+            for f in model._meta.concrete_fields
+            if f.one_to_one and f.related_model is user_model
+        )
+        data["fields"][field] = user_ids[data["fields"][field]]
+        if not model._base_manager.filter(**{field: data["fields"][field]}).exists():
+            _save_raw(data)
+
+
+def project_load(*, path: Path) -> dict:
+    """Load an export into this database in one transaction; return the header."""
+    lines = _read(path)
+    header = next(lines, None)
+    _header_check(header)
     users: list[dict] = []
     profiles: list[dict] = []
     rows: dict[str, list[dict]] = defaultdict(list)
@@ -272,32 +331,8 @@ def project_load(*, path: Path) -> dict:
                 f"{clash} {label} rows already use the file's ids; load into an empty database"
             )
     with transaction.atomic():
-        user_ids = {}
-        for data in users:
-            user = user_model._base_manager.filter(username=data["username"]).first()
-            if user is None:
-                user = user_model(
-                    username=data["username"],
-                    email=data["email"],
-                    first_name=data["first_name"],
-                    last_name=data["last_name"],
-                    is_active=data["is_active"],
-                )
-                user.set_unusable_password()
-                user.save()
-            for name in data["groups"]:
-                user.groups.add(Group.objects.get_or_create(name=name)[0])
-            user_ids[data["username"]] = user.pk
-        for data in profiles:
-            model = known[data["model"]]
-            field = next(
-                f.name
-                for f in model._meta.concrete_fields
-                if f.one_to_one and f.related_model is user_model
-            )
-            data["fields"][field] = user_ids[data["fields"][field]]
-            if not model._base_manager.filter(**{field: data["fields"][field]}).exists():
-                _save_raw(data)
+        user_ids = _users_load(users)
+        _profiles_load(profiles, known=known, user_ids=user_ids)
         touched = []
         for label in [_label(m) for m in _our_models() if _label(m) in rows]:
             model = known[label]

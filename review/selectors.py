@@ -340,12 +340,8 @@ def item_full_history(*, item: Item, viewer=None) -> dict:
     }
 
 
-def overview_stats(*, now=None, days: int = 7) -> dict:
-    """The admin overview: funnel counts, queue depth and age, leases, throughput."""
-    now = now or timezone.now()
-    counts = {status.value: 0 for status in Status}
-    for row in Item.objects.filter(control__isnull=True).values("status").annotate(n=Count("id")):
-        counts[row["status"]] = row["n"]
+def _queue_rows(*, now) -> list[dict]:
+    """Each review queue's depth, oldest wait and leased items."""
     queues = []
     for status in (Status.FIRST_REVIEW, Status.PANEL, Status.PANEL_REVIEW, Status.CONSENSUS):
         agg = Item.objects.filter(status=status, control__isnull=True).aggregate(
@@ -360,9 +356,12 @@ def overview_stats(*, now=None, days: int = 7) -> dict:
                 "leased": leased,
             }
         )
-    leases = list(Lease.objects.select_related("holder", "item").order_by("expires_at")[:200])
-    stale = [lease for lease in leases if lease.expires_at <= now]
-    since = now - timedelta(days=days)
+    return queues
+
+
+def _people_rows(*, since, days: int) -> list[dict]:
+    """Each person's first-pass reviews, panel decisions and queue votes since `since`,
+    busiest reviewer first."""
     User = get_user_model()
     people = []
     reviews = FirstPassReview.objects.filter(created_at__gte=since, state=FirstPassState.APPLIED)
@@ -393,6 +392,19 @@ def overview_stats(*, now=None, days: int = 7) -> dict:
                 "votes": vote_counts.get(pk, 0),
             }
         )
+    return people
+
+
+def overview_stats(*, now=None, days: int = 7) -> dict:
+    """The admin overview: funnel counts, queue depth and age, leases, throughput."""
+    now = now or timezone.now()
+    counts = {status.value: 0 for status in Status}
+    for row in Item.objects.filter(control__isnull=True).values("status").annotate(n=Count("id")):
+        counts[row["status"]] = row["n"]
+    queues = _queue_rows(now=now)
+    leases = list(Lease.objects.select_related("holder", "item").order_by("expires_at")[:200])
+    stale = [lease for lease in leases if lease.expires_at <= now]
+    people = _people_rows(since=now - timedelta(days=days), days=days)
     return {
         "counts": [(status, counts[status.value]) for status in Status],
         "queues": queues,

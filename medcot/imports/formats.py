@@ -18,6 +18,7 @@ from __future__ import annotations
 import codecs
 import csv
 import hashlib
+import itertools
 import json
 import re
 from collections.abc import Iterator
@@ -676,50 +677,60 @@ def split_embedded_options(text: str) -> tuple[str, list[tuple[str, str]]]:
 _PLAIN_LABELS = frozenset(OPTION_LABELS)
 
 
+def _option_items_from_dict(raw_options: dict) -> list[tuple[str, str]]:
+    """Options keyed by letter, by number (from 0 or 1) or by a label of their own."""
+    lowered = {_key(k): v for k, v in raw_options.items()}
+    if isinstance(lowered.get("label"), list) and isinstance(lowered.get("text"), list):
+        # {"label": ["A", …], "text": ["…", …]} (ARC, OpenBookQA on the Hub)
+        raw_options = dict(zip(lowered["label"], lowered["text"], strict=False))
+    items = []
+    if all(k in _PLAIN_LABELS for k in raw_options):
+        # The common case, {"A": …, "B": …}: nothing to work out.
+        return [(k, _text(v)) for k, v in raw_options.items()]
+    keys = [_text(k) for k in raw_options]
+    numeric = all(k.isdigit() for k in keys)
+    base = min((int(k) for k in keys), default=0) if numeric else 0
+    for name, value in zip(keys, raw_options.values(), strict=True):
+        if numeric:
+            index = int(name) - base
+            label = OPTION_LABELS[index] if 0 <= index < 5 else f"#{name}"
+        else:
+            match = LETTER.match(name)
+            label = match.group(1).upper() if match else name
+        items.append((label, _text(value)))
+    return items
+
+
+def _option_items_from_dicts(raw_options: list[dict]) -> list[tuple[str, str]]:
+    """Options as a list of objects, each with a label (or its place) and a text."""
+    items = []
+    for i, value in enumerate(raw_options):
+        lowered = {_key(k): v for k, v in value.items()}
+        label = (
+            _text(lowered.get("label") or lowered.get("key") or lowered.get("letter") or "")
+            .upper()
+            .strip("().．、 ")
+        )
+        text = next(
+            (
+                lowered[k]
+                for k in ("text", "value", "content", "option", "answer", "atext")
+                if k in lowered
+            ),
+            # Else the first text that is not the label: {"aid": 1, "atext": "…"}
+            next((v for v in value.values() if isinstance(v, str) and len(v) > 1), None),
+        )
+        items.append((label or (OPTION_LABELS[i] if i < 5 else f"#{i + 1}"), _text(text)))
+    return items
+
+
 def _option_items(raw_options, problems: list[str]) -> list[tuple[str, str]] | None:
     """Options as (label, text) pairs from a dict, a list or a block of text."""
     if isinstance(raw_options, dict):
-        lowered = {_key(k): v for k, v in raw_options.items()}
-        if isinstance(lowered.get("label"), list) and isinstance(lowered.get("text"), list):
-            # {"label": ["A", …], "text": ["…", …]} (ARC, OpenBookQA on the Hub)
-            raw_options = dict(zip(lowered["label"], lowered["text"], strict=False))
-        items = []
-        if all(k in _PLAIN_LABELS for k in raw_options):
-            # The common case, {"A": …, "B": …}: nothing to work out.
-            return [(k, _text(v)) for k, v in raw_options.items()]
-        keys = [_text(k) for k in raw_options]
-        numeric = all(k.isdigit() for k in keys)
-        base = min((int(k) for k in keys), default=0) if numeric else 0
-        for name, value in zip(keys, raw_options.values(), strict=True):
-            if numeric:
-                index = int(name) - base
-                label = OPTION_LABELS[index] if 0 <= index < 5 else f"#{name}"
-            else:
-                match = LETTER.match(name)
-                label = match.group(1).upper() if match else name
-            items.append((label, _text(value)))
-        return items
+        return _option_items_from_dict(raw_options)
     if isinstance(raw_options, list):
         if raw_options and all(isinstance(v, dict) for v in raw_options):
-            items = []
-            for i, value in enumerate(raw_options):
-                lowered = {_key(k): v for k, v in value.items()}
-                label = (
-                    _text(lowered.get("label") or lowered.get("key") or lowered.get("letter") or "")
-                    .upper()
-                    .strip("().．、 ")
-                )
-                text = next(
-                    (
-                        lowered[k]
-                        for k in ("text", "value", "content", "option", "answer", "atext")
-                        if k in lowered
-                    ),
-                    # Else the first text that is not the label: {"aid": 1, "atext": "…"}
-                    next((v for v in value.values() if isinstance(v, str) and len(v) > 1), None),
-                )
-                items.append((label or (OPTION_LABELS[i] if i < 5 else f"#{i + 1}"), _text(text)))
-            return items
+            return _option_items_from_dicts(raw_options)
         texts = [_text(v) for v in raw_options]
         # ["A. one", "B. two", …]: the labels are written into the texts.
         prefixed = [LETTER_THEN_TEXT.match(t) for t in texts]
@@ -800,35 +811,40 @@ def _index(n: int, opts: dict[str, str], index_base: str) -> tuple[str, int | No
     return "", n, ""
 
 
-def build_record(
-    line: int, raw: dict, options: ImportOptions, default_id: str
-) -> SeedRecord | list[LineError]:
-    """Validate one raw record (already mapped to our field names)."""
-    problems: list[str] = []
+def _unwrap_question(raw: dict) -> tuple[dict, object]:
+    """{"question": {"stem": "…", "choices": …}} (ARC): the stem, and options beside it."""
     question = raw.get("question")
     if isinstance(question, dict):
-        # {"question": {"stem": "…", "choices": …}} (ARC): the stem, and options beside it.
         inner = {_key(k): v for k, v in question.items()}
         if raw.get("options") in (None, "", [], {}) and "choices" in inner:
             raw = {**raw, "options": inner["choices"]}
         question = inner.get("stem") or inner.get("text") or inner.get("question")
-    stem = _text(question)
+    return raw, question
 
-    opts: dict[str, str] = {}
+
+def _option_items_found(
+    raw: dict, stem: str, problems: list[str]
+) -> tuple[str, list[tuple[str, str]]]:
+    """The (label, text) options wherever the record has them: an `options` field, one column
+    per label, or "A. …" lines written into the stem (which then loses them)."""
     raw_options = raw.get("options")
     if raw_options not in (None, "", [], {}):
-        items = _option_items(raw_options, problems)
-    else:
-        items = [(label, _text(raw.get(label))) for label in OPTION_LABELS]
-        items = [(label, text) for label, text in items if text or label in "ABCD"]
-        if not any(text for _, text in items):
-            # No options anywhere but in the stem: "A. …" lines written into it.
-            stem, items = split_embedded_options(stem)
-            if not items:
-                items = []
-                problems.append(Msg("no_options"))
-    if not stem:
-        problems.insert(0, Msg("empty_stem"))
+        return stem, _option_items(raw_options, problems)
+    items = [(label, _text(raw.get(label))) for label in OPTION_LABELS]
+    items = [(label, text) for label, text in items if text or label in "ABCD"]
+    if not any(text for _, text in items):
+        # No options anywhere but in the stem: "A. …" lines written into it.
+        stem, items = split_embedded_options(stem)
+        if not items:
+            items = []
+            problems.append(Msg("no_options"))
+    return stem, items
+
+
+def _options_checked(items: list[tuple[str, str]], problems: list[str]) -> dict[str, str]:
+    """The options by label, with a problem for each way they fall short of four to five
+    consecutive labelled, non-empty choices."""
+    opts: dict[str, str] = {}
     present = [(label, text) for label, text in items if text or label in "ABCD"]
     if items and len(present) > 5:
         problems.append(Msg("too_many_options", n=len(present)))
@@ -846,14 +862,12 @@ def build_record(
         labels = sorted(opts)
         if len(labels) >= 4 and labels != list(OPTION_LABELS[: len(labels)]):
             problems.append(Msg("options_not_consecutive", labels=", ".join(labels)))
+    return opts
 
-    answer, pending_index, problem = _answer_label(raw.get("answer"), opts, options.index_base)
-    if problem:
-        problems.append(problem)
-    elif answer and answer not in opts and len(opts) >= 4:
-        problems.append(Msg("answer_not_option", answer=answer, labels=", ".join(sorted(opts))))
 
-    # A question of a case is type S (best choice for a case summary) unless it says otherwise.
+def _question_type(raw: dict, options: ImportOptions, problems: list[str]) -> str:
+    """A question of a case is type S (best choice for a case summary) unless it says
+    otherwise; else the import's default, else K."""
     qtype = (
         _text(raw.get("type"))
         or options.question_type
@@ -862,7 +876,11 @@ def build_record(
     qtype = qtype.upper()
     if qtype not in QUESTION_TYPES:
         problems.append(Msg("bad_question_type", value=qtype))
+    return qtype
 
+
+def _level_and_difficulty(raw: dict, problems: list[str]) -> tuple[str, str]:
+    """The cognitive level and difficulty, each "" when not given."""
     level_raw = _text(raw.get("cognitive_level")).lower().replace(" ", "_")
     level = _LEVELS.get(level_raw, "") if level_raw else ""
     if level_raw and not level:
@@ -871,14 +889,11 @@ def build_record(
     difficulty = _DIFFICULTIES.get(diff_raw, "") if diff_raw else ""
     if diff_raw and not difficulty:
         problems.append(Msg("bad_difficulty", value=diff_raw))
+    return level, difficulty
 
-    case_text = _text(raw.get("case_text"))
-    language = normalise_language(
-        _text(raw.get("language")) or options.language, f"{case_text}\n{stem}".strip()
-    )
-    if language is None:
-        problems.append(Msg("bad_language", value=_text(raw.get("language"))))
 
+def _ids(raw: dict, default_id: str, case_text: str, problems: list[str]) -> tuple[str, str]:
+    """The record's id and its group's: a case without a group id is grouped by its text."""
     external_id = _text(raw.get("id")) or default_id
     if len(external_id) > 200:
         problems.append(Msg("id_too_long"))
@@ -887,6 +902,36 @@ def build_record(
         group_id = "case-" + hashlib.sha256(case_text.encode()).hexdigest()[:12]
     if len(group_id) > 200:
         problems.append(Msg("group_id_too_long"))
+    return external_id, group_id
+
+
+def build_record(
+    line: int, raw: dict, options: ImportOptions, default_id: str
+) -> SeedRecord | list[LineError]:
+    """Validate one raw record (already mapped to our field names). Each step adds its
+    problems in turn, so a line's errors read in the order of its fields."""
+    problems: list[str] = []
+    raw, question = _unwrap_question(raw)
+    stem, items = _option_items_found(raw, _text(question), problems)
+    if not stem:
+        problems.insert(0, Msg("empty_stem"))
+    opts = _options_checked(items, problems)
+
+    answer, pending_index, problem = _answer_label(raw.get("answer"), opts, options.index_base)
+    if problem:
+        problems.append(problem)
+    elif answer and answer not in opts and len(opts) >= 4:
+        problems.append(Msg("answer_not_option", answer=answer, labels=", ".join(sorted(opts))))
+
+    qtype = _question_type(raw, options, problems)
+    level, difficulty = _level_and_difficulty(raw, problems)
+    case_text = _text(raw.get("case_text"))
+    language = normalise_language(
+        _text(raw.get("language")) or options.language, f"{case_text}\n{stem}".strip()
+    )
+    if language is None:
+        problems.append(Msg("bad_language", value=_text(raw.get("language"))))
+    external_id, group_id = _ids(raw, default_id, case_text, problems)
 
     if problems:
         return [LineError(line, p) for p in problems]
@@ -1475,48 +1520,50 @@ def _guess_positions(rows: list[list[str]]) -> dict:
     return {}
 
 
-def _parse_csv(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFile:
-    delimiter, rows = _read_csv(data, parser.errors, parser.unreadable_line)
-    head: list[tuple[int, bytes, list[str]]] = []
-    for row in rows:
-        head.append(row)
-        if len(head) >= 51:
-            break
-    if not head:
-        raise FormatError(Msg("no_records"))
-    first = [c.strip() for c in head[0][2]]
+def _csv_has_header(first: list[str], options: ImportOptions) -> bool:
+    """Whether the first row names the columns: as the import says, as its layout implies, or
+    as the row and the mapping suggest."""
     if options.header == "no":
-        has_header = False
-    elif (
+        return False
+    if (
         options.header == "yes"
         or first[:7] == CMMLU_HEADER
         or options.format in {"cmmlu-csv", "medcot-csv"}
     ):
-        has_header = True
-    else:
+        return True
+    has_header = _looks_like_header(first)
+    mapping = options.mapping or {}
+    if mapping and all(str(v).isdigit() for v in mapping.values() if not isinstance(v, list)):
         has_header = _looks_like_header(first)
-        mapping = options.mapping or {}
-        if mapping and all(str(v).isdigit() for v in mapping.values() if not isinstance(v, list)):
-            has_header = _looks_like_header(first)
-        elif mapping and set(map(str, mapping.values())) & set(first):
-            has_header = True
-    width = max(len(r[2]) for r in head)
-    if has_header:
-        header = first
-        columns = header
-    else:
-        header = []
-        columns = [str(i + 1) for i in range(width)]
-    fmt = options.format
-    if fmt == "auto":
-        if options.mapping:
-            fmt = "mapped"
-        elif has_header and header[:7] == CMMLU_HEADER:
-            fmt = "cmmlu-csv"
-        elif has_header:
-            fmt = "medcot-csv"
-        else:
-            fmt = "mapped"
+    elif mapping and set(map(str, mapping.values())) & set(first):
+        has_header = True
+    return has_header
+
+
+def _csv_format(options: ImportOptions, *, header: list[str] | None) -> str:
+    """The layout: as the import says, else from the mapping and the header (None: no header)."""
+    if options.format != "auto":
+        return options.format
+    if options.mapping:
+        return "mapped"
+    if header is not None and header[:7] == CMMLU_HEADER:
+        return "cmmlu-csv"
+    if header is not None:
+        return "medcot-csv"
+    return "mapped"
+
+
+def _csv_mapping(
+    options: ImportOptions,
+    *,
+    fmt: str,
+    has_header: bool,
+    header: list[str],
+    columns: list[str],
+    head: list,
+) -> dict:
+    """Our fields by column: the import's mapping (a column may be named by its position),
+    CMMLU's fixed one, a guess from the header, or a guess from the first rows' contents."""
     if options.mapping:
         mapping = dict(options.mapping)
         if has_header:
@@ -1533,27 +1580,55 @@ def _parse_csv(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFi
                 for k, v in mapping.items()
             }
         _check_mapping(mapping, columns, Msg("what_columns"))
-    elif fmt == "cmmlu-csv":
-        if first[:7] != CMMLU_HEADER:
+        return mapping
+    if fmt == "cmmlu-csv":
+        if [c.strip() for c in head[0][2]][:7] != CMMLU_HEADER:
             raise FormatError(Msg("cmmlu_header"))
-        mapping = dict(LAYOUT_MAPPINGS["cmmlu-csv"])
-    elif has_header:
+        return dict(LAYOUT_MAPPINGS["cmmlu-csv"])
+    if has_header:
         mapping = guess_mapping(header)
         if "question" not in mapping:
             raise FormatError(Msg("layout_no_question_column"))
+        return mapping
+    mapping = _guess_positions([r[2] for r in head[:50]])
+    if not mapping:
+        raise FormatError(Msg("layout_no_header"))
+    return mapping
+
+
+def _cmmlu_file(options: ImportOptions, parser: _Parser) -> tuple[str, str]:
+    """A CMMLU file's subject and id prefix, from its name; the subject is the specialty
+    unless the import gives one."""
+    subject, split = _subject_from_file_name(options.file_name)
+    if not options.specialty:
+        options = ImportOptions(**{**options.__dict__, "specialty": _specialty_label(subject)})
+    parser.options = options
+    return subject, (f"cmmlu-{split}_{subject}" if split else f"cmmlu-{subject}")
+
+
+def _parse_csv(data: bytes, options: ImportOptions, parser: _Parser) -> ParsedFile:
+    delimiter, rows = _read_csv(data, parser.errors, parser.unreadable_line)
+    rows = iter(rows)
+    head: list[tuple[int, bytes, list[str]]] = list(itertools.islice(rows, 51))
+    if not head:
+        raise FormatError(Msg("no_records"))
+    first = [c.strip() for c in head[0][2]]
+    has_header = _csv_has_header(first, options)
+    width = max(len(r[2]) for r in head)
+    if has_header:
+        header = first
+        columns = header
     else:
-        mapping = _guess_positions([r[2] for r in head[:50]])
-        if not mapping:
-            raise FormatError(Msg("layout_no_header"))
+        header = []
+        columns = [str(i + 1) for i in range(width)]
+    fmt = _csv_format(options, header=header if has_header else None)
+    mapping = _csv_mapping(
+        options, fmt=fmt, has_header=has_header, header=header, columns=columns, head=head
+    )
 
     cmmlu_prefix = ""
-    opts = options
     if fmt == "cmmlu-csv":
-        subject, split = _subject_from_file_name(options.file_name)
-        cmmlu_prefix = f"cmmlu-{split}_{subject}" if split else f"cmmlu-{subject}"
-        if not options.specialty:
-            opts = ImportOptions(**{**options.__dict__, "specialty": _specialty_label(subject)})
-        parser.options = opts
+        subject, cmmlu_prefix = _cmmlu_file(options, parser)
 
     def all_rows():
         yield from head

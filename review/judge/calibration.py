@@ -168,6 +168,25 @@ def step_agreement(pairs: list[tuple[int | None, int | None]]) -> StepAgreement:
     )
 
 
+def _first_pass_pairs(judge: dict, first_pass: list) -> dict[str, list[tuple[int, int]]]:
+    """(judge, reviewer) pairs per first-pass criterion: the judge "passes" a criterion when it
+    scores the matching dimension 1 or 2."""
+    fp_pairs: dict[str, list[tuple[int, int]]] = defaultdict(list)
+    for version_id, verdict in first_pass:
+        judged = judge.get(version_id)
+        if judged is None:
+            continue
+        s = judged["scores"]
+        judge_verdict = {
+            "correctness": int(s["medical_correctness"] >= 1),
+            "sufficiency": int(s["information_sufficiency"] >= 1),
+        }
+        judge_verdict["overall"] = judge_verdict["correctness"] * judge_verdict["sufficiency"]
+        for criterion in ("correctness", "sufficiency", "overall"):
+            fp_pairs[criterion].append((judge_verdict[criterion], verdict[criterion]))
+    return fp_pairs
+
+
 def calibrate(
     *,
     judge: dict[int, dict],
@@ -199,20 +218,7 @@ def calibrate(
         dimension_calibration(d, per_dimension.get(d, []), threshold=threshold, min_items=min_items)
         for d in dimensions
     ]
-    # First pass: the judge "passes" a criterion when it scores the matching dimension 1 or 2.
-    fp_pairs: dict[str, list[tuple[int, int]]] = defaultdict(list)
-    for version_id, verdict in first_pass:
-        judged = judge.get(version_id)
-        if judged is None:
-            continue
-        s = judged["scores"]
-        judge_verdict = {
-            "correctness": int(s["medical_correctness"] >= 1),
-            "sufficiency": int(s["information_sufficiency"] >= 1),
-        }
-        judge_verdict["overall"] = judge_verdict["correctness"] * judge_verdict["sufficiency"]
-        for criterion in ("correctness", "sufficiency", "overall"):
-            fp_pairs[criterion].append((judge_verdict[criterion], verdict[criterion]))
+    fp_pairs = _first_pass_pairs(judge, first_pass)
     first = [
         binary_agreement(c, fp_pairs.get(c, [])) for c in ("correctness", "sufficiency", "overall")
     ]

@@ -61,6 +61,31 @@ def double_review_open_for(*, item: Item, reviewer) -> bool:
     )
 
 
+def _first_verdict_take(*, review: FirstPassReview, item, now) -> bool:
+    """The first verdict of an item not yet drawn: if the item is drawn now, keep the verdict
+    and leave the item in the queue for a second; True if drawn."""
+    if DoubleReview.objects.filter(item=item).exists():
+        return False
+    if review.outcome == FirstPassOutcome.FIXED:
+        return False
+    why = double_review_drawn(item=item, reviewer_id=review.reviewer_id)
+    if why is None:
+        return False
+    DoubleReview.objects.create(item=item, version_id=review.version_id, first=review, why=why)
+    FirstPassReview.objects.filter(pk=review.pk).update(
+        state=FirstPassState.APPLIED, applied_at=now
+    )
+    Lease.objects.filter(item=item, stage=Stage.FIRST_REVIEW).delete()
+    Event.objects.create(
+        project_id=item.project_id,
+        item=item,
+        actor=None,
+        kind="double_review_drawn",
+        data={"first_pass_review": review.pk, "why": why},
+    )
+    return True
+
+
 def double_review_take(*, review: FirstPassReview, item: Item) -> bool:
     """Called by first_pass_apply with the item locked, before a verdict takes effect. Returns
     True when it has dealt with the verdict itself: the first verdict of a drawn item (kept, the
@@ -69,26 +94,7 @@ def double_review_take(*, review: FirstPassReview, item: Item) -> bool:
     waiting = DoubleReview.objects.filter(item=item, state=DoubleReview.State.WAITING).first()
     now = timezone.now()
     if waiting is None:
-        if DoubleReview.objects.filter(item=item).exists():
-            return False
-        if review.outcome == FirstPassOutcome.FIXED:
-            return False
-        why = double_review_drawn(item=item, reviewer_id=review.reviewer_id)
-        if why is None:
-            return False
-        DoubleReview.objects.create(item=item, version_id=review.version_id, first=review, why=why)
-        FirstPassReview.objects.filter(pk=review.pk).update(
-            state=FirstPassState.APPLIED, applied_at=now
-        )
-        Lease.objects.filter(item=item, stage=Stage.FIRST_REVIEW).delete()
-        Event.objects.create(
-            project_id=item.project_id,
-            item=item,
-            actor=None,
-            kind="double_review_drawn",
-            data={"first_pass_review": review.pk, "why": why},
-        )
-        return True
+        return _first_verdict_take(review=review, item=item, now=now)
     if waiting.first.reviewer_id == review.reviewer_id:
         return False
     agree = waiting.first.score == review.score

@@ -119,6 +119,25 @@ def _watermark(project_id: int) -> str:
     return ":".join(parts) + f":{undone}"
 
 
+def _warm_start(project_id: int, worker_ids) -> np.ndarray | None:
+    """Confusion matrices from the reviewers' last estimates, to start the fit from; None when
+    there are none (a reviewer without one is all zeros: started from the majority vote)."""
+    previous = dict(
+        (r, (s, p))
+        for r, s, p in ReviewerEstimate.objects.filter(project_id=project_id).values_list(
+            "reviewer_id", "sensitivity", "specificity"
+        )
+    )
+    if not previous:
+        return None
+    initial = np.zeros((worker_ids.size, 2, 2))
+    for w, uid in enumerate(worker_ids):
+        if int(uid) in previous:
+            sens, spec = previous[int(uid)]
+            initial[w] = [[spec, 1 - sens], [1 - spec, sens]]
+    return initial
+
+
 def quality_refit(*, project_id: int, force: bool = False, warm: bool = True) -> QualityFit | None:
     """Refit one project. Returns the fit's record, or None when nothing changed since the last
     one (unless `force`). Idempotent: running it twice writes the same figures."""
@@ -132,20 +151,7 @@ def quality_refit(*, project_id: int, force: bool = False, warm: bool = True) ->
     worker_ids, worker_index = np.unique(data.workers, return_inverse=True)
     position = {int(v): i for i, v in enumerate(task_ids)}
     known = {position[v]: label for v, label in data.known.items() if v in position}
-    initial = None
-    if warm and worker_ids.size:
-        previous = dict(
-            (r, (s, p))
-            for r, s, p in ReviewerEstimate.objects.filter(project_id=project_id).values_list(
-                "reviewer_id", "sensitivity", "specificity"
-            )
-        )
-        if previous:
-            initial = np.zeros((worker_ids.size, 2, 2))
-            for w, uid in enumerate(worker_ids):
-                if int(uid) in previous:
-                    sens, spec = previous[int(uid)]
-                    initial[w] = [[spec, 1 - sens], [1 - spec, sens]]
+    initial = _warm_start(project_id, worker_ids) if warm and worker_ids.size else None
     result = dawid_skene(
         task_index,
         worker_index,
@@ -189,6 +195,28 @@ def quality_refit(*, project_id: int, force: bool = False, warm: bool = True) ->
         )
 
 
+def _posteriors_upsert_postgresql(rows: list, *, now) -> None:
+    """One statement over four arrays: 36,210 rows in well under a second, where
+    bulk_create's batched upsert took ~5 s (bench/reviewer_quality.py)."""
+    table = VerdictPosterior._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} (item_id, version_id, p_valid, n_verdicts, fitted_at) "  # noqa: S608
+            "SELECT u.i, u.v, u.p, u.n, %s FROM unnest(%s::bigint[], %s::bigint[], "
+            "%s::float8[], %s::int[]) AS u(i, v, p, n) "
+            "ON CONFLICT (item_id) DO UPDATE SET version_id = excluded.version_id, "
+            "p_valid = excluded.p_valid, n_verdicts = excluded.n_verdicts, "
+            "fitted_at = excluded.fitted_at",
+            [
+                now,
+                [r.item_id for r in rows],
+                [r.version_id for r in rows],
+                [r.p_valid for r in rows],
+                [r.n_verdicts for r in rows],
+            ],
+        )
+
+
 def _store(*, project_id: int, task_ids, result, counts, now) -> int:
     """Upsert the posterior of every item whose current version was judged, writing only the
     rows that changed."""
@@ -223,25 +251,7 @@ def _store(*, project_id: int, task_ids, result, counts, now) -> int:
             )
         )
     if connection.vendor == "postgresql" and rows:
-        # One statement over four arrays: 36,210 rows in well under a second, where
-        # bulk_create's batched upsert took ~5 s (bench/reviewer_quality.py).
-        table = VerdictPosterior._meta.db_table
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} (item_id, version_id, p_valid, n_verdicts, fitted_at) "  # noqa: S608
-                "SELECT u.i, u.v, u.p, u.n, %s FROM unnest(%s::bigint[], %s::bigint[], "
-                "%s::float8[], %s::int[]) AS u(i, v, p, n) "
-                "ON CONFLICT (item_id) DO UPDATE SET version_id = excluded.version_id, "
-                "p_valid = excluded.p_valid, n_verdicts = excluded.n_verdicts, "
-                "fitted_at = excluded.fitted_at",
-                [
-                    now,
-                    [r.item_id for r in rows],
-                    [r.version_id for r in rows],
-                    [r.p_valid for r in rows],
-                    [r.n_verdicts for r in rows],
-                ],
-            )
+        _posteriors_upsert_postgresql(rows, now=now)
         return len(rows)
     VerdictPosterior.objects.bulk_create(
         rows,

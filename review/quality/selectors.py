@@ -59,9 +59,9 @@ def _peer_agreement(project_id: int) -> dict[int, tuple[int, int]]:
     return {person: (v[0], v[1]) for person, v in agree.items()}
 
 
-def reliability_rows(*, project: Project, sort: str = "name", descending: bool = False) -> list:
-    """One row per person with a verdict or a control answer in the project."""
-    project_id = project.pk
+def _judgements(project_id: int) -> tuple[list, list, list]:
+    """The project's first-pass verdicts (not undone), consensus votes and panel decisions,
+    as (person, seconds, …, when) tuples."""
     reviews = list(
         FirstPassReview.objects.filter(item__project_id=project_id)
         .exclude(state=FirstPassState.UNDONE)
@@ -77,20 +77,12 @@ def reliability_rows(*, project: Project, sort: str = "name", descending: bool =
             "expert_id", "seconds_on_item", "created_at"
         )
     )
-    control_counts = {
-        row["reviewer_id"]: (row["n"], row["k"])
-        for row in ControlAnswer.objects.filter(control__project_id=project_id)
-        .values("reviewer_id")
-        .annotate(n=Count("id"), k=Count("id", filter=Q(correct=True)))
-    }
-    estimates = {e.reviewer_id: e for e in ReviewerEstimate.objects.filter(project_id=project_id)}
-    open_alerts = set(
-        ReliabilityAlert.objects.filter(project_id=project_id, closed_at__isnull=True).values_list(
-            "reviewer_id", flat=True
-        )
-    )
-    peers = _peer_agreement(project_id)
+    return reviews, votes, decisions
 
+
+def _activity(reviews: list, votes: list, decisions: list) -> tuple[dict, dict, dict, dict]:
+    """Per person: seconds per verdict, seconds per pass, the days they worked, and how many
+    verdicts, votes and decisions they gave."""
     seconds: dict[int, list[int]] = defaultdict(list)
     passes: dict[int, list[int]] = defaultdict(list)
     days: dict[int, set] = defaultdict(set)
@@ -108,6 +100,44 @@ def reliability_rows(*, project: Project, sort: str = "name", descending: bool =
         seconds[person].append(secs)
         days[person].add(at.date())
         volume[person] += 1
+    return seconds, passes, days, volume
+
+
+def _rows_sorted(rows: list[dict], *, sort: str, descending: bool) -> list[dict]:
+    """The rows by `sort` (a SORT_KEYS column, else the name); rows without a figure go last
+    whichever the direction."""
+    key = sort if sort in SORT_KEYS else "name"
+
+    def order(row):
+        value = row[key]
+        return (value is None, value if value is not None else 0)
+
+    rows.sort(key=order, reverse=False)
+    if descending:
+        present = [r for r in rows if r[key] is not None]
+        rows = present[::-1] + [r for r in rows if r[key] is None]
+    return rows
+
+
+def reliability_rows(*, project: Project, sort: str = "name", descending: bool = False) -> list:
+    """One row per person with a verdict or a control answer in the project."""
+    project_id = project.pk
+    reviews, votes, decisions = _judgements(project_id)
+    control_counts = {
+        row["reviewer_id"]: (row["n"], row["k"])
+        for row in ControlAnswer.objects.filter(control__project_id=project_id)
+        .values("reviewer_id")
+        .annotate(n=Count("id"), k=Count("id", filter=Q(correct=True)))
+    }
+    estimates = {e.reviewer_id: e for e in ReviewerEstimate.objects.filter(project_id=project_id)}
+    open_alerts = set(
+        ReliabilityAlert.objects.filter(project_id=project_id, closed_at__isnull=True).values_list(
+            "reviewer_id", flat=True
+        )
+    )
+    peers = _peer_agreement(project_id)
+
+    seconds, passes, days, volume = _activity(reviews, votes, decisions)
     people = set(volume) | set(control_counts)
     profiles = {
         p.user_id: p for p in Profile.objects.filter(user_id__in=people).select_related("user")
@@ -146,18 +176,7 @@ def reliability_rows(*, project: Project, sort: str = "name", descending: bool =
                 "alert": person in open_alerts,
             }
         )
-    key = sort if sort in SORT_KEYS else "name"
-
-    def order(row):
-        value = row[key]
-        # Rows without a figure go last whichever the direction.
-        return (value is None, value if value is not None else 0)
-
-    rows.sort(key=order, reverse=False)
-    if descending:
-        present = [r for r in rows if r[key] is not None]
-        rows = present[::-1] + [r for r in rows if r[key] is None]
-    return rows
+    return _rows_sorted(rows, sort=sort, descending=descending)
 
 
 def quality_summary(*, project: Project) -> dict:

@@ -255,7 +255,9 @@ def release_records(*, release: Release, chunk_size: int = 2000) -> Iterator[dic
 def _related_for_chunk(*, first: int, last: int, keys: dict[int, tuple], pseudonyms) -> dict:
     """The review trail of the items `keys` ({item id: (released version id, key)}), read with
     item id ranges rather than IN lists of thousands of ids: range scans on the item indexes
-    are cheap, and rows of items outside the release (in the same id range) are skipped."""
+    are cheap, and rows of items outside the release (in the same id range) are skipped.
+    Long because it is seven parallel reads over the same range, each a few lines, feeding one
+    dict; apart, they would be seven functions used once, each taking `span` and `keys`."""
     from generation.public import ReanswerAttempt
 
     span = {"item_id__gte": first, "item_id__lte": last}
@@ -328,6 +330,8 @@ def _related_for_chunk(*, first: int, last: int, keys: dict[int, tuple], pseudon
 
 
 def _record(row: tuple, related: dict) -> dict:
+    """One line of data.jsonl from an item's row and its review trail. Long because it is a
+    flat mapping, a field a line, of the row onto the dataset's schema (docs/ and the card)."""
     (
         item_id,
         external_id,

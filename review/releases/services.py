@@ -197,6 +197,40 @@ def release_directory(release: Release) -> Path:
     return Path(settings.MEDIA_ROOT) / "releases" / release.project.slug / release.version
 
 
+def _card_write(release: Release, *, stats: dict, directory: Path) -> None:
+    """The dataset card (README.md), its charts and agreement.json. The card (and its charts)
+    in the language chosen at build, never the worker's."""
+    previous = release.previous
+    charts = card_charts(
+        funnel=stats["funnel"],
+        release_stats=stats["release"],
+        language=release.card_language or "en",
+    )
+    (directory / "charts").mkdir(exist_ok=True)
+    for name, path in CHART_FILES:
+        (directory / path).write_bytes(svg_document(charts[name]))
+    (directory / "agreement.json").write_text(
+        json.dumps(stats["agreement"], ensure_ascii=False, indent=1, sort_keys=True) + "\n",
+        encoding="utf-8",
+    )
+    with translation.override(release.card_language or "en"):
+        readme = render_card(
+            project_name=release.project.name,
+            project_description=release.project.description,
+            version=release.version,
+            license=release.license,
+            notes=release.notes,
+            filters=release.filters,
+            stats=stats,
+            previous_version=previous.version if previous else None,
+        )
+        from review.judge.release import card_section
+
+        judge = "\n".join(card_section(project=release.project))
+    readme = readme.rstrip("\n") + "\n" + judge + "\n"
+    (directory / "README.md").write_text(readme, encoding="utf-8", newline="\n")
+
+
 def release_write_files(
     *, release: Release, directory: Path, progress=None, chunk_size: int = 2000
 ) -> dict:
@@ -231,35 +265,7 @@ def release_write_files(
             logger.warning("release %s: files of %s are gone, no diff", release.pk, previous)
             stats["diff"] = None
 
-    # The card (and its charts) in the language chosen at build, never the worker's.
-    charts = card_charts(
-        funnel=stats["funnel"],
-        release_stats=stats["release"],
-        language=release.card_language or "en",
-    )
-    (directory / "charts").mkdir(exist_ok=True)
-    for name, path in CHART_FILES:
-        (directory / path).write_bytes(svg_document(charts[name]))
-    (directory / "agreement.json").write_text(
-        json.dumps(stats["agreement"], ensure_ascii=False, indent=1, sort_keys=True) + "\n",
-        encoding="utf-8",
-    )
-    with translation.override(release.card_language or "en"):
-        readme = render_card(
-            project_name=release.project.name,
-            project_description=release.project.description,
-            version=release.version,
-            license=release.license,
-            notes=release.notes,
-            filters=release.filters,
-            stats=stats,
-            previous_version=previous.version if previous else None,
-        )
-        from review.judge.release import card_section
-
-        judge = "\n".join(card_section(project=release.project))
-    readme = readme.rstrip("\n") + "\n" + judge + "\n"
-    (directory / "README.md").write_text(readme, encoding="utf-8", newline="\n")
+    _card_write(release, stats=stats, directory=directory)
 
     zip_name = release.zip_name
     names = [

@@ -28,6 +28,28 @@ CONTENT_TYPES = {
 }
 
 
+def _licence_check(form, *, sources: list[dict], default_license: str) -> list[dict]:
+    """The sources under a stricter licence than the one chosen; a form error when one of them
+    is known and the admin has not confirmed the looser licence."""
+    chosen = form.cleaned_data["license"]
+    looser = [r for r in sources if licenses.less_restrictive(chosen, r["code"])]
+    known = [r for r in looser if r["code"] != licenses.UNKNOWN]
+    if known and not form.cleaned_data["accept_license"]:
+        form.add_error(
+            "license",
+            _(
+                "%(chosen)s is less restrictive than the licence of some sources "
+                "(%(sources)s). Choose %(default)s, or confirm below."
+            )
+            % {
+                "chosen": licenses.label(chosen),
+                "sources": ", ".join(r["label"] for r in known),
+                "default": licenses.label(default_license),
+            },
+        )
+    return looser
+
+
 @login_required
 @require_http_methods(["GET", "POST"])
 def release_list(request: HttpRequest, slug: str) -> HttpResponse:
@@ -38,24 +60,11 @@ def release_list(request: HttpRequest, slug: str) -> HttpResponse:
     form = ReleaseForm(request.POST or None, choices=choices, initial={"license": default_license})
     status = 200
     if request.method == "POST":
+        looser = []
+        if form.is_valid():
+            looser = _licence_check(form, sources=sources, default_license=default_license)
         if form.is_valid():
             chosen = form.cleaned_data["license"]
-            looser = [r for r in sources if licenses.less_restrictive(chosen, r["code"])]
-            known = [r for r in looser if r["code"] != licenses.UNKNOWN]
-            if known and not form.cleaned_data["accept_license"]:
-                form.add_error(
-                    "license",
-                    _(
-                        "%(chosen)s is less restrictive than the licence of some sources "
-                        "(%(sources)s). Choose %(default)s, or confirm below."
-                    )
-                    % {
-                        "chosen": licenses.label(chosen),
-                        "sources": ", ".join(r["label"] for r in known),
-                        "default": licenses.label(default_license),
-                    },
-                )
-        if form.is_valid():
             if looser:
                 messages.warning(
                     request,

@@ -158,11 +158,8 @@ def finish_rubric_entry(entry: dict) -> None:
 # Agreement, streamed through the accumulators
 
 
-def project_agreement(*, project: Project) -> dict:
-    """Agreement statistics over the project's expert judgements, each with the items behind
-    it: rubric dimensions (ordinal, per item and round), consensus votes on the same version
-    (phrasing: binary; key: nominal) and panel decisions (nominal, per round)."""
-    pseudonyms = expert_pseudonyms()
+def _rubric_agreement(project: Project, pseudonyms) -> dict[str, Accumulator]:
+    """Per rubric dimension, the scores of each item and round, streamed in order."""
     rubric = {d: Accumulator(kind="ordinal", categories=SCORES) for d in DIMENSIONS}
     current: tuple | None = None
     unit: dict[str, dict[str, int]] = defaultdict(dict)
@@ -184,10 +181,14 @@ def project_agreement(*, project: Project) -> dict:
             current = (item_id, round_)
         unit[dimension][pseudonym(pseudonyms, expert_id)] = score
     flush_rubric()
+    return rubric
 
+
+def _consensus_agreement(project: Project, pseudonyms) -> tuple[Accumulator, Accumulator]:
+    """The consensus votes on each version: on its phrasing (binary) and its key (nominal)."""
     phrasing = Accumulator(kind="binary", categories=(False, True))
     key = Accumulator(kind="nominal", categories=OPTION_LABELS)
-    current = None
+    current: tuple | None = None
     votes_phrasing: dict[str, bool] = {}
     votes_key: dict[str, str] = {}
     for item_id, version_id, expert_id, answer, approve in (
@@ -206,9 +207,13 @@ def project_agreement(*, project: Project) -> dict:
         votes_key[rater] = answer
     phrasing.add(votes_phrasing)
     key.add(votes_key)
+    return phrasing, key
 
+
+def _panel_agreement(project: Project, pseudonyms) -> Accumulator:
+    """The panel decisions of each panel and round."""
     decisions = Accumulator(kind="nominal", categories=("accept", "revise", "discard"))
-    current = None
+    current: tuple | None = None
     by_expert: dict[str, str] = {}
     for panel_id, round_, expert_id, decision in (
         PanelDecision.objects.filter(item__project=project)
@@ -222,7 +227,17 @@ def project_agreement(*, project: Project) -> dict:
             current = (panel_id, round_)
         by_expert[pseudonym(pseudonyms, expert_id)] = decision
     decisions.add(by_expert)
+    return decisions
 
+
+def project_agreement(*, project: Project) -> dict:
+    """Agreement statistics over the project's expert judgements, each with the items behind
+    it: rubric dimensions (ordinal, per item and round), consensus votes on the same version
+    (phrasing: binary; key: nominal) and panel decisions (nominal, per round)."""
+    pseudonyms = expert_pseudonyms()
+    rubric = _rubric_agreement(project, pseudonyms)
+    phrasing, key = _consensus_agreement(project, pseudonyms)
+    decisions = _panel_agreement(project, pseudonyms)
     return {
         "rubric": {d: summary_as_dict(acc.summary()) for d, acc in rubric.items()},
         "consensus_phrasing": summary_as_dict(phrasing.summary()),
@@ -237,6 +252,26 @@ def project_agreement(*, project: Project) -> dict:
 
 def _median(values: list[int]) -> float | None:
     return statistics.median(values) if values else None
+
+
+def _judgements_per_day(*, project: Project, since) -> Counter:
+    """First-pass verdicts (not undone), panel decisions and consensus votes per day."""
+    per_day: Counter = Counter()
+    for qs in (
+        FirstPassReview.objects.exclude(state=FirstPassState.UNDONE),
+        PanelDecision.objects.all(),
+        ConsensusVote.objects.all(),
+    ):
+        for day, n in (
+            qs.filter(item__project=project, created_at__gte=since)
+            .annotate(day=TruncDate("created_at"))
+            .order_by()
+            .values("day")
+            .annotate(n=Count("id"))
+            .values_list("day", "n")
+        ):
+            per_day[day] += n
+    return per_day
 
 
 def reviewer_throughput(*, project: Project, days: int = 14) -> dict:
@@ -288,22 +323,7 @@ def reviewer_throughput(*, project: Project, days: int = 14) -> dict:
         rows.append(p)
     rows.sort(key=lambda p: (-p["total"], p["who"]))
 
-    since = timezone.now() - timedelta(days=days)
-    per_day: Counter = Counter()
-    for qs in (
-        FirstPassReview.objects.exclude(state=FirstPassState.UNDONE),
-        PanelDecision.objects.all(),
-        ConsensusVote.objects.all(),
-    ):
-        for day, n in (
-            qs.filter(item__project=project, created_at__gte=since)
-            .annotate(day=TruncDate("created_at"))
-            .order_by()
-            .values("day")
-            .annotate(n=Count("id"))
-            .values_list("day", "n")
-        ):
-            per_day[day] += n
+    per_day = _judgements_per_day(project=project, since=timezone.now() - timedelta(days=days))
     today = timezone.localdate()
     days_list = [today - timedelta(days=d) for d in range(days - 1, -1, -1)]
     return {

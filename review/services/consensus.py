@@ -79,6 +79,45 @@ def consensus_evaluate(*, item: Item, actor=None) -> str:
     return item.status
 
 
+def _vote_check(*, item: Item, expert, answer: str, approve_phrasing: bool, comment: str) -> None:
+    """Refuse a vote on an item (locked) not at consensus, an answer that is not an option, a
+    dissent without a comment, and a vote the expert may not give now."""
+    if item.status != Status.CONSENSUS:
+        raise ReviewError(_("This item is no longer waiting for consensus."))
+    if answer not in item.current_version.options:
+        raise ReviewError(_("Choose the option you hold correct."))
+    if not approve_phrasing and not comment:
+        raise ReviewError(_("Say what is wrong with the phrasing in the comment."))
+    if answer != item.current_version.answer and not comment:
+        raise ReviewError(_("Say why you hold another answer correct in the comment."))
+    if item.current_version.author_id == expert.pk:
+        raise ReviewError(_("You wrote this version; other experts must judge it."))
+    if lease_held_by_other(user=expert, item_id=item.pk, stage=Stage.CONSENSUS):
+        raise ReviewError(_("Another expert is voting on this item right now."))
+    if ConsensusVote.objects.filter(
+        item=item, version_id=item.current_version_id, expert=expert
+    ).exists() or control_answered(item_id=item.pk, reviewer=expert):
+        raise ReviewError(_("You have already voted on this version."))
+
+
+def _vote_confirmations(*, item: Item, answer: str, confirm_mismatch: bool) -> list[str]:
+    """Agreeing with a key the chain of thought does not conclude on needs `confirm_mismatch`;
+    returns the confirmations to keep with the vote."""
+    concluded = cot_concluded(version=item.current_version)
+    if answer == item.current_version.answer and concluded and concluded != answer:
+        if not confirm_mismatch:
+            raise ReviewError(
+                _(
+                    "The chain of thought concludes on %(concluded)s, not on the key "
+                    "%(key)s. Confirm (x) that the key is right, or choose another answer."
+                )
+                % {"concluded": concluded, "key": answer},
+                code="confirm_mismatch",
+            )
+        return ["mismatch"]
+    return []
+
+
 def consensus_vote(
     *,
     item: Item,
@@ -101,35 +140,16 @@ def consensus_vote(
             .select_related("current_version", "project")
             .get(pk=item.pk)
         )
-        if locked.status != Status.CONSENSUS:
-            raise ReviewError(_("This item is no longer waiting for consensus."))
-        if answer not in locked.current_version.options:
-            raise ReviewError(_("Choose the option you hold correct."))
-        if not approve_phrasing and not comment:
-            raise ReviewError(_("Say what is wrong with the phrasing in the comment."))
-        if answer != locked.current_version.answer and not comment:
-            raise ReviewError(_("Say why you hold another answer correct in the comment."))
-        if locked.current_version.author_id == expert.pk:
-            raise ReviewError(_("You wrote this version; other experts must judge it."))
-        if lease_held_by_other(user=expert, item_id=locked.pk, stage=Stage.CONSENSUS):
-            raise ReviewError(_("Another expert is voting on this item right now."))
-        if ConsensusVote.objects.filter(
-            item=locked, version_id=locked.current_version_id, expert=expert
-        ).exists() or control_answered(item_id=locked.pk, reviewer=expert):
-            raise ReviewError(_("You have already voted on this version."))
-        confirmations = []
-        concluded = cot_concluded(version=locked.current_version)
-        if answer == locked.current_version.answer and concluded and concluded != answer:
-            if not confirm_mismatch:
-                raise ReviewError(
-                    _(
-                        "The chain of thought concludes on %(concluded)s, not on the key "
-                        "%(key)s. Confirm (x) that the key is right, or choose another answer."
-                    )
-                    % {"concluded": concluded, "key": answer},
-                    code="confirm_mismatch",
-                )
-            confirmations.append("mismatch")
+        _vote_check(
+            item=locked,
+            expert=expert,
+            answer=answer,
+            approve_phrasing=approve_phrasing,
+            comment=comment,
+        )
+        confirmations = _vote_confirmations(
+            item=locked, answer=answer, confirm_mismatch=confirm_mismatch
+        )
         vote = ConsensusVote.objects.create(
             item=locked,
             version_id=locked.current_version_id,

@@ -179,6 +179,94 @@ def first_pass_skip(*, user, pk: int) -> None:
         )
 
 
+_OUTCOMES = {
+    "pass": FirstPassOutcome.PASS,
+    "fix": FirstPassOutcome.FIXED,
+    "discard": FirstPassOutcome.DISCARDED,
+}
+
+
+def _verdict_check(*, action: str, all_ones: bool, reason: str) -> str:
+    """The verdict's own consistency, before anything is read: returns its outcome."""
+    if action not in _OUTCOMES:
+        raise ReviewError(_("Choose pass, fix or discard."))
+    if action == "pass" and not all_ones:
+        raise ReviewError(_("A criterion is 0: fix the item or discard it, with a reason."))
+    if action == "discard" and all_ones:
+        raise ReviewError(_("Every criterion is 1; set the failing one to 0 to discard."))
+    if action in {"fix", "discard"} and not reason:
+        raise ReviewError(_("Say why: a fix or a discard needs a reason."))
+    return _OUTCOMES[action]
+
+
+def _item_lock_at_first_pass(item: Item) -> Item:
+    """Lock the item row for the verdict's check and write; refused unless at first pass."""
+    locked = (
+        Item.objects.select_for_update(of=("self",))
+        .select_related("current_version", "project")
+        .get(pk=item.pk)
+    )
+    if locked.status != Status.FIRST_REVIEW:
+        raise ReviewError(_("This item is no longer waiting for first-pass review."))
+    return locked
+
+
+def _pass_facts(*, item: Item, concluded: str, seconds: int) -> dict:
+    """What a pass is checked against (`first_pass_confirmations_check`), from the locked item."""
+    return {
+        "concluded": concluded,
+        "key": item.current_version.answer,
+        "seconds": seconds,
+        "minimum": item.project.min_pass_seconds,
+    }
+
+
+def _fix_data(*, fix: ContentFix | None, current: ItemVersion) -> dict:
+    """The checked fields of a fix verdict's edit."""
+    if fix is None:
+        raise ReviewError(_("A fix needs the edited item."))
+    return content_fix_check(fix=fix, current=current)
+
+
+def _lease_keep_until_effective(*, review: FirstPassReview) -> None:
+    """The lease stays with the reviewer until the submission takes effect, so nobody else is
+    handed an item whose verdict may still be undone."""
+    Lease.objects.filter(
+        item_id=review.item_id, stage=Stage.FIRST_REVIEW, holder=review.reviewer
+    ).update(expires_at=review.effective_at + timedelta(minutes=5))
+
+
+def _seconds_since_claim(*, item: Item, reviewer, now: datetime) -> int:
+    """Time on the item when the caller cannot tell: since this reviewer's claim, else 0."""
+    lease = Lease.objects.filter(item=item, stage=Stage.FIRST_REVIEW, holder=reviewer).first()
+    return int((now - lease.claimed_at).total_seconds()) if lease else 0
+
+
+def _reviewer_turn_check(*, item: Item, reviewer, now: datetime) -> None:
+    """Refuse a reviewer who may not judge the (locked) item now: someone else holds it, they
+    wrote its version, they judged it already, or it is judged and not open to a second."""
+    if lease_held_by_other(user=reviewer, item_id=item.pk, stage=Stage.FIRST_REVIEW, now=now):
+        raise ReviewError(_("Someone else is reviewing this item."))
+    if item.current_version.author_id == reviewer.pk:
+        raise ReviewError(_("You wrote this version; someone else must review it."))
+    verdicts = FirstPassReview.objects.filter(item=item).exclude(state=FirstPassState.UNDONE)
+    mine = verdicts.filter(reviewer=reviewer).values_list("state", flat=True).first()
+    if mine is not None:
+        raise _already_judged(held=mine == FirstPassState.HELD)
+    if verdicts.exists() and not double_review_open_for(item=item, reviewer=reviewer):
+        raise ReviewError(_("This item has already been reviewed."))
+
+
+def _apply_without_undo_window(review: FirstPassReview) -> FirstPassReview:
+    """With no undo window the verdict takes effect at once; returns the review as applied."""
+    first_pass_apply(review_id=review.pk)
+    # A control's review row is gone once applied (review/quality): it reads as applied.
+    applied = FirstPassReview.objects.filter(pk=review.pk).first()
+    if applied is None:
+        review.state = FirstPassState.APPLIED
+    return applied or review
+
+
 def first_pass_submit(
     *,
     item: Item,
@@ -203,64 +291,28 @@ def first_pass_submit(
     project's `min_pass_seconds` needs `confirm_fast`; both are recorded with the verdict.
     `seconds_on_item` is the time the reviewer had the item on screen; when the caller cannot
     tell (no JavaScript, an API client that does not say), it is the time since the claim.
-    The item row is locked for the check and the write.
+    The item row is locked for the check and the write. Long because its keywords and this
+    docstring are half of it; the rest is the checks under the lock, in order, and one write.
     """
     queue_check_role(user=reviewer, stage=Stage.FIRST_REVIEW)
     now = now or timezone.now()
     reason = reason.strip()
     all_ones = relevance and correctness and sufficiency
-    if action not in {"pass", "fix", "discard"}:
-        raise ReviewError(_("Choose pass, fix or discard."))
-    if action == "pass" and not all_ones:
-        raise ReviewError(_("A criterion is 0: fix the item or discard it, with a reason."))
-    if action == "discard" and all_ones:
-        raise ReviewError(_("Every criterion is 1; set the failing one to 0 to discard."))
-    if action in {"fix", "discard"} and not reason:
-        raise ReviewError(_("Say why: a fix or a discard needs a reason."))
+    outcome = _verdict_check(action=action, all_ones=all_ones, reason=reason)
     with transaction.atomic():
-        locked = (
-            Item.objects.select_for_update(of=("self",))
-            .select_related("current_version", "project")
-            .get(pk=item.pk)
-        )
-        if locked.status != Status.FIRST_REVIEW:
-            raise ReviewError(_("This item is no longer waiting for first-pass review."))
+        locked = _item_lock_at_first_pass(item)
         if seconds_on_item is None:
-            lease = Lease.objects.filter(
-                item=locked, stage=Stage.FIRST_REVIEW, holder=reviewer
-            ).first()
-            seconds_on_item = int((now - lease.claimed_at).total_seconds()) if lease else 0
+            seconds_on_item = _seconds_since_claim(item=locked, reviewer=reviewer, now=now)
         concluded = cot_concluded(version=locked.current_version)
         confirmations = []
         if action == "pass":
             confirmations = first_pass_confirmations_check(
-                concluded=concluded,
-                key=locked.current_version.answer,
-                seconds=seconds_on_item,
-                minimum=locked.project.min_pass_seconds,
+                **_pass_facts(item=locked, concluded=concluded, seconds=seconds_on_item),
                 confirm_mismatch=confirm_mismatch,
                 confirm_fast=confirm_fast,
             )
-        if lease_held_by_other(user=reviewer, item_id=locked.pk, stage=Stage.FIRST_REVIEW, now=now):
-            raise ReviewError(_("Someone else is reviewing this item."))
-        if locked.current_version.author_id == reviewer.pk:
-            raise ReviewError(_("You wrote this version; someone else must review it."))
-        verdicts = FirstPassReview.objects.filter(item=locked).exclude(state=FirstPassState.UNDONE)
-        mine = verdicts.filter(reviewer=reviewer).values_list("state", flat=True).first()
-        if mine is not None:
-            raise _already_judged(held=mine == FirstPassState.HELD)
-        if verdicts.exists() and not double_review_open_for(item=locked, reviewer=reviewer):
-            raise ReviewError(_("This item has already been reviewed."))
-        fix_data = {}
-        if action == "fix":
-            if fix is None:
-                raise ReviewError(_("A fix needs the edited item."))
-            fix_data = content_fix_check(fix=fix, current=locked.current_version)
-        outcome = {
-            "pass": FirstPassOutcome.PASS,
-            "fix": FirstPassOutcome.FIXED,
-            "discard": FirstPassOutcome.DISCARDED,
-        }[action]
+        _reviewer_turn_check(item=locked, reviewer=reviewer, now=now)
+        fix_data = _fix_data(fix=fix, current=locked.current_version) if action == "fix" else {}
         review = FirstPassReview.objects.create(
             item=locked,
             version=locked.current_version,
@@ -277,19 +329,44 @@ def first_pass_submit(
             cot_concluded=concluded,
             effective_at=now + timedelta(seconds=undo_seconds()),
         )
-        # The lease stays with the reviewer until the submission takes effect, so nobody
-        # else is handed an item whose verdict may still be undone.
-        Lease.objects.filter(item=locked, stage=Stage.FIRST_REVIEW, holder=reviewer).update(
-            expires_at=review.effective_at + timedelta(minutes=5)
-        )
+        _lease_keep_until_effective(review=review)
     if undo_seconds() <= 0:
-        first_pass_apply(review_id=review.pk)
-        # A control's review row is gone once applied (review/quality): it reads as applied.
-        applied = FirstPassReview.objects.filter(pk=review.pk).first()
-        if applied is None:
-            review.state = FirstPassState.APPLIED
-        review = applied or review
+        review = _apply_without_undo_window(review)
     return review
+
+
+def _fix_version_create(*, review: FirstPassReview, item: Item) -> ItemVersion:
+    """The content version a fix verdict's edit becomes, authored by its reviewer."""
+    return item_version_create(
+        item=item,
+        author_kind=AuthorKind.HUMAN,
+        author=review.reviewer,
+        reason=review.reason,
+        stem=review.fix["stem"],
+        options=review.fix["options"],
+        answer=review.fix["answer"],
+        cot=review.fix["cot"],
+        marks_modified=True,
+    )
+
+
+def _pass_as_consensus_vote(*, review: FirstPassReview, item: Item) -> None:
+    """An expert's pass counts as their consensus vote where the project says so."""
+    if (
+        review.outcome == FirstPassOutcome.PASS
+        and item.project.first_pass_counts_for_consensus
+        and has_role(review.reviewer, EXPERT)
+    ):
+        ConsensusVote.objects.get_or_create(
+            item=item,
+            version_id=review.version_id,
+            expert=review.reviewer,
+            defaults={
+                "answer": item.current_version.answer,
+                "approve_phrasing": True,
+                "source": ConsensusVote.Source.FIRST_PASS,
+            },
+        )
 
 
 def first_pass_apply(*, review_id: int) -> bool:
@@ -314,17 +391,7 @@ def first_pass_apply(*, review_id: int) -> bool:
         reviewer = review.reviewer
         fix_version = None
         if review.outcome == FirstPassOutcome.FIXED:
-            fix_version = item_version_create(
-                item=item,
-                author_kind=AuthorKind.HUMAN,
-                author=reviewer,
-                reason=review.reason,
-                stem=review.fix["stem"],
-                options=review.fix["options"],
-                answer=review.fix["answer"],
-                cot=review.fix["cot"],
-                marks_modified=True,
-            )
+            fix_version = _fix_version_create(review=review, item=item)
         target = (
             Status.DISCARDED if review.outcome == FirstPassOutcome.DISCARDED else Status.REANSWERING
         )
@@ -344,21 +411,7 @@ def first_pass_apply(*, review_id: int) -> bool:
             state=FirstPassState.APPLIED, applied_at=timezone.now(), fix_version=fix_version
         )
         Lease.objects.filter(item=item, stage=Stage.FIRST_REVIEW).delete()
-        if (
-            review.outcome == FirstPassOutcome.PASS
-            and item.project.first_pass_counts_for_consensus
-            and has_role(reviewer, EXPERT)
-        ):
-            ConsensusVote.objects.get_or_create(
-                item=item,
-                version_id=review.version_id,
-                expert=reviewer,
-                defaults={
-                    "answer": item.current_version.answer,
-                    "approve_phrasing": True,
-                    "source": ConsensusVote.Source.FIRST_PASS,
-                },
-            )
+        _pass_as_consensus_vote(review=review, item=item)
         if target == Status.REANSWERING:
             reanswer_start(item_ids=[item.pk])
     return True

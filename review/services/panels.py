@@ -262,6 +262,43 @@ def _member(panel: Panel, expert) -> PanelMembership:
     return membership
 
 
+def _scoring_check(
+    *, scores: dict[str, int], decision: str, comment: str, first_wrong_step: int | None
+) -> None:
+    """The submission's own consistency, before anything is read."""
+    if set(scores) != set(RubricDimension.values):
+        raise ReviewError(_("Score all five dimensions."), code="scores")
+    if any(score not in (0, 1, 2) for score in scores.values()):
+        raise ReviewError(_("Scores are 0, 1 or 2."), code="scores")
+    if decision not in Decision.values:
+        raise ReviewError(_("Choose accept, revise or discard."), code="decision")
+    if decision != Decision.ACCEPT and not comment:
+        raise ReviewError(
+            _("Say why in the comment: revise and discard need a reason."), code="comment"
+        )
+    if first_wrong_step is not None and first_wrong_step < 1:
+        raise ReviewError(_("Steps are numbered from 1."), code="first_wrong_step")
+
+
+def _scores_store(*, item: Item, panel: Panel, expert, scores: dict[str, int]) -> None:
+    """The expert's five rubric scores for this round, with the guide they read."""
+    guide = rubric_guide_current()  # the one this expert reads, in their language
+    RubricScore.objects.bulk_create(
+        [
+            RubricScore(
+                item=item,
+                version_id=item.current_version_id,
+                expert=expert,
+                round=panel.round,
+                dimension=dimension,
+                score=score,
+                guide=guide,
+            )
+            for dimension, score in scores.items()
+        ]
+    )
+
+
 def panel_submit(
     *,
     item: Item,
@@ -274,19 +311,10 @@ def panel_submit(
     seconds_on_item: int = 0,
 ) -> PanelDecision:
     """An expert's scores and decision for the panel's current round."""
-    if set(scores) != set(RubricDimension.values):
-        raise ReviewError(_("Score all five dimensions."), code="scores")
-    if any(score not in (0, 1, 2) for score in scores.values()):
-        raise ReviewError(_("Scores are 0, 1 or 2."), code="scores")
-    if decision not in Decision.values:
-        raise ReviewError(_("Choose accept, revise or discard."), code="decision")
     comment = comment.strip()
-    if decision != Decision.ACCEPT and not comment:
-        raise ReviewError(
-            _("Say why in the comment: revise and discard need a reason."), code="comment"
-        )
-    if first_wrong_step is not None and first_wrong_step < 1:
-        raise ReviewError(_("Steps are numbered from 1."), code="first_wrong_step")
+    _scoring_check(
+        scores=scores, decision=decision, comment=comment, first_wrong_step=first_wrong_step
+    )
     with transaction.atomic():
         locked = _lock(item)
         panel = Panel.objects.select_for_update().filter(item=locked).first()
@@ -301,21 +329,7 @@ def panel_submit(
             raise ReviewError(_("Choose the option you hold correct."), code="answer")
         if panel.decisions.filter(expert=expert, round=panel.round).exists():
             raise ReviewError(_("You have already scored this round."))
-        guide = rubric_guide_current()  # the one this expert reads, in their language
-        RubricScore.objects.bulk_create(
-            [
-                RubricScore(
-                    item=locked,
-                    version_id=locked.current_version_id,
-                    expert=expert,
-                    round=panel.round,
-                    dimension=dimension,
-                    score=score,
-                    guide=guide,
-                )
-                for dimension, score in scores.items()
-            ]
-        )
+        _scores_store(item=locked, panel=panel, expert=expert, scores=scores)
         result = PanelDecision.objects.create(
             panel=panel,
             item=locked,
@@ -409,6 +423,27 @@ def panel_request_regeneration(*, item: Item, expert, guidance: str) -> Panel:
     return panel
 
 
+def _expert_add(panel: Panel, item: Item, *, expert, admin) -> None:
+    """An admin adds an eligible expert to the panel, which scores again if it was waiting
+    for an admin."""
+    if expert is None or not has_role(expert, EXPERT):
+        raise ReviewError(_("Choose an expert to add."))
+    members = set(panel.memberships.values_list("expert_id", flat=True))
+    allowed = {u.pk for u in panel_candidates(item=item, exclude_ids=members)}
+    if expert.pk not in allowed:
+        raise ReviewError(_("That expert cannot join this panel."))
+    PanelMembership.objects.create(
+        panel=panel,
+        expert=expert,
+        why=PanelMembership.Why.ADJUDICATION,
+        joined_round=panel.round,
+        added_by=admin,
+    )
+    if panel.state == PanelState.ADJUDICATION:
+        panel.state = PanelState.SCORING
+        panel.save(update_fields=["state"])
+
+
 def adjudication_decide(
     *, item: Item, admin, outcome: str, reason: str, expert=None
 ) -> Adjudication:
@@ -449,22 +484,7 @@ def adjudication_decide(
                 raise ReviewError(_("This panel has had its last round."))
             _new_round(panel, locked, actor=admin, reason=reason)
         else:
-            if expert is None or not has_role(expert, EXPERT):
-                raise ReviewError(_("Choose an expert to add."))
-            members = set(panel.memberships.values_list("expert_id", flat=True))
-            allowed = {u.pk for u in panel_candidates(item=locked, exclude_ids=members)}
-            if expert.pk not in allowed:
-                raise ReviewError(_("That expert cannot join this panel."))
-            PanelMembership.objects.create(
-                panel=panel,
-                expert=expert,
-                why=PanelMembership.Why.ADJUDICATION,
-                joined_round=panel.round,
-                added_by=admin,
-            )
-            if panel.state == PanelState.ADJUDICATION:
-                panel.state = PanelState.SCORING
-                panel.save(update_fields=["state"])
+            _expert_add(panel, locked, expert=expert, admin=admin)
             data["expert"] = expert.pk
         record = Adjudication.objects.create(
             item=locked, admin=admin, outcome=outcome, reason=reason, data=data

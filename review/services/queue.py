@@ -56,6 +56,8 @@ def _probe_sql(
     Eligible: in the stage; no live lease (anyone's, the caller's own included); current
     version not written by the caller; not already reviewed (first pass) or voted on
     (consensus) by the caller, and no first-pass verdict still held in its undo window.
+    Long because it builds one statement whose placeholders and parameters must stay in the
+    same order: each condition appends its clause and its values side by side.
     """
     item = Item._meta.db_table
     params: list = [stage]

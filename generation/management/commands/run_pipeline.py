@@ -77,6 +77,26 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **opts):
+        run = self._start(opts)
+        totals = selectors.run_totals(run=run)
+        self.stdout.write(
+            f"Run #{run.pk} on {run.project.slug}: {totals.total} jobs, "
+            f"endpoint {run.profile.name}" + (" (simulated)" if run.profile.simulated else "")
+        )
+        if run.message:
+            self.stdout.write(run.message)
+        if not opts["wait"]:
+            return
+        threshold = opts["min_yield"]
+        if threshold is None:
+            threshold = selectors.min_yield()
+        totals = self._watch(run, threshold=threshold, interval=opts["interval"])
+        if totals is not None:
+            self._report(run, totals=totals, threshold=threshold)
+
+    def _start(self, opts) -> Run:
+        """The run the options ask for, started; a clear error for an unknown project or
+        profile, or a run that cannot start."""
         project = Project.objects.filter(slug=opts["project"]).first()
         if project is None:
             raise CommandError(f"No project with slug {opts['project']!r}")
@@ -87,23 +107,15 @@ class Command(BaseCommand):
                 names = ", ".join(LLMProfile.objects.values_list("name", flat=True)) or "none"
                 raise CommandError(f"No LLM profile {opts['profile']!r} (profiles: {names})")
         try:
-            run = run_start(
+            return run_start(
                 project=project, stage=opts["stage"], profile=profile, limit=opts["limit"]
             )
         except GenerationError as exc:
             raise CommandError(str(exc)) from exc
-        totals = selectors.run_totals(run=run)
-        self.stdout.write(
-            f"Run #{run.pk} on {project.slug}: {totals.total} jobs, endpoint {run.profile.name}"
-            + (" (simulated)" if run.profile.simulated else "")
-        )
-        if run.message:
-            self.stdout.write(run.message)
-        if not opts["wait"]:
-            return
-        threshold = opts["min_yield"]
-        if threshold is None:
-            threshold = selectors.min_yield()
+
+    def _watch(self, run: Run, *, threshold: float, interval: float):
+        """Print the run's progress until it ends (on one rewritten line on a terminal); returns
+        its last totals, or None if the watcher was interrupted."""
         tty = sys.stdout.isatty()
         last = ""
         try:
@@ -123,12 +135,17 @@ class Command(BaseCommand):
                 if run.state == Run.State.PAUSED and run.message:
                     self.stdout.write("")
                     raise CommandError(run.message)
-                time.sleep(opts["interval"])
+                time.sleep(interval)
         except KeyboardInterrupt:
             self.stdout.write("\nStopped watching; the run goes on in the workers.")
-            return
+            return None
         if tty:
             self.stdout.write("")
+        return totals
+
+    def _report(self, run: Run, *, totals, threshold: float) -> None:
+        """The finished run's calls, cost and latency, then its yield by stage; an error if a
+        stage fell short of the threshold."""
         stats = selectors.run_stats(run=run)
         self.stdout.write(
             f"{stats.calls} calls, {stats.prompt_tokens}+{stats.completion_tokens} tokens, "

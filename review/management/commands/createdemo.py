@@ -80,27 +80,7 @@ class Command(BaseCommand):
                 )
             )
         else:
-            for relative, fmt, limit in DEMO_FILES:
-                path = data_dir / relative
-                if not path.exists():
-                    self.stderr.write(self.style.WARNING(f"missing {path}, skipped"))
-                    continue
-                data = path.read_bytes()
-                if not opts["full"]:
-                    data = _first_records(data, limit, header=fmt.endswith("csv"))
-                result = seed_file_import(
-                    project=project,
-                    data=data,
-                    file_name=path.name,
-                    options=ImportOptions(
-                        format=fmt,
-                        file_name=path.name,
-                        # MedQA is MIT (Jin et al. 2021); CMMLU is CC BY-NC-SA 4.0 (Li et al.).
-                        license="mit" if fmt.startswith("medqa") else "cc-by-nc-sa-4.0",
-                    ),
-                )
-                if not result.ok:
-                    self.stderr.write(self.style.ERROR(f"{path.name}: {result.errors[:3]}"))
+            self._files_import(project, data_dir=data_dir, full=opts["full"])
             controls = _seed_controls(project)
             if controls:
                 self.stdout.write(f"Seeded {controls} control items (review/quality).")
@@ -109,6 +89,31 @@ class Command(BaseCommand):
         self.stdout.write(f"Demo logins (password for all: {DEMO_PASSWORD}):")
         for username, roles, name, _specialties in DEMO_PEOPLE:
             self.stdout.write(f"  {username:<10} {', '.join(roles):<9} {name}")
+
+    def _files_import(self, project, *, data_dir: Path, full: bool) -> None:
+        """Import each demo file found (its first records unless `full`), reporting the
+        missing ones and the first errors of each."""
+        for relative, fmt, limit in DEMO_FILES:
+            path = data_dir / relative
+            if not path.exists():
+                self.stderr.write(self.style.WARNING(f"missing {path}, skipped"))
+                continue
+            data = path.read_bytes()
+            if not full:
+                data = _first_records(data, limit, header=fmt.endswith("csv"))
+            result = seed_file_import(
+                project=project,
+                data=data,
+                file_name=path.name,
+                options=ImportOptions(
+                    format=fmt,
+                    file_name=path.name,
+                    # MedQA is MIT (Jin et al. 2021); CMMLU is CC BY-NC-SA 4.0 (Li et al.).
+                    license="mit" if fmt.startswith("medqa") else "cc-by-nc-sa-4.0",
+                ),
+            )
+            if not result.ok:
+                self.stderr.write(self.style.ERROR(f"{path.name}: {result.errors[:3]}"))
 
 
 def _first_records(data: bytes, limit: int, *, header: bool) -> bytes:

@@ -26,7 +26,8 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 from django.utils.translation import gettext as _
 
-from medcot.models import Event, Item, Project
+from medcot.lifecycle import Status
+from medcot.models import AuthorKind, Event, Item, ItemKind, Project
 from medcot.services import item_version_create
 from review.models import ConsensusVote, FirstPassReview, FirstPassState, Lease, Stage
 from review.quality.aggregation import wilson_interval
@@ -143,8 +144,45 @@ def _copy_item(*, source: Item, stage: str, content: dict) -> Item:
     # A seed is its own family (as every imported seed is); a variant keeps its seed's family.
     copy.family_id = copy.pk if source.family_id in (None, source.pk) else source.family_id
     Item.objects.filter(pk=copy.pk).update(family_id=copy.family_id)
-    item_version_create(item=copy, author_kind="llm", reason="", **content)
+    _versions_like_real(copy=copy, content=content)
     return copy
+
+
+def _version_authors(*, project_id: int, kind: str) -> list[str]:
+    """Who wrote each version of a real item of this kind as it reaches review, read off the
+    project's newest such item that nobody has edited (a seed: imported, then the model's chain
+    of thought), so a control shows the same version number and history; a seed's usual two
+    when the project has none."""
+    real = (
+        Item.objects.filter(project_id=project_id, kind=kind, control__isnull=True)
+        .exclude(status__in=(Status.IMPORTED, Status.GENERATING))
+        .exclude(current_version=None)
+        .exclude(versions__author_kind__in=(AuthorKind.HUMAN, AuthorKind.LLM_GUIDED))
+        .order_by("-id")
+        .first()
+    )
+    if real is not None:
+        return list(real.versions.order_by("number").values_list("author_kind", flat=True))
+    return [AuthorKind.IMPORT, AuthorKind.LLM] if kind == ItemKind.SEED else [AuthorKind.LLM]
+
+
+def _versions_like_real(*, copy: Item, content: dict) -> None:
+    """Write the copy's content as the versions a real item of its kind shows in review: an
+    imported version carries the question without the chain of thought, the last one all of it.
+    A control reviewed at "v1" among items at "v2" would give itself away."""
+    authors = _version_authors(project_id=copy.project_id, kind=copy.kind)
+    for number, author_kind in enumerate(authors, start=1):
+        last = number == len(authors)
+        version = (
+            dict(content)
+            if last or author_kind != AuthorKind.IMPORT
+            else content
+            | {
+                "cot": "",
+                "reasoning": "",
+            }
+        )
+        item_version_create(item=copy, author_kind=author_kind, reason="", **version)
 
 
 def control_create_from_item(
@@ -217,15 +255,13 @@ def control_create_from_record(
         )
         Item.objects.filter(pk=copy.pk).update(family_id=copy.pk)
         copy.family_id = copy.pk
-        item_version_create(
-            item=copy,
-            author_kind="llm",
-            reason="",
-            stem=record.stem,
-            options=record.options,
-            answer=record.answer,
-            cot=getattr(record, "cot", "") or "",
-        )
+        content = {
+            "stem": record.stem,
+            "options": record.options,
+            "answer": record.answer,
+            "cot": getattr(record, "cot", "") or "",
+        }
+        _versions_like_real(copy=copy, content=content)
         return ControlItem.objects.create(
             project=project,
             item=copy,

@@ -289,3 +289,27 @@ def _without_ids(body):
     if isinstance(body, dict):
         return {k: _without_ids(v) for k, v in body.items() if k != "id"}
     return body
+
+
+# --- The version history ---------------------------------------------------------------------
+
+
+def test_a_control_shows_the_version_history_of_a_real_item_of_its_kind(project, admin_user):
+    """A seed reaches review as "v2" (imported, then the model's chain of thought): a control
+    copied from an item a reviewer fixed (v3, by a person) still reads as v2, with the imported
+    version holding no chain of thought, as a real seed's does."""
+    from medcot.services import item_version_create
+    from review.quality.controls import control_create_from_item
+
+    real = ItemFactory(project=project, status=Status.FIRST_REVIEW, version__cot="")
+    item_version_create(item=real, author_kind="llm", reason="", cot="1. Because.")
+    source = ItemFactory(project=project, status=Status.APPROVED)
+    item_version_create(item=source, author_kind="human", reason="fixed", cot="1. Fixed.")
+    expected = list(real.versions.order_by("number").values_list("author_kind", flat=True))
+    assert expected == ["import", "llm"]
+
+    copy = control_create_from_item(admin=admin_user, item=source).item
+    versions = list(copy.versions.order_by("number"))
+    assert [v.author_kind for v in versions] == expected
+    assert versions[0].cot == "" and versions[-1].cot == "1. Fixed."
+    assert copy.current_version.number == real.current_version.number == 2

@@ -159,10 +159,12 @@ def panel_waiting_query(
 
 
 def panel_waiting_specialties() -> list[str]:
-    """The specialties of items waiting for a panel, for the filter."""
+    """The specialties of items waiting for a panel, for the filter, each once (no ordering in
+    the query: the model's default `id` would make DISTINCT keep one row per item)."""
     return sorted(
         Item.objects.filter(status=Status.PANEL)
         .exclude(specialty="")
+        .order_by()
         .values_list("specialty", flat=True)
         .distinct()
     )

@@ -115,3 +115,12 @@ def test_a_deadlock_names_the_split_and_why_no_expert_was_added(
     reason = panel_deadlock_reason(panel=panel, item=item)
     assert "1 expert: accept with key A" in reason and "1 expert: discard" in reason
     assert "no other eligible expert" in reason
+
+
+def test_the_specialty_filter_lists_each_waiting_specialty_once(make_item):
+    from review.selectors import panel_waiting_specialties
+
+    for specialty in ("Cardiology", "Cardiology", "Neurology", "Cardiology", ""):
+        make_item(status=Status.PANEL, specialty=specialty)
+    make_item(status=Status.CONSENSUS, specialty="Virology")
+    assert panel_waiting_specialties() == ["Cardiology", "Neurology"]

@@ -62,6 +62,18 @@ def _clear_cache():
     candidate_keys.clear()
 
 
+@pytest.fixture(autouse=True)
+def _default_language():
+    """Every test starts in the default language: a Chinese request through the test client
+    leaves Chinese active in the thread (LocaleMiddleware activates, nothing deactivates), and a
+    later test would otherwise read its words in whatever language the test before it left."""
+    from django.utils import translation
+
+    translation.activate(settings.LANGUAGE_CODE)
+    yield
+    translation.activate(settings.LANGUAGE_CODE)
+
+
 @pytest.fixture
 def eager_celery():
     """Run tasks in the calling thread. Set on the Celery app itself: once anything has read
